@@ -1,0 +1,11 @@
+"""The Functions app: a registry of blueprints, nothing else.
+
+Every trigger lives in ``shared/triggers``; every SDK client is built in ``shared/services``.
+"""
+
+import azure.functions as func
+
+from shared.triggers.http_api import bp as http_api
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(http_api)

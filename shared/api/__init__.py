@@ -1,0 +1,1 @@
+"""The HTTP API edge: request parsing, problem details, the OpenAPI document."""

@@ -1,0 +1,210 @@
+"""Request parsing and response shaping for the HTTP triggers.
+
+Errors become RFC 9457 problem details here, and only here: the rest of the code raises the
+documented ``shared.errors`` hierarchy. Problem bodies name fields and allowed values; they never
+echo what was sent (a body may hold a credential).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from shared.errors import (
+    ConfigurationError,
+    ConflictError,
+    ExternalServiceError,
+    FieldProblem,
+    NotFoundError,
+    PayloadTooLargeError,
+    RotatorError,
+    ValidationError,
+)
+
+if TYPE_CHECKING:
+    import azure.functions as func
+
+logger = logging.getLogger("rotator.api")
+
+MAX_BODY_BYTES = 64 * 1024
+PAGE_SIZE = (1, 100)
+DEFAULT_PAGE_SIZE = 25
+PROBLEM_BASE = "https://github.com/entra-secret-rotator/problems/"
+
+Handler = Callable[["func.HttpRequest"], Awaitable["func.HttpResponse"]]
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> func.HttpResponse:
+    import azure.functions as func
+
+    return func.HttpResponse(
+        json.dumps(body, separators=(",", ":")),
+        status_code=status,
+        headers=headers,
+        mimetype="application/json",
+        charset="utf-8",
+    )
+
+
+def problem_response(
+    status: int, title: str, detail: str, problem_type: str, errors: list[FieldProblem] | None = None
+) -> func.HttpResponse:
+    import azure.functions as func
+
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + problem_type,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = [problem.as_dict() for problem in errors]
+    return func.HttpResponse(
+        json.dumps(body, separators=(",", ":")),
+        status_code=status,
+        mimetype="application/problem+json",
+        charset="utf-8",
+    )
+
+
+def error_to_response(error: Exception) -> func.HttpResponse:
+    """The one mapping from our error hierarchy to HTTP status codes."""
+    from shared.registry import PreconditionFailed
+
+    if isinstance(error, ValidationError):
+        return problem_response(400, "Invalid request", error.message, "validation", error.problems)
+    if isinstance(error, NotFoundError):
+        return problem_response(404, "Not found", error.message, "not-found")
+    if isinstance(error, PreconditionFailed):
+        return problem_response(412, "Precondition failed", error.message, "precondition-failed")
+    if isinstance(error, ConflictError):
+        detail = error.message
+        rotation_id = error.context.get("rotation_id")
+        if rotation_id:
+            detail += f" (rotationId {rotation_id})"
+        return problem_response(409, "Conflict", detail, "conflict")
+    if isinstance(error, PayloadTooLargeError):
+        return problem_response(413, "Payload too large", error.message, "payload-too-large")
+    if isinstance(error, ExternalServiceError):
+        logger.warning("dependency failed: %s", error)
+        return problem_response(
+            502, "Dependency failed", f"{error.service} answered with an error", "dependency-failed"
+        )
+    error_id = str(uuid.uuid4())
+    if isinstance(error, ConfigurationError):
+        logger.error("configuration error %s: %s", error_id, error)
+        return problem_response(500, "Configuration error", error.message, "configuration")
+    # Log the type and our own message only: exception text from an SDK could quote a request.
+    logger.error(
+        "unexpected error %s: %s", error_id, type(error).__name__, exc_info=isinstance(error, RotatorError)
+    )
+    return problem_response(
+        500, "Internal error", f"Unexpected error; reference {error_id} in the logs", "internal"
+    )
+
+
+def handle_errors(handler: Handler) -> Handler:
+    """Wrap an HTTP trigger so every error leaves as problem details."""
+
+    # functools.wraps keeps the signature and annotations the Functions worker inspects.
+    @functools.wraps(handler)
+    async def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        try:
+            return await handler(req)
+        except Exception as error:  # noqa: BLE001 - the API edge maps every error
+            return error_to_response(error)
+
+    return wrapper
+
+
+def read_json(req: func.HttpRequest, *, required: bool = True) -> Any:
+    body = req.get_body() or b""
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadTooLargeError(f"The request body must be at most {MAX_BODY_BYTES} bytes")
+    if not body.strip():
+        if required:
+            raise ValidationError(
+                "A JSON body is required", [FieldProblem("body", "is empty", "a JSON object")]
+            )
+        return {}
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        line = getattr(error, "lineno", None)
+        where = f" at line {line}, column {getattr(error, 'colno', '?')}" if line else ""
+        raise ValidationError(
+            "The request body is not valid JSON",
+            [FieldProblem("body", f"is not valid JSON{where}", "a JSON object")],
+        ) from None
+
+
+def parse_model(model: type[Any], data: Any) -> Any:
+    """Validate ``data`` into ``model``; every problem names its field and what is allowed."""
+    from pydantic import ValidationError as PydanticValidationError
+
+    if not isinstance(data, dict):
+        raise ValidationError(
+            "The request body must be a JSON object",
+            [FieldProblem("body", "is not an object", "a JSON object")],
+        )
+    try:
+        # JSON mode: strict about types (no "21" for 21) yet reads GUIDs and dates from strings.
+        return model.model_validate_json(json.dumps(data))
+    except PydanticValidationError as error:
+        raise ValidationError(
+            "The request has invalid fields", [_field_problem(item) for item in error.errors()]
+        ) from None
+
+
+def _field_problem(item: Any) -> FieldProblem:
+    # Drop discriminator tags from the location: integrations.0.keyVault.vaultUrl -> integrations.0.vaultUrl
+    from shared.domain.models import INTEGRATION_KINDS
+
+    parts = [str(part) for part in item["loc"] if str(part) not in INTEGRATION_KINDS]
+    ctx = item.get("ctx") or {}
+    if ctx.get("field"):  # a check across fields names the one to fix
+        parts.append(str(ctx["field"]))
+    field = ".".join(parts) or "body"
+    kind = item["type"]
+    allowed = ctx.get("allowed") or ctx.get("expected")
+    if kind == "union_tag_invalid" or kind == "union_tag_not_found":
+        field = ".".join([*parts, "kind"])
+        allowed = ", ".join(INTEGRATION_KINDS)
+        return FieldProblem(field, "is not a known integration kind", allowed)
+    if kind == "extra_forbidden":
+        return FieldProblem(field, "is not a known field", None)
+    if kind == "missing":
+        return FieldProblem(field, "is required", allowed)
+    if kind in ("too_long", "too_short"):
+        low, high = ctx.get("min_length"), ctx.get("max_length")
+        allowed = f"{low if low is not None else 0} to {high} items" if high is not None else f"at least {low} items"
+        return FieldProblem(field, "has the wrong number of items", allowed)
+    message = item["msg"]
+    if kind in ("range", "pattern") and ctx.get("allowed"):
+        message = f"must be {ctx['allowed']}" if kind == "pattern" else f"must be a whole number from {ctx['allowed']}"
+    return FieldProblem(field, message, str(allowed) if allowed is not None else None)
+
+
+def page_params(req: func.HttpRequest) -> tuple[int, str | None]:
+    raw = req.params.get("pageSize")
+    page_size = DEFAULT_PAGE_SIZE
+    if raw is not None:
+        low, high = PAGE_SIZE
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise ValidationError(
+                "Invalid pageSize",
+                [FieldProblem("pageSize", "must be a whole number", f"{low} to {high}")],
+            )
+        page_size = int(raw)
+    return page_size, req.params.get("continuationToken") or None
+
+
+def header(req: func.HttpRequest, name: str) -> str | None:
+    value = req.headers.get(name)
+    return value.strip() if value else None

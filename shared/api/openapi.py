@@ -1,0 +1,286 @@
+"""The OpenAPI 3.1 document of the HTTP API, served at ``/api/openapi.json``.
+
+Schemas come from the same pydantic models that validate requests, so they cannot drift; a test
+checks that the paths and methods here are exactly the routes the app registers.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from shared.api.http import DEFAULT_PAGE_SIZE, PAGE_SIZE
+
+API_PREFIX = "/api"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/problem+json": {"schema": _ref("Problem")}}}
+
+
+APP_ID = {
+    "name": "appId",
+    "in": "path",
+    "required": True,
+    "description": "The Entra application's client (app) id.",
+    "schema": {"type": "string", "format": "uuid"},
+}
+PAGING = [
+    {
+        "name": "pageSize",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": PAGE_SIZE[0], "maximum": PAGE_SIZE[1], "default": DEFAULT_PAGE_SIZE},
+    },
+    {
+        "name": "continuationToken",
+        "in": "query",
+        "description": "Opaque token from the previous page.",
+        "schema": {"type": "string"},
+    },
+]
+IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "description": "ETag from a previous read; the write fails with 412 if the resource changed since.",
+    "schema": {"type": "string"},
+}
+COMMON_ERRORS = {
+    "400": _problem("Invalid input; `errors` names each field and what is allowed."),
+    "401": {"description": "Missing or invalid function key (`x-functions-key` header or `code` query)."},
+    "404": _problem("The application is not registered."),
+}
+
+
+def _paths() -> dict[str, Any]:
+    return {
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "summary": "Liveness probe",
+                "security": [],
+                "responses": {"200": _json({"type": "object"}, "The app is up.")},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": _json({"type": "object"}, "The OpenAPI 3.1 document.")},
+            }
+        },
+        "/applications": {
+            "get": {
+                "operationId": "listApplications",
+                "summary": "List registered applications with their secret metadata",
+                "parameters": PAGING,
+                "responses": {
+                    "200": _json(_ref("ApplicationPage"), "A page of applications."),
+                    "400": COMMON_ERRORS["400"],
+                    "401": COMMON_ERRORS["401"],
+                },
+            }
+        },
+        "/applications/{appId}": {
+            "parameters": [APP_ID],
+            "get": {
+                "operationId": "getApplication",
+                "summary": "Get an application's registration, settings and status",
+                "responses": {
+                    "200": _json(_ref("Application"), "The application; its ETag is in the ETag header."),
+                    **COMMON_ERRORS,
+                },
+            },
+            "put": {
+                "operationId": "putApplication",
+                "summary": "Create or replace an application's registration and rotation settings",
+                "description": "Status is kept on replace. `status`, `etag`, `createdAt` and "
+                "`updatedAt` in the body are ignored, so a GET body can be edited and sent back.",
+                "parameters": [
+                    IF_MATCH,
+                    {
+                        "name": "If-None-Match",
+                        "in": "header",
+                        "description": "`*` to create only (412 if it exists).",
+                        "schema": {"type": "string", "enum": ["*"]},
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("ApplicationConfig")}},
+                },
+                "responses": {
+                    "200": _json(_ref("Application"), "Replaced."),
+                    "201": _json(_ref("Application"), "Created."),
+                    "400": COMMON_ERRORS["400"],
+                    "401": COMMON_ERRORS["401"],
+                    "412": _problem("If-Match did not hold (the application changed) or If-None-Match: * and it exists."),
+                    "413": _problem("Body larger than 64 KiB."),
+                },
+            },
+            "delete": {
+                "operationId": "deleteApplication",
+                "summary": "Remove an application's registration (its rotation log is kept)",
+                "parameters": [IF_MATCH],
+                "responses": {
+                    "204": {"description": "Deleted."},
+                    **COMMON_ERRORS,
+                    "409": _problem("A rotation is in progress."),
+                    "412": _problem("If-Match did not hold."),
+                },
+            },
+        },
+        "/applications/{appId}/log": {
+            "parameters": [APP_ID],
+            "get": {
+                "operationId": "getRotationLog",
+                "summary": "The application's rotation log, newest first",
+                "parameters": PAGING,
+                "responses": {"200": _json(_ref("RotationLogPage"), "A page of log entries."), **COMMON_ERRORS},
+            },
+        },
+        "/applications/{appId}/refresh": {
+            "parameters": [APP_ID],
+            "post": {
+                "operationId": "refreshSecret",
+                "summary": "Rotate the secret now (manual refresh)",
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": _ref("RefreshRequest")}},
+                },
+                "responses": {
+                    "202": _json(_ref("RefreshAccepted"), "Queued; follow the log for progress."),
+                    **COMMON_ERRORS,
+                    "409": _problem("The application is Disabled or a rotation is already in progress."),
+                },
+            },
+        },
+    }
+
+
+def _schemas() -> dict[str, Any]:
+    from pydantic.json_schema import models_json_schema
+
+    from shared.domain.models import (
+        ApplicationConfig,
+        ApplicationStatus,
+        RefreshRequest,
+        RotationLogEntry,
+    )
+
+    _, top = models_json_schema(
+        [
+            (ApplicationConfig, "validation"),
+            (ApplicationStatus, "serialization"),
+            (RotationLogEntry, "serialization"),
+            (RefreshRequest, "validation"),
+        ],
+        by_alias=True,
+        ref_template="#/components/schemas/{model}",
+    )
+    schemas: dict[str, Any] = dict(top.get("$defs", {}))
+    schemas["Application"] = {
+        "allOf": [
+            _ref("ApplicationConfig"),
+            {
+                "type": "object",
+                "properties": {
+                    "status": _ref("ApplicationStatus"),
+                    "etag": {"type": "string"},
+                    "createdAt": {"type": "string", "format": "date-time"},
+                    "updatedAt": {"type": "string", "format": "date-time"},
+                },
+            },
+        ]
+    }
+    schemas["ApplicationSummary"] = {
+        "type": "object",
+        "properties": {
+            "appId": {"type": "string", "format": "uuid"},
+            "objectId": {"type": "string", "format": "uuid"},
+            "displayName": {"type": "string"},
+            "state": {"type": "string", "enum": ["Active", "Disabled"]},
+            "rotationEnabled": {"type": "boolean"},
+            "lastUpdatedAt": {"type": ["string", "null"], "format": "date-time"},
+            "expiresAt": {"type": ["string", "null"], "format": "date-time"},
+            "nextUpdateAt": {"type": ["string", "null"], "format": "date-time"},
+            "lastResult": {"type": "string", "enum": ["never", "succeeded", "degraded", "failed"]},
+            "rotationInProgress": {"type": "boolean"},
+            "integrationCount": {"type": "integer"},
+            "etag": {"type": "string"},
+        },
+    }
+    schemas["ApplicationPage"] = _page("ApplicationSummary")
+    schemas["RotationLogPage"] = _page("RotationLogEntry")
+    schemas["RefreshAccepted"] = {
+        "type": "object",
+        "properties": {
+            "appId": {"type": "string"},
+            "rotationId": {"type": "string"},
+            "status": {"type": "string", "enum": ["queued"]},
+            "compromised": {"type": "boolean"},
+            "log": {"type": "string"},
+        },
+    }
+    schemas["Problem"] = {
+        "type": "object",
+        "description": "RFC 9457 problem details.",
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "field": {"type": "string"},
+                        "message": {"type": "string"},
+                        "allowed": {"type": "string"},
+                    },
+                },
+            },
+        },
+    }
+    return schemas
+
+
+def _page(item: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "items": _ref(item)},
+            "continuationToken": {"type": ["string", "null"]},
+        },
+    }
+
+
+@cache
+def build_openapi() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Entra ID secret rotator",
+            "version": "1.0.0",
+            "description": "Configuration and manual-refresh API for automated Entra ID client-secret rotation.",
+        },
+        "servers": [{"url": API_PREFIX}],
+        "security": [{"functionKey": []}, {"functionKeyQuery": []}],
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {
+                "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+                "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
+            },
+            "schemas": _schemas(),
+        },
+    }

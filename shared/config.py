@@ -1,0 +1,307 @@
+"""Settings: every value the app reads from its environment, typed and validated once.
+
+``SETTINGS`` is the single list of what the app reads. It drives validation here, the sample
+``local.settings.sample.json``, the README table and the deployment test that checks the Bicep
+template sets each deployed setting under the same name. Errors name the setting and what is
+allowed, and never echo the value (a connection string can hold a key).
+
+Every external base URL is a setting with the public cloud as default, so sovereign clouds and the
+local simulators need no code change.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlparse
+
+from shared.errors import ConfigurationError
+
+SettingKind = Literal["url", "str", "int", "uuid", "path", "bool"]
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    name: str
+    kind: SettingKind
+    description: str
+    default: str | None = None
+    required: bool = False
+    minimum: int | None = None
+    maximum: int | None = None
+    # Whether a deployment sets it (the Bicep test checks these); local-only settings are not.
+    deployed: bool = True
+    local_example: str | None = None
+
+
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec(
+        "AzureWebJobsStorage",
+        "str",
+        "Storage for tables and queues: a connection string locally; in Azure use the identity-based "
+        "form AzureWebJobsStorage__accountName (plus __credential=managedidentity and __clientId).",
+        deployed=False,
+        local_example="UseDevelopmentStorage=true",
+    ),
+    SettingSpec(
+        "AzureWebJobsStorage__accountName",
+        "str",
+        "Storage account name for identity-based connections (used when AzureWebJobsStorage is unset).",
+    ),
+    SettingSpec(
+        "AzureWebJobsStorage__clientId",
+        "str",
+        "Client id of the user-assigned managed identity used for storage.",
+    ),
+    SettingSpec(
+        "ROTATOR_TENANT_ID",
+        "uuid",
+        "Entra tenant id of the applications the rotator manages.",
+        required=True,
+        local_example="00000000-0000-0000-0000-00000000cafe",
+    ),
+    SettingSpec(
+        "ROTATOR_VAULT_URL",
+        "url",
+        "The rotator's own Key Vault, where each new secret is staged before it is deployed.",
+        required=True,
+        local_example="https://localhost:8443",
+    ),
+    SettingSpec(
+        "ROTATOR_MANAGED_IDENTITY_CLIENT_ID",
+        "str",
+        "Client id of the user-assigned managed identity the rotator signs in with (unset: system-assigned).",
+    ),
+    SettingSpec(
+        "ROTATOR_GRAPH_URL",
+        "url",
+        "Microsoft Graph base URL (without /v1.0).",
+        default="https://graph.microsoft.com",
+    ),
+    SettingSpec(
+        "ROTATOR_LOGIN_AUTHORITY",
+        "url",
+        "Entra ID login authority, used to prove a new secret works.",
+        default="https://login.microsoftonline.com",
+    ),
+    SettingSpec(
+        "ROTATOR_ARM_URL",
+        "url",
+        "Azure Resource Manager base URL (Logic App connections, App Service, Automation).",
+        default="https://management.azure.com",
+    ),
+    SettingSpec(
+        "ROTATOR_DEVOPS_URL",
+        "url",
+        "Azure DevOps base URL (organizations are paths below it).",
+        default="https://dev.azure.com",
+    ),
+    SettingSpec(
+        "ROTATOR_VERCEL_URL",
+        "url",
+        "Vercel REST API base URL.",
+        default="https://api.vercel.com",
+    ),
+    SettingSpec(
+        "ROTATOR_ACS_ENDPOINT",
+        "url",
+        "Azure Communication Services endpoint for email (unset: email is off).",
+    ),
+    SettingSpec(
+        "ROTATOR_EMAIL_SENDER",
+        "str",
+        "Sender address of notification emails (a verified ACS sender, e.g. DoNotReply@<domain>).",
+    ),
+    SettingSpec(
+        "ROTATOR_CREDENTIAL_PREFIX",
+        "str",
+        "Display-name prefix of every credential the rotator creates; it only ever retires its own.",
+        default="secret-rotator",
+    ),
+    SettingSpec(
+        "ROTATOR_CLAIM_TIMEOUT_MINUTES",
+        "int",
+        "After this long a rotation claim whose worker died is taken over.",
+        default="30",
+        minimum=5,
+        maximum=240,
+    ),
+    SettingSpec(
+        "ROTATOR_VERIFY_TIMEOUT_SECONDS",
+        "int",
+        "How long to keep trying a new secret through Entra's propagation delay before giving up.",
+        default="180",
+        minimum=10,
+        maximum=900,
+    ),
+    SettingSpec(
+        "ROTATOR_HTTP_TIMEOUT_SECONDS",
+        "int",
+        "Timeout of every outbound HTTP call.",
+        default="30",
+        minimum=1,
+        maximum=300,
+    ),
+    SettingSpec(
+        "ROTATOR_CA_BUNDLE",
+        "path",
+        "Extra CA certificate file to trust (the local simulators' throwaway CA). Unset in Azure.",
+        deployed=False,
+    ),
+)
+
+SETTINGS_BY_NAME = {spec.name: spec for spec in SETTINGS}
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where the tables and queues live: a connection string, or an account reached by identity."""
+
+    connection_string: str | None
+    account_name: str | None
+    client_id: str | None
+
+    @property
+    def table_endpoint(self) -> str:
+        return f"https://{self.account_name}.table.core.windows.net"
+
+    @property
+    def queue_endpoint(self) -> str:
+        return f"https://{self.account_name}.queue.core.windows.net"
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage: StorageSettings
+    tenant_id: str
+    vault_url: str
+    managed_identity_client_id: str | None
+    graph_url: str
+    login_authority: str
+    arm_url: str
+    devops_url: str
+    vercel_url: str
+    acs_endpoint: str | None
+    email_sender: str | None
+    credential_prefix: str
+    claim_timeout_minutes: int
+    verify_timeout_seconds: int
+    http_timeout_seconds: int
+    ca_bundle: str | None
+
+    @property
+    def email_enabled(self) -> bool:
+        return bool(self.acs_endpoint and self.email_sender)
+
+    @property
+    def graph_scope(self) -> str:
+        return _default_scope(self.graph_url)
+
+    @property
+    def arm_scope(self) -> str:
+        return _default_scope(self.arm_url)
+
+
+def _default_scope(base_url: str) -> str:
+    parsed = urlparse(base_url)
+    return f"{parsed.scheme}://{parsed.netloc}/.default"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise ``ConfigurationError`` naming each bad one."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    problems: list[str] = []
+    for spec in SETTINGS:
+        raw = env.get(spec.name, "").strip() or spec.default
+        try:
+            values[spec.name] = _parse(spec, raw)
+        except ValueError as error:
+            problems.append(f"{spec.name}: {error}")
+    storage_connection = values.get("AzureWebJobsStorage")
+    storage_account = values.get("AzureWebJobsStorage__accountName")
+    if not storage_connection and not storage_account:
+        problems.append(
+            "AzureWebJobsStorage: set a connection string, or AzureWebJobsStorage__accountName "
+            "for an identity-based connection"
+        )
+    if bool(values.get("ROTATOR_ACS_ENDPOINT")) != bool(values.get("ROTATOR_EMAIL_SENDER")):
+        problems.append("ROTATOR_EMAIL_SENDER: set it together with ROTATOR_ACS_ENDPOINT (or neither)")
+    if problems:
+        raise ConfigurationError("Invalid settings: " + "; ".join(problems))
+
+    def text(name: str) -> str | None:
+        value = values.get(name)
+        return str(value) if value is not None else None
+
+    def number(name: str) -> int:
+        value = values[name]
+        assert isinstance(value, int)
+        return value
+
+    return Settings(
+        storage=StorageSettings(
+            connection_string=text("AzureWebJobsStorage"),
+            account_name=text("AzureWebJobsStorage__accountName"),
+            client_id=text("AzureWebJobsStorage__clientId"),
+        ),
+        tenant_id=str(values["ROTATOR_TENANT_ID"]),
+        vault_url=str(values["ROTATOR_VAULT_URL"]),
+        managed_identity_client_id=text("ROTATOR_MANAGED_IDENTITY_CLIENT_ID"),
+        graph_url=str(values["ROTATOR_GRAPH_URL"]),
+        login_authority=str(values["ROTATOR_LOGIN_AUTHORITY"]),
+        arm_url=str(values["ROTATOR_ARM_URL"]),
+        devops_url=str(values["ROTATOR_DEVOPS_URL"]),
+        vercel_url=str(values["ROTATOR_VERCEL_URL"]),
+        acs_endpoint=text("ROTATOR_ACS_ENDPOINT"),
+        email_sender=text("ROTATOR_EMAIL_SENDER"),
+        credential_prefix=str(values["ROTATOR_CREDENTIAL_PREFIX"]),
+        claim_timeout_minutes=number("ROTATOR_CLAIM_TIMEOUT_MINUTES"),
+        verify_timeout_seconds=number("ROTATOR_VERIFY_TIMEOUT_SECONDS"),
+        http_timeout_seconds=number("ROTATOR_HTTP_TIMEOUT_SECONDS"),
+        ca_bundle=text("ROTATOR_CA_BUNDLE"),
+    )
+
+
+def _parse(spec: SettingSpec, raw: str | None) -> object:
+    if raw is None:
+        if spec.required:
+            raise ValueError("required but not set")
+        return None
+    if spec.kind == "int":
+        try:
+            number = int(raw)
+        except ValueError:
+            raise ValueError(f"must be a whole number from {spec.minimum} to {spec.maximum}") from None
+        if (spec.minimum is not None and number < spec.minimum) or (
+            spec.maximum is not None and number > spec.maximum
+        ):
+            raise ValueError(f"must be from {spec.minimum} to {spec.maximum}")
+        return number
+    if spec.kind == "url":
+        parsed = urlparse(raw)
+        if parsed.scheme not in ("https", "http") or not parsed.netloc:
+            raise ValueError("must be an absolute https:// URL")
+        if parsed.scheme == "http" and parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError("must use https:// (plain http is accepted for loopback simulators only)")
+        return raw.rstrip("/")
+    if spec.kind == "uuid":
+        import uuid
+
+        try:
+            return str(uuid.UUID(raw))
+        except ValueError:
+            raise ValueError("must be a GUID such as 00000000-0000-0000-0000-000000000000") from None
+    if spec.kind == "path":
+        if not os.path.isfile(raw):
+            raise ValueError("must name an existing file")
+        return raw
+    if spec.kind == "str":
+        if spec.name == "ROTATOR_CREDENTIAL_PREFIX" and (
+            len(raw) > 40 or ":" in raw or not raw.isprintable()
+        ):
+            raise ValueError("must be 1 to 40 printable characters without ':'")
+        return raw
+    raise AssertionError(f"unknown setting kind {spec.kind}")

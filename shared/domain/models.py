@@ -1,0 +1,364 @@
+"""The domain: an application registration, its rotation settings, status, log entries and jobs.
+
+JSON on the wire is camelCase (what the portal sends); Python attributes are snake_case. Input is
+validated strictly (no "21" for 21, no unknown fields) so a typo is a clear 400, not a silent default.
+Ranges follow the product documentation: secret lifetime 1–90 days, update threshold 1–23 hours.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+LIFETIME_DAYS = (1, 90)
+THRESHOLD_HOURS = (1, 23)
+THRESHOLD_ALERT_DAYS = (1, 30)
+MAX_RECIPIENTS = 20
+MAX_INTEGRATIONS = 20
+
+
+def bounded_int(low: int, high: int, unit: str) -> Any:
+    """An int field whose every error (wrong type or out of range) states the allowed range."""
+
+    allowed = f"{low} to {high} {unit}"
+
+    def check(value: object) -> int:
+        if type(value) is not int or not low <= value <= high:
+            raise PydanticCustomError(
+                "range", "must be a whole number from {allowed}", {"allowed": allowed}
+            )
+        return value
+
+    return Annotated[int, BeforeValidator(check)]
+
+
+def pattern_str(pattern: str, description: str) -> Any:
+    """A string field matching ``pattern``; the error says what is allowed, not what was sent."""
+
+    compiled = re.compile(pattern)
+
+    def check(value: object) -> str:
+        if not isinstance(value, str) or not compiled.fullmatch(value):
+            raise PydanticCustomError("pattern", "must be {allowed}", {"allowed": description})
+        return value
+
+    return Annotated[str, BeforeValidator(check)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        strict=True,
+        frozen=True,
+    )
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+LifetimeDays = bounded_int(*LIFETIME_DAYS, "days")
+ThresholdHours = bounded_int(*THRESHOLD_HOURS, "hours")
+AlertDays = bounded_int(*THRESHOLD_ALERT_DAYS, "days")
+DisplayName = pattern_str(r"[^\x00-\x1f]{1,256}", "1 to 256 characters without control characters")
+IntegrationName = pattern_str(
+    r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", "1 to 64 letters, digits, '.', '_' or '-'"
+)
+EmailAddress = pattern_str(
+    r"[^@\s<>\"',;]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", "an email address such as ops@contoso.com"
+)
+GroupId = pattern_str(r"[a-z0-9][a-z0-9-]{0,62}", "1 to 63 lowercase letters, digits or '-'")
+KeyVaultSecretName = pattern_str(r"[0-9a-zA-Z-]{1,127}", "1 to 127 letters, digits or '-'")
+HttpsUrl = pattern_str(r"https://[^\s/?#]+(/[^\s?#]*)?", "an https:// URL")
+_SUB = r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[-\w.()]{1,90}/providers/"
+
+
+class ApplicationState(StrEnum):
+    ACTIVE = "Active"
+    DISABLED = "Disabled"
+
+
+class RotationSettings(Model):
+    enabled: bool = False
+    secret_lifetime_days: LifetimeDays = 21
+    update_threshold_hours: ThresholdHours = 1
+    # Credentials the rotator did not create are never removed unless the operator opts in here.
+    retire_unmanaged_credentials: bool = False
+
+
+class NotificationSettings(Model):
+    recipients: Annotated[list[EmailAddress], Field(max_length=MAX_RECIPIENTS)] = []
+    notify_on_rotation: bool = True
+    notify_on_failure: bool = True
+    threshold_alert_days: AlertDays | None = None
+    include_secret_in_email: bool = False
+    # Email is not end-to-end encrypted: sending the secret needs this explicit acknowledgement.
+    acknowledge_secret_in_email_risk: bool = False
+
+    @model_validator(mode="after")
+    def _secret_in_email_needs_acknowledgement(self) -> NotificationSettings:
+        if self.include_secret_in_email and not self.acknowledge_secret_in_email_risk:
+            raise PydanticCustomError(
+                "acknowledgement",
+                "includeSecretInEmail needs acknowledgeSecretInEmailRisk set to true",
+                {"field": "acknowledgeSecretInEmailRisk", "allowed": "true when includeSecretInEmail is true"},
+            )
+        return self
+
+
+class IntegrationBase(Model):
+    name: IntegrationName | None = None
+    enabled: bool = True
+
+
+class KeyVaultIntegration(IntegrationBase):
+    kind: Literal["keyVault"]
+    vault_url: HttpsUrl
+    secret_name: KeyVaultSecretName | None = None
+    # A secret the rotator did not create is left alone unless the operator says to adopt it.
+    adopt_existing: bool = False
+    # Let the rotator grant itself "Key Vault Secrets Officer" on this vault when it may.
+    grant_access: bool = False
+
+
+class AzureDevOpsIntegration(IntegrationBase):
+    kind: Literal["azureDevOps"]
+    organization: pattern_str(r"[A-Za-z0-9][A-Za-z0-9-]{0,49}", "an Azure DevOps organization name")  # type: ignore[valid-type]
+    project: pattern_str(r"[^\x00-\x1f/\\]{1,64}", "a project name of 1 to 64 characters")  # type: ignore[valid-type]
+    service_connection_id: UUID
+    authentication: Literal["managedIdentity", "pat"] = "managedIdentity"
+    # Name of the PAT's secret in the rotator's own vault (set by the API, never the PAT itself).
+    pat_secret_name: KeyVaultSecretName | None = None
+
+
+class VercelIntegration(IntegrationBase):
+    kind: Literal["vercel"]
+    project_id: pattern_str(r"[A-Za-z0-9._-]{1,100}", "a Vercel project id or name")  # type: ignore[valid-type]
+    env_var_name: pattern_str(r"[A-Za-z_][A-Za-z0-9_]{0,255}", "an environment variable name")  # type: ignore[valid-type]
+    targets: Annotated[
+        list[Literal["production", "preview", "development"]], Field(min_length=1, max_length=3)
+    ]
+    git_branch: pattern_str(r"[^\s]{1,250}", "a git branch name") | None = None  # type: ignore[valid-type]
+    redeploy: bool = False
+
+    @model_validator(mode="after")
+    def _targets_unique(self) -> VercelIntegration:
+        if len(set(self.targets)) != len(self.targets):
+            raise PydanticCustomError(
+                "unique", "targets must not repeat", {"field": "targets", "allowed": "production, preview, development"}
+            )
+        if self.git_branch is not None and self.targets != ["preview"]:
+            raise PydanticCustomError(
+                "git_branch", "gitBranch needs targets ['preview']", {"field": "gitBranch", "allowed": "targets: ['preview']"}
+            )
+        return self
+
+
+class LogicAppConnectionIntegration(IntegrationBase):
+    kind: Literal["logicAppConnection"]
+    resource_id: pattern_str(  # type: ignore[valid-type]
+        _SUB + r"Microsoft\.Web/connections/[-\w.]{1,80}",
+        "a Microsoft.Web/connections resource id",
+    )
+
+
+class AppServiceIntegration(IntegrationBase):
+    kind: Literal["appService"]
+    resource_id: pattern_str(  # type: ignore[valid-type]
+        _SUB + r"Microsoft\.Web/sites/[-\w]{1,60}(/slots/[-\w]{1,59})?",
+        "a Microsoft.Web/sites resource id (optionally /slots/<slot>)",
+    )
+    mode: Literal["appSetting", "keyVaultReference"] = "appSetting"
+    setting_name: pattern_str(r"[A-Za-z0-9_.:-]{1,256}", "an app setting name") | None = None  # type: ignore[valid-type]
+    restart: bool = False
+
+    @model_validator(mode="after")
+    def _setting_name_for_app_setting(self) -> AppServiceIntegration:
+        if self.mode == "appSetting" and not self.setting_name:
+            raise PydanticCustomError(
+                "required", "settingName is required when mode is appSetting", {"field": "settingName", "allowed": "an app setting name"}
+            )
+        return self
+
+
+class AutomationIntegration(IntegrationBase):
+    kind: Literal["automation"]
+    target: Literal["runbook", "webhook"]
+    automation_account_id: pattern_str(  # type: ignore[valid-type]
+        _SUB + r"Microsoft\.Automation/automationAccounts/[-\w]{1,50}",
+        "a Microsoft.Automation/automationAccounts resource id",
+    ) | None = None
+    runbook_name: pattern_str(r"[A-Za-z][-\w]{0,62}", "a runbook name") | None = None  # type: ignore[valid-type]
+    parameter_name: pattern_str(r"[A-Za-z_][A-Za-z0-9_]{0,127}", "a parameter name") = "ClientSecret"  # type: ignore[valid-type]
+    # Name of the webhook URL's secret in the rotator's own vault (the URL itself is a secret).
+    webhook_secret_name: KeyVaultSecretName | None = None
+
+    @model_validator(mode="after")
+    def _target_fields(self) -> AutomationIntegration:
+        if self.target == "runbook" and not (self.automation_account_id and self.runbook_name):
+            raise PydanticCustomError(
+                "required",
+                "a runbook target needs automationAccountId and runbookName",
+                {"field": "runbookName", "allowed": "automationAccountId and runbookName"},
+            )
+        return self
+
+
+Integration = Annotated[
+    KeyVaultIntegration
+    | AzureDevOpsIntegration
+    | VercelIntegration
+    | LogicAppConnectionIntegration
+    | AppServiceIntegration
+    | AutomationIntegration,
+    Field(discriminator="kind"),
+]
+INTEGRATION_KINDS = (
+    "keyVault",
+    "azureDevOps",
+    "vercel",
+    "logicAppConnection",
+    "appService",
+    "automation",
+)
+
+
+class ApplicationConfig(Model):
+    """What the operator registers: the Entra application and how its secret rotates."""
+
+    app_id: UUID
+    object_id: UUID
+    display_name: DisplayName
+    state: ApplicationState = ApplicationState.ACTIVE
+    group_id: GroupId | None = None
+    rotation: RotationSettings = RotationSettings()
+    notifications: NotificationSettings = NotificationSettings()
+    integrations: Annotated[list[Integration], Field(max_length=MAX_INTEGRATIONS)] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_integrations(cls, data: Any) -> Any:
+        # Each integration gets a stable name (its results are recorded under it): default kind-N.
+        if isinstance(data, dict) and isinstance(data.get("integrations"), list):
+            named = []
+            for index, item in enumerate(data["integrations"], start=1):
+                if isinstance(item, dict) and not item.get("name") and isinstance(item.get("kind"), str):
+                    item = {**item, "name": f"{item['kind']}-{index}"}
+                named.append(item)
+            data = {**data, "integrations": named}
+        return data
+
+    @model_validator(mode="after")
+    def _integration_names_unique(self) -> ApplicationConfig:
+        names = [integration.name for integration in self.integrations]
+        if len(set(names)) != len(names):
+            raise PydanticCustomError(
+                "unique", "integration names must be unique", {"field": "integrations", "allowed": "distinct names"}
+            )
+        if any(isinstance(i, VercelIntegration) for i in self.integrations) and not self.group_id:
+            raise PydanticCustomError(
+                "group", "a vercel integration needs the application's groupId", {"field": "groupId", "allowed": "a group id"}
+            )
+        return self
+
+    @property
+    def is_schedulable(self) -> bool:
+        return self.rotation.enabled and self.state == ApplicationState.ACTIVE
+
+
+class RotationResult(StrEnum):
+    NEVER = "never"
+    SUCCEEDED = "succeeded"
+    DEGRADED = "degraded"  # the secret rotated but at least one integration has not received it yet
+    FAILED = "failed"
+
+
+class ErrorInfo(Model):
+    code: str
+    message: str
+    step: str | None = None
+    at: datetime
+
+
+class RotationClaim(Model):
+    rotation_id: str
+    claimed_at: datetime
+    expires_at: datetime
+    step: str = "claimed"
+    compromised: bool = False
+
+
+class IntegrationStatus(Model):
+    result: Literal["succeeded", "failed", "pending"]
+    at: datetime
+    key_id: str | None = None
+    error: ErrorInfo | None = None
+
+
+class ApplicationStatus(Model):
+    """What the rotator records about an application; only the engine writes it."""
+
+    current_key_id: str | None = None
+    last_updated_at: datetime | None = None
+    expires_at: datetime | None = None
+    next_update_at: datetime | None = None
+    last_result: RotationResult = RotationResult.NEVER
+    last_error: ErrorInfo | None = None
+    last_rotation_id: str | None = None
+    in_progress: RotationClaim | None = None
+    # A job for this app is on the queue since then (so the timer does not enqueue it again).
+    enqueued_at: datetime | None = None
+    integrations: dict[str, IntegrationStatus] = {}
+    # When failed integrations should be tried again from the staged secret.
+    retry_at: datetime | None = None
+    threshold_alert_sent_for: str | None = None
+
+
+class LogLevel(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class RotationLogEntry(Model):
+    at: datetime
+    app_id: str
+    rotation_id: str | None
+    event: str
+    level: LogLevel
+    message: str
+    step: str | None = None
+    integration: str | None = None
+    key_id: str | None = None
+    code: str | None = None
+    details: dict[str, Any] = {}
+
+
+class JobReason(StrEnum):
+    SCHEDULED = "scheduled"
+    MANUAL = "manual"
+    RETRY = "retry"
+
+
+class RotationJob(Model):
+    """A queue message. It names what to rotate; it never carries a secret."""
+
+    app_id: str
+    rotation_id: str
+    reason: JobReason
+    requested_at: datetime
+    compromised: bool = False
+
+
+class RefreshRequest(Model):
+    """Body of a manual refresh. ``compromised`` revokes every other password once the new one works."""
+
+    compromised: bool = False

@@ -1,0 +1,100 @@
+"""Schedule maths, in one place and pure: the clock is always passed in.
+
+The timer never scans every application. Each schedulable application has one "attention time":
+the moment the timer must next look at it. Storage keeps an index ordered by that time, so a scan
+reads only the rows whose time has come (see ``shared.storage.applications``). This module decides
+what that time is and what the timer should do when it arrives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from shared.domain.models import ApplicationConfig, ApplicationStatus
+
+# Sorts before any real time: "look at it now" for an application that was never rotated.
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def next_update_at(config: ApplicationConfig, status: ApplicationStatus) -> datetime | None:
+    """When the next secret should be created: threshold hours before the current one expires."""
+    if status.expires_at is None:
+        return None
+    return status.expires_at - timedelta(hours=config.rotation.update_threshold_hours)
+
+
+def threshold_alert_at(config: ApplicationConfig, status: ApplicationStatus) -> datetime | None:
+    """When to warn that rotation is approaching, or None if no (further) alert is due."""
+    days = config.notifications.threshold_alert_days
+    next_update = next_update_at(config, status)
+    if days is None or next_update is None or not config.notifications.recipients:
+        return None
+    if status.threshold_alert_sent_for == status.current_key_id:
+        return None
+    return next_update - timedelta(days=days)
+
+
+def is_due(config: ApplicationConfig, status: ApplicationStatus, now: datetime) -> bool:
+    """Whether a scheduled rotation should start now."""
+    if not config.is_schedulable:
+        return False
+    next_update = next_update_at(config, status)
+    return next_update is None or now >= next_update
+
+
+class Attention(StrEnum):
+    ROTATE = "rotate"  # due for a new secret
+    TAKE_OVER = "takeOver"  # a claim went stale: the worker died
+    REQUEUE = "requeue"  # a job was enqueued long ago and never claimed (lost or poisoned)
+    RETRY_INTEGRATIONS = "retryIntegrations"  # deliver the staged secret to failed integrations
+    ALERT = "alert"  # warn that rotation is approaching
+    NOTHING = "nothing"
+
+
+@dataclass(frozen=True)
+class SchedulePolicy:
+    claim_timeout: timedelta
+    # How long an enqueued, unclaimed job may wait before the timer enqueues another.
+    requeue_after: timedelta
+
+
+def attention_at(
+    config: ApplicationConfig, status: ApplicationStatus, policy: SchedulePolicy
+) -> datetime | None:
+    """The next moment the timer must look at this application, or None to never look."""
+    if status.in_progress is not None:
+        # Even a disabled app's running rotation must finish or be taken over.
+        return status.in_progress.expires_at
+    if not config.is_schedulable:
+        return None
+    if status.enqueued_at is not None:
+        return status.enqueued_at + policy.requeue_after
+    candidates = [next_update_at(config, status) or EPOCH]
+    if status.retry_at is not None:
+        candidates.append(status.retry_at)
+    alert = threshold_alert_at(config, status)
+    if alert is not None:
+        candidates.append(alert)
+    return min(candidates)
+
+
+def attention_needed(
+    config: ApplicationConfig, status: ApplicationStatus, policy: SchedulePolicy, now: datetime
+) -> Attention:
+    """What the timer should do for an application whose attention time has come."""
+    if status.in_progress is not None:
+        return Attention.TAKE_OVER if now >= status.in_progress.expires_at else Attention.NOTHING
+    if not config.is_schedulable:
+        return Attention.NOTHING
+    if status.enqueued_at is not None:
+        return Attention.REQUEUE if now >= status.enqueued_at + policy.requeue_after else Attention.NOTHING
+    if is_due(config, status, now):
+        return Attention.ROTATE
+    if status.retry_at is not None and now >= status.retry_at:
+        return Attention.RETRY_INTEGRATIONS
+    alert = threshold_alert_at(config, status)
+    if alert is not None and now >= alert:
+        return Attention.ALERT
+    return Attention.NOTHING

@@ -1,0 +1,1 @@
+"""Our narrow interface over Azure Table and Queue storage."""

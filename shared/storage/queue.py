@@ -1,0 +1,28 @@
+"""The rotation queue. Messages are base64 JSON, as the Functions host reads them by default."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shared.domain.models import RotationJob
+
+if TYPE_CHECKING:
+    from azure.storage.queue.aio import QueueClient
+
+QUEUE_NAME = "rotations"
+POISON_QUEUE_NAME = f"{QUEUE_NAME}-poison"
+
+
+class RotationQueue:
+    def __init__(self, queue: QueueClient) -> None:
+        self._queue = queue
+
+    async def enqueue(self, job: RotationJob) -> None:
+        # The job names what to rotate and why; it never carries a secret.
+        await self._queue.send_message(job.model_dump_json(by_alias=True))
+
+
+def parse_job(body: bytes | str) -> RotationJob:
+    """Read a job from a queue message body (already base64-decoded by the host)."""
+    text = body.decode("utf-8") if isinstance(body, bytes) else body
+    return RotationJob.model_validate_json(text, strict=False)

@@ -1,0 +1,1 @@
+"""Function triggers as blueprints: each parses its input, calls one service, shapes the output."""

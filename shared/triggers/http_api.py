@@ -1,0 +1,180 @@
+"""HTTP triggers: the configuration and manual-refresh API the portal calls.
+
+Each handler parses the request, calls the registry service, and shapes the JSON answer. Routes
+sit under the host's ``/api`` prefix and need a function key, except health and the OpenAPI document.
+"""
+
+from typing import Any
+
+import azure.functions as func
+
+from shared.api.http import (
+    handle_errors,
+    header,
+    json_response,
+    page_params,
+    parse_model,
+    read_json,
+)
+from shared.errors import FieldProblem, ValidationError
+from shared.services import get_services
+
+bp = func.Blueprint()
+
+# Fields a client may send back from a GET; they belong to the rotator and are ignored on PUT.
+READ_ONLY_FIELDS = ("status", "etag", "createdAt", "updatedAt")
+
+
+def application_body(stored: Any) -> dict[str, Any]:
+    from shared.domain.schedule import next_update_at
+
+    body: dict[str, Any] = stored.config.to_json_dict()
+    status: dict[str, Any] = stored.status.to_json_dict()
+    # Derived at read time: the threshold may have changed since the status was written.
+    next_update = next_update_at(stored.config, stored.status)
+    status["nextUpdateAt"] = next_update.isoformat() if next_update else None
+    body["status"] = status
+    body["etag"] = stored.etag
+    body["createdAt"] = stored.created_at.isoformat()
+    body["updatedAt"] = stored.updated_at.isoformat()
+    return body
+
+
+def application_summary(stored: Any) -> dict[str, Any]:
+    full = application_body(stored)
+    status = full["status"]
+    return {
+        "appId": full["appId"],
+        "objectId": full["objectId"],
+        "displayName": full["displayName"],
+        "state": full["state"],
+        "rotationEnabled": full["rotation"]["enabled"],
+        "lastUpdatedAt": status["lastUpdatedAt"],
+        "expiresAt": status["expiresAt"],
+        "nextUpdateAt": status["nextUpdateAt"],
+        "lastResult": status["lastResult"],
+        "rotationInProgress": status["inProgress"] is not None,
+        "integrationCount": len(full["integrations"]),
+        "etag": full["etag"],
+    }
+
+
+def _app_id(req: func.HttpRequest) -> str:
+    import uuid
+
+    raw = req.route_params.get("appId", "")
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise ValidationError(
+            "Invalid application id",
+            [FieldProblem("appId", "must be the application's client id", "a GUID")],
+        ) from None
+
+
+@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def health(req: func.HttpRequest) -> func.HttpResponse:
+    """Liveness: answers without touching storage or any SDK (cheap for probes)."""
+    return json_response({"status": "ok"})
+
+
+@bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.api.openapi import build_openapi
+
+    return json_response(build_openapi())
+
+
+@bp.route(route="applications", methods=["GET"])
+@handle_errors
+async def list_applications(req: func.HttpRequest) -> func.HttpResponse:
+    page_size, token = page_params(req)
+    page = await get_services().registry.list(page_size, token)
+    return json_response(
+        {
+            "items": [application_summary(item) for item in page.items],
+            "continuationToken": page.continuation_token,
+        }
+    )
+
+
+@bp.route(route="applications/{appId}", methods=["GET"])
+@handle_errors
+async def get_application(req: func.HttpRequest) -> func.HttpResponse:
+    stored = await get_services().registry.get(_app_id(req))
+    return json_response(application_body(stored), headers={"ETag": stored.etag})
+
+
+@bp.route(route="applications/{appId}", methods=["PUT"])
+@handle_errors
+async def put_application(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.domain.models import ApplicationConfig
+
+    app_id = _app_id(req)
+    data = read_json(req)
+    if isinstance(data, dict):
+        data = {key: value for key, value in data.items() if key not in READ_ONLY_FIELDS}
+        body_app_id = data.setdefault("appId", app_id)
+        if isinstance(body_app_id, str) and body_app_id.lower() != app_id:
+            raise ValidationError(
+                "appId in the body differs from the URL",
+                [FieldProblem("appId", "must match the application id in the URL", app_id)],
+            )
+    config = parse_model(ApplicationConfig, data)
+    if_none_match = header(req, "If-None-Match")
+    if if_none_match not in (None, "*"):
+        raise ValidationError(
+            "Unsupported If-None-Match",
+            [FieldProblem("If-None-Match", "only '*' (create only) is supported", "*")],
+        )
+    result = await get_services().registry.put(
+        config, if_match=header(req, "If-Match"), create_only=if_none_match == "*"
+    )
+    stored = result.application
+    return json_response(
+        application_body(stored),
+        status=201 if result.created else 200,
+        headers={"ETag": stored.etag, "Location": f"/api/applications/{app_id}"},
+    )
+
+
+@bp.route(route="applications/{appId}", methods=["DELETE"])
+@handle_errors
+async def delete_application(req: func.HttpRequest) -> func.HttpResponse:
+    await get_services().registry.delete(_app_id(req), if_match=header(req, "If-Match"))
+    return func.HttpResponse(status_code=204)
+
+
+@bp.route(route="applications/{appId}/log", methods=["GET"])
+@handle_errors
+async def get_rotation_log(req: func.HttpRequest) -> func.HttpResponse:
+    app_id = _app_id(req)
+    page_size, token = page_params(req)
+    page = await get_services().registry.log(app_id, page_size, token)
+    return json_response(
+        {
+            "items": [entry.to_json_dict() for entry in page.items],
+            "continuationToken": page.continuation_token,
+        }
+    )
+
+
+@bp.route(route="applications/{appId}/refresh", methods=["POST"])
+@handle_errors
+async def refresh_secret(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.domain.models import RefreshRequest
+
+    app_id = _app_id(req)
+    request = parse_model(RefreshRequest, read_json(req, required=False))
+    job = await get_services().registry.request_refresh(app_id, compromised=request.compromised)
+    return json_response(
+        {
+            "appId": app_id,
+            "rotationId": job.rotation_id,
+            "status": "queued",
+            "compromised": job.compromised,
+            "log": f"/api/applications/{app_id}/log",
+        },
+        status=202,
+        headers={"Location": f"/api/applications/{app_id}"},
+    )

@@ -1,0 +1,74 @@
+import pytest
+
+from shared.config import SETTINGS, load_settings
+from shared.errors import ConfigurationError
+
+GOOD = {
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    "ROTATOR_TENANT_ID": "00000000-0000-0000-0000-00000000cafe",
+    "ROTATOR_VAULT_URL": "https://rotator-kv.vault.azure.net/",
+}
+
+
+def test_defaults_are_the_public_cloud() -> None:
+    settings = load_settings(GOOD)
+    assert settings.graph_url == "https://graph.microsoft.com"
+    assert settings.login_authority == "https://login.microsoftonline.com"
+    assert settings.arm_url == "https://management.azure.com"
+    assert settings.vault_url == "https://rotator-kv.vault.azure.net"  # trailing slash dropped
+    assert settings.graph_scope == "https://graph.microsoft.com/.default"
+    assert settings.claim_timeout_minutes == 30
+    assert not settings.email_enabled
+
+
+def test_sovereign_cloud_urls_are_settings() -> None:
+    settings = load_settings({**GOOD, "ROTATOR_GRAPH_URL": "https://graph.microsoft.us"})
+    assert settings.graph_scope == "https://graph.microsoft.us/.default"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("ROTATOR_TENANT_ID", "", "ROTATOR_TENANT_ID: required"),
+        ("ROTATOR_TENANT_ID", "contoso", "ROTATOR_TENANT_ID: must be a GUID"),
+        ("ROTATOR_VAULT_URL", "ftp://x", "ROTATOR_VAULT_URL: must be an absolute https:// URL"),
+        ("ROTATOR_GRAPH_URL", "http://graph.example.com", "ROTATOR_GRAPH_URL: must use https://"),
+        ("ROTATOR_CLAIM_TIMEOUT_MINUTES", "4", "ROTATOR_CLAIM_TIMEOUT_MINUTES: must be from 5 to 240"),
+        ("ROTATOR_CLAIM_TIMEOUT_MINUTES", "241", "ROTATOR_CLAIM_TIMEOUT_MINUTES: must be from 5 to 240"),
+        ("ROTATOR_HTTP_TIMEOUT_SECONDS", "ten", "ROTATOR_HTTP_TIMEOUT_SECONDS: must be a whole number"),
+        ("ROTATOR_CREDENTIAL_PREFIX", "a:b", "ROTATOR_CREDENTIAL_PREFIX: must be 1 to 40"),
+        ("ROTATOR_CA_BUNDLE", "/no/such/file", "ROTATOR_CA_BUNDLE: must name an existing file"),
+    ],
+)
+def test_bad_setting_is_named(name: str, value: str, expected: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({**GOOD, name: value})
+    assert expected in str(caught.value)
+
+
+def test_error_never_echoes_the_value() -> None:
+    secret_ish = "AccountKey=c2VjcmV0LXZhbHVlLTEyMw=="
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({**GOOD, "ROTATOR_HTTP_TIMEOUT_SECONDS": secret_ish})
+    assert secret_ish not in str(caught.value)
+
+
+def test_storage_needs_a_connection_or_an_account() -> None:
+    env = {k: v for k, v in GOOD.items() if k != "AzureWebJobsStorage"}
+    with pytest.raises(ConfigurationError, match="AzureWebJobsStorage"):
+        load_settings(env)
+    settings = load_settings({**env, "AzureWebJobsStorage__accountName": "rotatorsa"})
+    assert settings.storage.table_endpoint == "https://rotatorsa.table.core.windows.net"
+
+
+def test_email_needs_endpoint_and_sender_together() -> None:
+    with pytest.raises(ConfigurationError, match="ROTATOR_EMAIL_SENDER"):
+        load_settings({**GOOD, "ROTATOR_ACS_ENDPOINT": "https://acs.communication.azure.com"})
+
+
+def test_sample_settings_file_lists_every_setting() -> None:
+    import json
+    from pathlib import Path
+
+    sample = json.loads((Path(__file__).parents[2] / "local.settings.sample.json").read_text())
+    assert {spec.name for spec in SETTINGS} <= set(sample["Values"])

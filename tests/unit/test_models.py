@@ -1,0 +1,135 @@
+"""Validation edges of the registration model: every range boundary, wrong types, unknown kinds."""
+
+from typing import Any
+
+import pytest
+
+from shared.api.http import parse_model
+from shared.domain.models import ApplicationConfig
+from shared.errors import ValidationError
+
+APP = {
+    "appId": "11111111-1111-1111-1111-111111111111",
+    "objectId": "22222222-2222-2222-2222-222222222222",
+    "displayName": "Payroll API",
+}
+
+
+def problems(data: dict[str, Any]) -> dict[str, dict[str, str]]:
+    with pytest.raises(ValidationError) as caught:
+        parse_model(ApplicationConfig, data)
+    return {problem.field: problem.as_dict() for problem in caught.value.problems}
+
+
+def valid(data: dict[str, Any]) -> ApplicationConfig:
+    result = parse_model(ApplicationConfig, data)
+    assert isinstance(result, ApplicationConfig)
+    return result
+
+
+def test_defaults_follow_the_product_documentation() -> None:
+    config = valid(APP)
+    assert config.rotation.secret_lifetime_days == 21
+    assert config.rotation.update_threshold_hours == 1
+    assert config.rotation.enabled is False
+    assert config.notifications.include_secret_in_email is False
+    assert config.state == "Active"
+
+
+@pytest.mark.parametrize("days", [1, 90])
+def test_lifetime_bounds_accepted(days: int) -> None:
+    assert valid({**APP, "rotation": {"secretLifetimeDays": days}}).rotation.secret_lifetime_days == days
+
+
+@pytest.mark.parametrize("days", [0, 91, -1, "21", 21.0, True, None])
+def test_lifetime_out_of_range_or_wrong_type(days: Any) -> None:
+    found = problems({**APP, "rotation": {"secretLifetimeDays": days}})
+    assert found["rotation.secretLifetimeDays"]["allowed"] == "1 to 90 days"
+
+
+@pytest.mark.parametrize("hours", [1, 23])
+def test_threshold_bounds_accepted(hours: int) -> None:
+    assert valid({**APP, "rotation": {"updateThresholdHours": hours}}).rotation.update_threshold_hours == hours
+
+
+@pytest.mark.parametrize("hours", [0, 24])
+def test_threshold_out_of_range(hours: int) -> None:
+    found = problems({**APP, "rotation": {"updateThresholdHours": hours}})
+    assert found["rotation.updateThresholdHours"]["allowed"] == "1 to 23 hours"
+
+
+@pytest.mark.parametrize(("days", "ok"), [(0, False), (1, True), (30, True), (31, False)])
+def test_threshold_alert_days_bounds(days: int, ok: bool) -> None:
+    data = {**APP, "notifications": {"thresholdAlertDays": days}}
+    if ok:
+        assert valid(data).notifications.threshold_alert_days == days
+    else:
+        assert problems(data)["notifications.thresholdAlertDays"]["allowed"] == "1 to 30 days"
+
+
+def test_secret_in_email_needs_explicit_acknowledgement() -> None:
+    found = problems({**APP, "notifications": {"includeSecretInEmail": True}})
+    assert "acknowledgeSecretInEmailRisk" in found["notifications.acknowledgeSecretInEmailRisk"]["message"]
+    config = valid(
+        {**APP, "notifications": {"includeSecretInEmail": True, "acknowledgeSecretInEmailRisk": True}}
+    )
+    assert config.notifications.include_secret_in_email
+
+
+def test_unknown_integration_kind_lists_the_known_ones() -> None:
+    found = problems({**APP, "integrations": [{"kind": "ftpServer"}]})
+    assert "keyVault" in found["integrations.0.kind"]["allowed"]
+
+
+def test_integration_fields_are_validated_and_named() -> None:
+    found = problems(
+        {
+            **APP,
+            "integrations": [
+                {"kind": "keyVault", "vaultUrl": "http://not-tls"},
+                {"kind": "azureDevOps", "organization": "contoso", "project": "p", "serviceConnectionId": "x"},
+            ],
+        }
+    )
+    assert found["integrations.0.vaultUrl"]["allowed"] == "an https:// URL"
+    assert "integrations.1.serviceConnectionId" in found
+
+
+def test_integrations_get_stable_unique_names() -> None:
+    config = valid(
+        {
+            **APP,
+            "integrations": [
+                {"kind": "keyVault", "vaultUrl": "https://a.vault.azure.net"},
+                {"kind": "keyVault", "vaultUrl": "https://b.vault.azure.net", "name": "backup"},
+            ],
+        }
+    )
+    assert [i.name for i in config.integrations] == ["keyVault-1", "backup"]
+    duplicate = {"kind": "keyVault", "vaultUrl": "https://a.vault.azure.net", "name": "same"}
+    assert "integrations" in problems({**APP, "integrations": [duplicate, duplicate]})
+
+
+def test_vercel_needs_a_group_and_valid_targets() -> None:
+    vercel = {"kind": "vercel", "projectId": "web", "envVarName": "CLIENT_SECRET", "targets": ["production"]}
+    assert "groupId" in problems({**APP, "integrations": [vercel]})
+    assert valid({**APP, "groupId": "web-team", "integrations": [vercel]}).integrations[0].kind == "vercel"
+    found = problems({**APP, "groupId": "g", "integrations": [{**vercel, "targets": ["staging"]}]})
+    assert "integrations.0.targets.0" in found
+
+
+def test_unknown_fields_are_refused() -> None:
+    assert problems({**APP, "rotation": {"lifetime": 21}})["rotation.lifetime"]["message"] == "is not a known field"
+
+
+def test_recipient_and_integration_counts_are_bounded() -> None:
+    found = problems({**APP, "notifications": {"recipients": [f"u{i}@contoso.com" for i in range(21)]}})
+    assert found["notifications.recipients"]["allowed"] == "0 to 20 items"
+    many = [{"kind": "keyVault", "vaultUrl": "https://a.vault.azure.net"}] * 21
+    assert problems({**APP, "integrations": many})["integrations"]["allowed"] == "0 to 20 items"
+
+
+def test_errors_never_echo_input() -> None:
+    planted = "pat-c2VjcmV0LXZhbHVl"
+    found = problems({**APP, "displayName": 5, "rotation": {"secretLifetimeDays": planted}})
+    assert planted not in repr(found)
