@@ -6,6 +6,10 @@ Every trigger lives in ``shared/triggers``; every SDK client is built in ``share
 import azure.functions as func
 
 from shared.triggers.http_api import bp as http_api
+from shared.triggers.timer import bp as timer
+from shared.triggers.worker import bp as worker
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(http_api)
+app.register_functions(timer)
+app.register_functions(worker)

@@ -57,11 +57,9 @@ class RegistryService:
         return await self._applications.get(app_id)
 
     async def list(self, page_size: int, continuation_token: str | None) -> Page[StoredApplication]:
-        return await self._applications.list(page_size, continuation_token)
+        return await self._applications.list_page(page_size, continuation_token)
 
-    async def put(
-        self, config: ApplicationConfig, *, if_match: str | None, create_only: bool
-    ) -> PutResult:
+    async def put(self, config: ApplicationConfig, *, if_match: str | None, create_only: bool) -> PutResult:
         """Create, or replace the configuration of, an application. Status is kept on replace."""
         app_id = str(config.app_id)
         now = self._clock()
@@ -74,19 +72,30 @@ class RegistryService:
         if create_only:
             raise PreconditionFailed("Application already exists (If-None-Match: *)", app_id=app_id)
         if if_match is not None and if_match != "*" and if_match != current.etag:
-            raise PreconditionFailed("Application was changed since it was read (stale If-Match)", app_id=app_id)
-        try:
-            saved = await self._applications.save(current, config, current.status, now)
-        except ConflictError:
             raise PreconditionFailed(
-                "Application was changed while it was being saved; read it again", app_id=app_id
-            ) from None
+                "Application was changed since it was read (stale If-Match)", app_id=app_id
+            )
+        for _ in range(3):
+            try:
+                saved = await self._applications.save(current, config, current.status, now)
+                break
+            except ConflictError:
+                if if_match is not None and if_match != "*":
+                    raise PreconditionFailed(
+                        "Application was changed since it was read (stale If-Match)", app_id=app_id
+                    ) from None
+                # No precondition asked for: the rotator updated the status meanwhile; apply on top.
+                current = await self._applications.get(app_id)
+        else:
+            raise ConflictError("Application is changing too often; try again", app_id=app_id)
         return PutResult(saved, created=False)
 
     async def delete(self, app_id: str, *, if_match: str | None) -> None:
         current = await self._applications.get(app_id)
         if if_match is not None and if_match != "*" and if_match != current.etag:
-            raise PreconditionFailed("Application was changed since it was read (stale If-Match)", app_id=app_id)
+            raise PreconditionFailed(
+                "Application was changed since it was read (stale If-Match)", app_id=app_id
+            )
         claim = current.status.in_progress
         if claim is not None and claim.expires_at > self._clock():
             raise ConflictError(
@@ -96,9 +105,11 @@ class RegistryService:
             )
         await self._applications.delete(current)
 
-    async def log(self, app_id: str, page_size: int, continuation_token: str | None) -> Page[RotationLogEntry]:
+    async def log(
+        self, app_id: str, page_size: int, continuation_token: str | None
+    ) -> Page[RotationLogEntry]:
         await self._applications.get(app_id)  # 404 for an unknown application, not an empty log
-        return await self._log.list(app_id, page_size, continuation_token)
+        return await self._log.list_page(app_id, page_size, continuation_token)
 
     async def request_refresh(self, app_id: str, *, compromised: bool) -> RotationJob:
         """Queue a manual rotation now. The worker runs the same protocol as a scheduled one."""
@@ -120,4 +131,3 @@ class RegistryService:
         )
         await self._queue.enqueue(job)
         return job
-

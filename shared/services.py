@@ -22,7 +22,13 @@ if TYPE_CHECKING:
     from azure.data.tables.aio import TableServiceClient
     from azure.storage.queue.aio import QueueServiceClient
 
+    from shared.adapters.entra import GraphDirectory, TokenVerifier
+    from shared.adapters.vault import StagingVault, VaultClient
+    from shared.integrations.base import PluginRegistry
     from shared.registry import RegistryService
+    from shared.rotation.engine import Checkpoint, Notifier, RotationEngine
+    from shared.rotation.events import EventRecorder
+    from shared.rotation.scanner import Scanner, ThresholdAlerter
     from shared.storage.applications import ApplicationStore
     from shared.storage.queue import RotationQueue
     from shared.storage.rotation_log import RotationLogStore
@@ -48,6 +54,10 @@ class Services:
         self.clock = clock
         self._credential = credential
         self._closers: list[Callable[[], Any]] = []
+        # Tests replace these: where to stop a worker, and how to wait.
+        self.checkpoint: Checkpoint | None = None
+        self.sleep: Callable[[float], Any] = asyncio.sleep
+        self._vaults: dict[str, VaultClient] = {}
 
     # --- identity -----------------------------------------------------------------------------
     @property
@@ -56,9 +66,7 @@ class Services:
         if self._credential is None:
             from azure.identity.aio import ManagedIdentityCredential
 
-            self._credential = ManagedIdentityCredential(
-                client_id=self.settings.managed_identity_client_id
-            )
+            self._credential = ManagedIdentityCredential(client_id=self.settings.managed_identity_client_id)
             self._closers.append(self._credential.close)
         return self._credential
 
@@ -146,6 +154,107 @@ class Services:
         from shared.registry import RegistryService
 
         return RegistryService(self.applications, self.rotation_log, self.rotation_queue, self.clock)
+
+    # --- rotation -----------------------------------------------------------------------------
+    @cached_property
+    def directory(self) -> GraphDirectory:
+        from shared.adapters.entra import GraphDirectory
+
+        directory = GraphDirectory(
+            self.credential,
+            self.settings.graph_url,
+            self.settings.graph_scope,
+            timeout_seconds=self.settings.http_timeout_seconds,
+            ca_bundle=self.settings.ca_bundle,
+        )
+        self._closers.append(directory.close)
+        return directory
+
+    @cached_property
+    def verifier(self) -> TokenVerifier:
+        from shared.adapters.entra import TokenVerifier
+
+        return TokenVerifier(
+            self.settings.tenant_id,
+            self.settings.login_authority,
+            self.settings.graph_scope,
+            ca_bundle=self.settings.ca_bundle,
+        )
+
+    def vault(self, vault_url: str) -> VaultClient:
+        """A client for any vault (the rotator's own, or a destination), cached per URL."""
+        from shared.adapters.vault import VaultClient
+
+        key = vault_url.rstrip("/").lower()
+        if key not in self._vaults:
+            client = VaultClient(
+                vault_url,
+                self.credential,
+                timeout_seconds=self.settings.http_timeout_seconds,
+                ca_bundle=self.settings.ca_bundle,
+            )
+            self._closers.append(client.close)
+            self._vaults[key] = client
+        return self._vaults[key]
+
+    @cached_property
+    def staging(self) -> StagingVault:
+        from shared.adapters.vault import StagingVault
+
+        return StagingVault(self.vault(self.settings.vault_url))
+
+    @cached_property
+    def plugins(self) -> PluginRegistry:
+        from shared.integrations.registry import default_registry
+
+        return default_registry()
+
+    @cached_property
+    def events(self) -> EventRecorder:
+        from shared.rotation.events import EventRecorder
+
+        return EventRecorder(self.rotation_log, self.clock)
+
+    @cached_property
+    def notifier(self) -> Notifier:
+        from shared.rotation.engine import NullNotifier
+
+        return NullNotifier()
+
+    @cached_property
+    def alerter(self) -> ThresholdAlerter:
+        from shared.rotation.scanner import LogOnlyAlerter
+
+        return LogOnlyAlerter(self.events)
+
+    @cached_property
+    def engine(self) -> RotationEngine:
+        from shared.rotation.engine import EngineSettings, RotationEngine
+
+        return RotationEngine(
+            applications=self.applications,
+            events=self.events,
+            directory=self.directory,
+            verifier=self.verifier,
+            staging=self.staging,
+            plugins=self.plugins,
+            notifier=self.notifier,
+            settings=EngineSettings(
+                credential_prefix=self.settings.credential_prefix,
+                claim_timeout=timedelta(minutes=self.settings.claim_timeout_minutes),
+                verify_timeout_seconds=self.settings.verify_timeout_seconds,
+            ),
+            clock=self.clock,
+            services=self,
+            sleep=self.sleep,
+            checkpoint=self.checkpoint or (lambda step: None),
+        )
+
+    @cached_property
+    def scanner(self) -> Scanner:
+        from shared.rotation.scanner import Scanner
+
+        return Scanner(self.applications, self.rotation_queue, self.schedule_policy, self.alerter, self.clock)
 
     async def ensure_storage(self) -> None:
         """Create the tables and queues if missing (local stack and tests; Bicep does it in Azure)."""

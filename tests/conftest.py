@@ -16,7 +16,14 @@ TENANT_ID = "00000000-0000-0000-0000-00000000cafe"
 
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Azurite on free ports; yields its connection string."""
+    """A real Azurite on free ports; yields its connection string.
+
+    ``TEST_AZURITE_CONNECTION_STRING`` points the suite at an Azurite that is already running.
+    """
+    existing = os.environ.get("TEST_AZURITE_CONNECTION_STRING")
+    if existing:
+        yield existing
+        return
     from devhost.testing import AzuriteProcess
 
     with AzuriteProcess(tmp_path_factory.mktemp("azurite")) as process:
@@ -66,5 +73,8 @@ def clean_storage(azurite: str) -> Iterator[None]:
 def _no_ambient_azure_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # Tests must never pick up a developer's real Azure identity or settings.
     for name in list(os.environ):
-        if name.startswith(("ROTATOR_", "AZURE_", "AzureWebJobs")) or name in ("IDENTITY_ENDPOINT", "MSI_ENDPOINT"):
+        if name.startswith(("ROTATOR_", "AZURE_", "AzureWebJobs")) or name in (
+            "IDENTITY_ENDPOINT",
+            "MSI_ENDPOINT",
+        ):
             monkeypatch.delenv(name, raising=False)

@@ -38,9 +38,7 @@ PROBLEM_BASE = "https://github.com/entra-secret-rotator/problems/"
 Handler = Callable[["func.HttpRequest"], Awaitable["func.HttpResponse"]]
 
 
-def json_response(
-    body: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> func.HttpResponse:
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
     import azure.functions as func
 
     return func.HttpResponse(
@@ -183,11 +181,19 @@ def _field_problem(item: Any) -> FieldProblem:
         return FieldProblem(field, "is required", allowed)
     if kind in ("too_long", "too_short"):
         low, high = ctx.get("min_length"), ctx.get("max_length")
-        allowed = f"{low if low is not None else 0} to {high} items" if high is not None else f"at least {low} items"
+        allowed = (
+            f"{low if low is not None else 0} to {high} items"
+            if high is not None
+            else f"at least {low} items"
+        )
         return FieldProblem(field, "has the wrong number of items", allowed)
     message = item["msg"]
     if kind in ("range", "pattern") and ctx.get("allowed"):
-        message = f"must be {ctx['allowed']}" if kind == "pattern" else f"must be a whole number from {ctx['allowed']}"
+        message = (
+            f"must be {ctx['allowed']}"
+            if kind == "pattern"
+            else f"must be a whole number from {ctx['allowed']}"
+        )
     return FieldProblem(field, message, str(allowed) if allowed is not None else None)
 
 

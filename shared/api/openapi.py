@@ -37,7 +37,12 @@ PAGING = [
     {
         "name": "pageSize",
         "in": "query",
-        "schema": {"type": "integer", "minimum": PAGE_SIZE[0], "maximum": PAGE_SIZE[1], "default": DEFAULT_PAGE_SIZE},
+        "schema": {
+            "type": "integer",
+            "minimum": PAGE_SIZE[0],
+            "maximum": PAGE_SIZE[1],
+            "default": DEFAULT_PAGE_SIZE,
+        },
     },
     {
         "name": "continuationToken",
@@ -122,7 +127,9 @@ def _paths() -> dict[str, Any]:
                     "201": _json(_ref("Application"), "Created."),
                     "400": COMMON_ERRORS["400"],
                     "401": COMMON_ERRORS["401"],
-                    "412": _problem("If-Match did not hold (the application changed) or If-None-Match: * and it exists."),
+                    "412": _problem(
+                        "If-Match did not hold (the application changed) or If-None-Match: * and it exists."
+                    ),
                     "413": _problem("Body larger than 64 KiB."),
                 },
             },
@@ -144,7 +151,10 @@ def _paths() -> dict[str, Any]:
                 "operationId": "getRotationLog",
                 "summary": "The application's rotation log, newest first",
                 "parameters": PAGING,
-                "responses": {"200": _json(_ref("RotationLogPage"), "A page of log entries."), **COMMON_ERRORS},
+                "responses": {
+                    "200": _json(_ref("RotationLogPage"), "A page of log entries."),
+                    **COMMON_ERRORS,
+                },
             },
         },
         "/applications/{appId}/refresh": {

@@ -24,23 +24,21 @@ MAX_RECIPIENTS = 20
 MAX_INTEGRATIONS = 20
 
 
-def bounded_int(low: int, high: int, unit: str) -> Any:
-    """An int field whose every error (wrong type or out of range) states the allowed range."""
+def int_range(low: int, high: int, unit: str) -> BeforeValidator:
+    """An int check whose every error (wrong type or out of range) states the allowed range."""
 
     allowed = f"{low} to {high} {unit}"
 
     def check(value: object) -> int:
         if type(value) is not int or not low <= value <= high:
-            raise PydanticCustomError(
-                "range", "must be a whole number from {allowed}", {"allowed": allowed}
-            )
+            raise PydanticCustomError("range", "must be a whole number from {allowed}", {"allowed": allowed})
         return value
 
-    return Annotated[int, BeforeValidator(check)]
+    return BeforeValidator(check)
 
 
-def pattern_str(pattern: str, description: str) -> Any:
-    """A string field matching ``pattern``; the error says what is allowed, not what was sent."""
+def matches(pattern: str, description: str) -> BeforeValidator:
+    """A string check for ``pattern``; the error says what is allowed, not what was sent."""
 
     compiled = re.compile(pattern)
 
@@ -49,7 +47,7 @@ def pattern_str(pattern: str, description: str) -> Any:
             raise PydanticCustomError("pattern", "must be {allowed}", {"allowed": description})
         return value
 
-    return Annotated[str, BeforeValidator(check)]
+    return BeforeValidator(check)
 
 
 class Model(BaseModel):
@@ -65,20 +63,53 @@ class Model(BaseModel):
         return self.model_dump(mode="json", by_alias=True)
 
 
-LifetimeDays = bounded_int(*LIFETIME_DAYS, "days")
-ThresholdHours = bounded_int(*THRESHOLD_HOURS, "hours")
-AlertDays = bounded_int(*THRESHOLD_ALERT_DAYS, "days")
-DisplayName = pattern_str(r"[^\x00-\x1f]{1,256}", "1 to 256 characters without control characters")
-IntegrationName = pattern_str(
-    r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", "1 to 64 letters, digits, '.', '_' or '-'"
-)
-EmailAddress = pattern_str(
-    r"[^@\s<>\"',;]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", "an email address such as ops@contoso.com"
-)
-GroupId = pattern_str(r"[a-z0-9][a-z0-9-]{0,62}", "1 to 63 lowercase letters, digits or '-'")
-KeyVaultSecretName = pattern_str(r"[0-9a-zA-Z-]{1,127}", "1 to 127 letters, digits or '-'")
-HttpsUrl = pattern_str(r"https://[^\s/?#]+(/[^\s?#]*)?", "an https:// URL")
 _SUB = r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[-\w.()]{1,90}/providers/"
+
+LifetimeDays = Annotated[int, int_range(*LIFETIME_DAYS, "days")]
+ThresholdHours = Annotated[int, int_range(*THRESHOLD_HOURS, "hours")]
+AlertDays = Annotated[int, int_range(*THRESHOLD_ALERT_DAYS, "days")]
+DisplayName = Annotated[
+    str, matches(r"[^\x00-\x1f]{1,256}", "1 to 256 characters without control characters")
+]
+IntegrationName = Annotated[
+    str, matches(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", "1 to 64 letters, digits, '.', '_' or '-'")
+]
+EmailAddress = Annotated[
+    str,
+    matches(
+        r"[^@\s<>\"',;]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", "an email address such as ops@contoso.com"
+    ),
+]
+GroupId = Annotated[str, matches(r"[a-z0-9][a-z0-9-]{0,62}", "1 to 63 lowercase letters, digits or '-'")]
+KeyVaultSecretName = Annotated[str, matches(r"[0-9a-zA-Z-]{1,127}", "1 to 127 letters, digits or '-'")]
+HttpsUrl = Annotated[str, matches(r"https://[^\s/?#]+(/[^\s?#]*)?", "an https:// URL")]
+DevOpsOrganization = Annotated[
+    str, matches(r"[A-Za-z0-9][A-Za-z0-9-]{0,49}", "an Azure DevOps organization name")
+]
+DevOpsProject = Annotated[str, matches(r"[^\x00-\x1f/\\]{1,64}", "a project name of 1 to 64 characters")]
+VercelProject = Annotated[str, matches(r"[A-Za-z0-9._-]{1,100}", "a Vercel project id or name")]
+EnvVarName = Annotated[str, matches(r"[A-Za-z_][A-Za-z0-9_]{0,255}", "an environment variable name")]
+GitBranch = Annotated[str, matches(r"[^\s]{1,250}", "a git branch name")]
+ConnectionResourceId = Annotated[
+    str, matches(_SUB + r"Microsoft\.Web/connections/[-\w.]{1,80}", "a Microsoft.Web/connections resource id")
+]
+SiteResourceId = Annotated[
+    str,
+    matches(
+        _SUB + r"Microsoft\.Web/sites/[-\w]{1,60}(/slots/[-\w]{1,59})?",
+        "a Microsoft.Web/sites resource id (optionally /slots/<slot>)",
+    ),
+]
+AppSettingName = Annotated[str, matches(r"[A-Za-z0-9_.:-]{1,256}", "an app setting name")]
+AutomationAccountId = Annotated[
+    str,
+    matches(
+        _SUB + r"Microsoft\.Automation/automationAccounts/[-\w]{1,50}",
+        "a Microsoft.Automation/automationAccounts resource id",
+    ),
+]
+RunbookName = Annotated[str, matches(r"[A-Za-z][-\w]{0,62}", "a runbook name")]
+ParameterName = Annotated[str, matches(r"[A-Za-z_][A-Za-z0-9_]{0,127}", "a parameter name")]
 
 
 class ApplicationState(StrEnum):
@@ -109,7 +140,10 @@ class NotificationSettings(Model):
             raise PydanticCustomError(
                 "acknowledgement",
                 "includeSecretInEmail needs acknowledgeSecretInEmailRisk set to true",
-                {"field": "acknowledgeSecretInEmailRisk", "allowed": "true when includeSecretInEmail is true"},
+                {
+                    "field": "acknowledgeSecretInEmailRisk",
+                    "allowed": "true when includeSecretInEmail is true",
+                },
             )
         return self
 
@@ -131,8 +165,8 @@ class KeyVaultIntegration(IntegrationBase):
 
 class AzureDevOpsIntegration(IntegrationBase):
     kind: Literal["azureDevOps"]
-    organization: pattern_str(r"[A-Za-z0-9][A-Za-z0-9-]{0,49}", "an Azure DevOps organization name")  # type: ignore[valid-type]
-    project: pattern_str(r"[^\x00-\x1f/\\]{1,64}", "a project name of 1 to 64 characters")  # type: ignore[valid-type]
+    organization: DevOpsOrganization
+    project: DevOpsProject
     service_connection_id: UUID
     authentication: Literal["managedIdentity", "pat"] = "managedIdentity"
     # Name of the PAT's secret in the rotator's own vault (set by the API, never the PAT itself).
@@ -141,50 +175,50 @@ class AzureDevOpsIntegration(IntegrationBase):
 
 class VercelIntegration(IntegrationBase):
     kind: Literal["vercel"]
-    project_id: pattern_str(r"[A-Za-z0-9._-]{1,100}", "a Vercel project id or name")  # type: ignore[valid-type]
-    env_var_name: pattern_str(r"[A-Za-z_][A-Za-z0-9_]{0,255}", "an environment variable name")  # type: ignore[valid-type]
+    project_id: VercelProject
+    env_var_name: EnvVarName
     targets: Annotated[
         list[Literal["production", "preview", "development"]], Field(min_length=1, max_length=3)
     ]
-    git_branch: pattern_str(r"[^\s]{1,250}", "a git branch name") | None = None  # type: ignore[valid-type]
+    git_branch: GitBranch | None = None
     redeploy: bool = False
 
     @model_validator(mode="after")
     def _targets_unique(self) -> VercelIntegration:
         if len(set(self.targets)) != len(self.targets):
             raise PydanticCustomError(
-                "unique", "targets must not repeat", {"field": "targets", "allowed": "production, preview, development"}
+                "unique",
+                "targets must not repeat",
+                {"field": "targets", "allowed": "production, preview, development"},
             )
         if self.git_branch is not None and self.targets != ["preview"]:
             raise PydanticCustomError(
-                "git_branch", "gitBranch needs targets ['preview']", {"field": "gitBranch", "allowed": "targets: ['preview']"}
+                "git_branch",
+                "gitBranch needs targets ['preview']",
+                {"field": "gitBranch", "allowed": "targets: ['preview']"},
             )
         return self
 
 
 class LogicAppConnectionIntegration(IntegrationBase):
     kind: Literal["logicAppConnection"]
-    resource_id: pattern_str(  # type: ignore[valid-type]
-        _SUB + r"Microsoft\.Web/connections/[-\w.]{1,80}",
-        "a Microsoft.Web/connections resource id",
-    )
+    resource_id: ConnectionResourceId
 
 
 class AppServiceIntegration(IntegrationBase):
     kind: Literal["appService"]
-    resource_id: pattern_str(  # type: ignore[valid-type]
-        _SUB + r"Microsoft\.Web/sites/[-\w]{1,60}(/slots/[-\w]{1,59})?",
-        "a Microsoft.Web/sites resource id (optionally /slots/<slot>)",
-    )
+    resource_id: SiteResourceId
     mode: Literal["appSetting", "keyVaultReference"] = "appSetting"
-    setting_name: pattern_str(r"[A-Za-z0-9_.:-]{1,256}", "an app setting name") | None = None  # type: ignore[valid-type]
+    setting_name: AppSettingName | None = None
     restart: bool = False
 
     @model_validator(mode="after")
     def _setting_name_for_app_setting(self) -> AppServiceIntegration:
         if self.mode == "appSetting" and not self.setting_name:
             raise PydanticCustomError(
-                "required", "settingName is required when mode is appSetting", {"field": "settingName", "allowed": "an app setting name"}
+                "required",
+                "settingName is required when mode is appSetting",
+                {"field": "settingName", "allowed": "an app setting name"},
             )
         return self
 
@@ -192,12 +226,9 @@ class AppServiceIntegration(IntegrationBase):
 class AutomationIntegration(IntegrationBase):
     kind: Literal["automation"]
     target: Literal["runbook", "webhook"]
-    automation_account_id: pattern_str(  # type: ignore[valid-type]
-        _SUB + r"Microsoft\.Automation/automationAccounts/[-\w]{1,50}",
-        "a Microsoft.Automation/automationAccounts resource id",
-    ) | None = None
-    runbook_name: pattern_str(r"[A-Za-z][-\w]{0,62}", "a runbook name") | None = None  # type: ignore[valid-type]
-    parameter_name: pattern_str(r"[A-Za-z_][A-Za-z0-9_]{0,127}", "a parameter name") = "ClientSecret"  # type: ignore[valid-type]
+    automation_account_id: AutomationAccountId | None = None
+    runbook_name: RunbookName | None = None
+    parameter_name: ParameterName = "ClientSecret"
     # Name of the webhook URL's secret in the rotator's own vault (the URL itself is a secret).
     webhook_secret_name: KeyVaultSecretName | None = None
 
@@ -261,11 +292,15 @@ class ApplicationConfig(Model):
         names = [integration.name for integration in self.integrations]
         if len(set(names)) != len(names):
             raise PydanticCustomError(
-                "unique", "integration names must be unique", {"field": "integrations", "allowed": "distinct names"}
+                "unique",
+                "integration names must be unique",
+                {"field": "integrations", "allowed": "distinct names"},
             )
         if any(isinstance(i, VercelIntegration) for i in self.integrations) and not self.group_id:
             raise PydanticCustomError(
-                "group", "a vercel integration needs the application's groupId", {"field": "groupId", "allowed": "a group id"}
+                "group",
+                "a vercel integration needs the application's groupId",
+                {"field": "groupId", "allowed": "a group id"},
             )
         return self
 
@@ -290,6 +325,8 @@ class ErrorInfo(Model):
 
 class RotationClaim(Model):
     rotation_id: str
+    # Which invocation holds the claim; a takeover changes it, so a slow old worker's writes fail.
+    owner: str
     claimed_at: datetime
     expires_at: datetime
     step: str = "claimed"

@@ -101,7 +101,11 @@ def decode_continuation(text: str | None) -> dict[str, str] | None:
 
         raise ValidationError(
             "Invalid continuation token",
-            [FieldProblem("continuationToken", "is not a token this API returned", "a token from a previous page")],
+            [
+                FieldProblem(
+                    "continuationToken", "is not a token this API returned", "a token from a previous page"
+                )
+            ],
         )
     return token
 
@@ -128,7 +132,7 @@ class ApplicationStore:
         except NotFoundError:
             return None
 
-    async def list(self, page_size: int, continuation_token: str | None) -> Page[StoredApplication]:
+    async def list_page(self, page_size: int, continuation_token: str | None) -> Page[StoredApplication]:
         token = decode_continuation(continuation_token)
         pages = self._table.query_entities(
             "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
@@ -192,7 +196,9 @@ class ApplicationStore:
             if current.index_key:
                 operations.append(("delete", {"PartitionKey": PARTITION, "RowKey": current.index_key}))
             if index_key:
-                operations.append(("upsert", {"PartitionKey": PARTITION, "RowKey": index_key, "AppId": app_id}))
+                operations.append(
+                    ("upsert", {"PartitionKey": PARTITION, "RowKey": index_key, "AppId": app_id})
+                )
         try:
             results = await self._table.submit_transaction(operations)
         except TableTransactionError as error:
@@ -289,7 +295,10 @@ def _parse_instant(text: str) -> datetime:
 def _conflict_or_missing(error: Any, app_id: str) -> Exception:
     if error.status_code == 404 or error.error_code == "ResourceNotFound":
         return NotFoundError("Application is not registered", app_id=app_id)
-    if error.status_code in (409, 412) or error.error_code in ("UpdateConditionNotSatisfied", "ConditionNotMet"):
+    if error.status_code in (409, 412) or error.error_code in (
+        "UpdateConditionNotSatisfied",
+        "ConditionNotMet",
+    ):
         return ConflictError("Application was changed by someone else; read it again", app_id=app_id)
     return error  # type: ignore[no-any-return]
 

@@ -44,7 +44,7 @@ class RotationLogStore:
             }
         )
 
-    async def list(
+    async def list_page(
         self, app_id: str, page_size: int, continuation_token: str | None
     ) -> Page[RotationLogEntry]:
         pages = self._table.query_entities(

@@ -1,0 +1,1 @@
+"""Narrow interfaces we own over each SDK, returning our own types."""

@@ -1,0 +1,284 @@
+"""Entra ID: application passwords through Microsoft Graph, and proof that a secret works.
+
+``EntraDirectory`` is the narrow interface the rotation engine uses; ``GraphDirectory`` implements
+it with msgraph-sdk. The SDK's own retry middleware is switched off: it retries POSTs on 503/504,
+which could mint a second secret whose text we never see. Our callers retry instead, and reconcile
+by the credential's display name first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlparse
+
+from shared.adapters.tls import ssl_context
+from shared.domain.secret import SecretValue
+from shared.errors import ExternalServiceError, NotFoundError, ThrottledError, TransientServiceError
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+
+SERVICE = "graph"
+PERSONAL_ACCOUNT_AUDIENCES = ("AzureADandPersonalMicrosoftAccount", "PersonalMicrosoftAccount")
+
+
+@dataclass(frozen=True)
+class PasswordInfo:
+    key_id: str
+    display_name: str | None
+    hint: str | None
+    start: datetime | None
+    end: datetime | None
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.end is not None and self.end <= now
+
+
+@dataclass(frozen=True)
+class NewPassword:
+    info: PasswordInfo
+    secret: SecretValue
+
+
+@dataclass(frozen=True)
+class EntraApplication:
+    object_id: str
+    app_id: str
+    display_name: str
+    sign_in_audience: str | None
+    passwords: tuple[PasswordInfo, ...]
+
+    @property
+    def password_cap(self) -> int | None:
+        """Apps that allow personal Microsoft accounts may hold at most two passwords."""
+        return 2 if self.sign_in_audience in PERSONAL_ACCOUNT_AUDIENCES else None
+
+
+class EntraDirectory(Protocol):
+    async def get_application(self, object_id: str) -> EntraApplication: ...
+
+    async def add_password(self, object_id: str, display_name: str, end: datetime) -> NewPassword: ...
+
+    async def remove_password(self, object_id: str, key_id: str) -> None: ...
+
+
+class SecretVerifier(Protocol):
+    async def works(self, app_id: str, secret: SecretValue) -> bool:
+        """One attempt: True if Entra issues a token for the secret, False if it refuses it."""
+        ...
+
+
+class GraphDirectory:
+    def __init__(
+        self,
+        credential: AsyncTokenCredential,
+        graph_url: str,
+        scope: str,
+        *,
+        timeout_seconds: float,
+        ca_bundle: str | None,
+    ) -> None:
+        import httpx
+        from kiota_authentication_azure.azure_identity_authentication_provider import (
+            AzureIdentityAuthenticationProvider,
+        )
+        from kiota_http.middleware.options import RetryHandlerOption
+        from msgraph import GraphRequestAdapter, GraphServiceClient
+        from msgraph_core import GraphClientFactory
+
+        host = urlparse(graph_url).hostname or ""
+        auth = AzureIdentityAuthenticationProvider(credential, scopes=[scope], allowed_hosts=[host])
+        http_client = GraphClientFactory.create_with_default_middleware(
+            client=httpx.AsyncClient(timeout=timeout_seconds, verify=ssl_context(ca_bundle)),
+            options={RetryHandlerOption.get_key(): RetryHandlerOption(max_retries=0, should_retry=False)},
+        )
+        adapter = GraphRequestAdapter(auth, client=http_client)
+        # Set explicitly: a custom client otherwise yields a trailing-slash base URL.
+        adapter.base_url = f"{graph_url.rstrip('/')}/v1.0"
+        self._http_client = http_client
+        self._client = GraphServiceClient(request_adapter=adapter)
+
+    async def close(self) -> None:
+        await self._http_client.aclose()
+
+    async def get_application(self, object_id: str) -> EntraApplication:
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.applications.item.application_item_request_builder import (
+            ApplicationItemRequestBuilder,
+        )
+
+        query = ApplicationItemRequestBuilder.ApplicationItemRequestBuilderGetQueryParameters(
+            select=["id", "appId", "displayName", "signInAudience", "passwordCredentials"]
+        )
+        async with _graph_errors("get application", object_id=object_id):
+            app = await self._client.applications.by_application_id(object_id).get(
+                request_configuration=RequestConfiguration(query_parameters=query)
+            )
+        if app is None:
+            raise NotFoundError("Application not found in Entra ID", object_id=object_id)
+        return EntraApplication(
+            object_id=str(app.id),
+            app_id=str(app.app_id),
+            display_name=app.display_name or "",
+            sign_in_audience=app.sign_in_audience,
+            passwords=tuple(_password_info(p) for p in app.password_credentials or []),
+        )
+
+    async def add_password(self, object_id: str, display_name: str, end: datetime) -> NewPassword:
+        from msgraph.generated.applications.item.add_password.add_password_post_request_body import (
+            AddPasswordPostRequestBody,
+        )
+        from msgraph.generated.models.password_credential import PasswordCredential
+
+        body = AddPasswordPostRequestBody(
+            password_credential=PasswordCredential(display_name=display_name, end_date_time=end)
+        )
+        async with _graph_errors("add password", object_id=object_id):
+            created = await self._client.applications.by_application_id(object_id).add_password.post(body)
+        if created is None or not created.secret_text or created.key_id is None:
+            raise TransientServiceError(
+                "addPassword returned no secret", service=SERVICE, object_id=object_id
+            )
+        return NewPassword(_password_info(created), SecretValue(created.secret_text))
+
+    async def remove_password(self, object_id: str, key_id: str) -> None:
+        from uuid import UUID
+
+        from msgraph.generated.applications.item.remove_password.remove_password_post_request_body import (
+            RemovePasswordPostRequestBody,
+        )
+
+        body = RemovePasswordPostRequestBody(key_id=UUID(key_id))
+        try:
+            async with _graph_errors("remove password", object_id=object_id, key_id=key_id):
+                await self._client.applications.by_application_id(object_id).remove_password.post(body)
+        except ExternalServiceError as error:
+            # Removing what is already gone is success: removal must be repeatable.
+            if error.status in (400, 404) and _gone_codes(error.code):
+                return
+            raise
+
+
+def _gone_codes(code: str | None) -> bool:
+    return code in (
+        "Request_ResourceNotFound",
+        "NoSuchKey",
+        "KeyNotFound",
+        "CannotDeleteNonexistentCredential",
+    )
+
+
+def _password_info(credential: Any) -> PasswordInfo:
+    return PasswordInfo(
+        key_id=str(credential.key_id),
+        display_name=credential.display_name,
+        hint=credential.hint,
+        start=credential.start_date_time,
+        end=credential.end_date_time,
+    )
+
+
+class _graph_errors:  # noqa: N801 - used as a context manager, reads like one
+    """Translate msgraph/kiota/httpx failures into our error hierarchy (no secret ever included)."""
+
+    def __init__(self, action: str, **context: Any) -> None:
+        self._action = action
+        self._context = context
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, exc_type: Any, error: BaseException | None, tb: Any) -> bool:
+        if error is None or not isinstance(error, Exception):
+            return False
+        import httpx
+        from kiota_abstractions.api_error import APIError
+
+        from shared.errors import RotatorError
+
+        if isinstance(error, RotatorError):
+            return False
+        message = f"Graph {self._action} failed"
+        if isinstance(error, APIError):
+            status = getattr(error, "response_status_code", None)
+            odata = getattr(error, "error", None)
+            code = getattr(odata, "code", None)
+            detail = getattr(odata, "message", None)
+            if detail:
+                message = f"{message}: {detail}"
+            headers = getattr(error, "response_headers", None) or {}
+            if status == 429:
+                raise ThrottledError(
+                    message,
+                    retry_after=_retry_after(headers),
+                    service=SERVICE,
+                    status=status,
+                    code=code,
+                    **self._context,
+                ) from None
+            if status is not None and (status >= 500 or status == 408):
+                raise TransientServiceError(
+                    message, service=SERVICE, status=status, code=code, **self._context
+                ) from None
+            if status == 404:
+                raise NotFoundError(message, code=code, **self._context) from None
+            raise ExternalServiceError(
+                message, service=SERVICE, status=status, code=code, **self._context
+            ) from None
+        if isinstance(error, httpx.TransportError | asyncio.TimeoutError):
+            raise TransientServiceError(
+                f"{message}: {type(error).__name__}", service=SERVICE, **self._context
+            ) from None
+        return False
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Retry-After in seconds from kiota's response headers (a dict of str to a set of str)."""
+    found: Any = None
+    if headers is not None and hasattr(headers, "get"):
+        found = headers.get("Retry-After") or headers.get("retry-after")
+    if isinstance(found, list | tuple | set | frozenset):
+        found = next(iter(found), None)
+    try:
+        return float(found) if found is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+class TokenVerifier:
+    """Proves a secret by acquiring a client-credentials token with it, as its consumers will."""
+
+    def __init__(self, tenant_id: str, authority: str, scope: str, *, ca_bundle: str | None) -> None:
+        self._tenant_id = tenant_id
+        self._authority = authority
+        self._scope = scope
+        self._ca_bundle = ca_bundle
+
+    async def works(self, app_id: str, secret: SecretValue) -> bool:
+        from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
+        from azure.identity.aio import ClientSecretCredential
+
+        options: dict[str, Any] = {"authority": self._authority, "disable_instance_discovery": True}
+        if self._ca_bundle:
+            options["connection_verify"] = self._ca_bundle
+        credential = ClientSecretCredential(self._tenant_id, app_id, secret.reveal(), **options)
+        try:
+            await credential.get_token(self._scope)
+            return True
+        except ClientAuthenticationError as error:
+            text = str(error)
+            # AADSTS7000215 (invalid secret) is what Entra answers until a new secret propagates.
+            if "AADSTS7000215" in text or "invalid_client" in text:
+                return False
+            raise TransientServiceError(
+                "Token request failed", service="entra-token", app_id=app_id
+            ) from None
+        except ServiceRequestError:
+            raise TransientServiceError(
+                "Token endpoint unreachable", service="entra-token", app_id=app_id
+            ) from None
+        finally:
+            await credential.close()

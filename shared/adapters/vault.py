@@ -1,0 +1,209 @@
+"""Key Vault secrets: the rotator's own vault (staging) and, later, destination vaults.
+
+Staging layout in the rotator's vault: one secret per application, ``app-{appId}``; each rotation
+adds a version tagged ``appId``, ``keyId``, ``rotationId`` and ``stage`` (pending → current, or
+failed). The tags let a resumed rotation find its own staged secret, and let a failed integration
+be retried from the current one, without any secret in a table or queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from shared.domain.secret import SecretValue
+from shared.errors import ExternalServiceError, NotFoundError, ThrottledError, TransientServiceError
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+    from azure.keyvault.secrets.aio import SecretClient
+
+SERVICE = "keyvault"
+MANAGED_BY = "entra-secret-rotator"
+
+
+@dataclass(frozen=True)
+class VaultSecret:
+    name: str
+    version: str
+    value: SecretValue
+    tags: dict[str, str]
+    expires_on: datetime | None
+
+
+def staging_name(app_id: str) -> str:
+    return f"app-{app_id}"
+
+
+class VaultClient:
+    """A narrow, error-translating wrapper over one vault's SecretClient."""
+
+    def __init__(
+        self,
+        vault_url: str,
+        credential: AsyncTokenCredential,
+        *,
+        timeout_seconds: float,
+        ca_bundle: str | None,
+    ) -> None:
+        from azure.keyvault.secrets.aio import SecretClient
+
+        host = urlparse(vault_url).hostname or ""
+        options: dict[str, Any] = {
+            "connection_timeout": timeout_seconds,
+            "read_timeout": timeout_seconds,
+            "retry_total": 3,
+            # The challenge's resource must match the vault's domain, except for local simulators.
+            "verify_challenge_resource": host not in ("localhost", "127.0.0.1"),
+        }
+        if ca_bundle:
+            options["connection_verify"] = ca_bundle
+        self.vault_url = vault_url
+        self._client: SecretClient = SecretClient(vault_url, credential, **options)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def set(
+        self,
+        name: str,
+        value: SecretValue,
+        *,
+        tags: dict[str, str],
+        content_type: str | None = None,
+        expires_on: datetime | None = None,
+    ) -> str:
+        async with _vault_errors("set secret", self.vault_url, name):
+            result = await self._client.set_secret(
+                name, value.reveal(), tags=tags, content_type=content_type, expires_on=expires_on
+            )
+        return str(result.properties.version)
+
+    async def get(self, name: str, version: str | None = None) -> VaultSecret | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            async with _vault_errors("get secret", self.vault_url, name):
+                secret = await self._client.get_secret(name, version)
+        except NotFoundError:
+            return None
+        except ResourceNotFoundError:
+            return None
+        if secret.value is None:
+            return None
+        return VaultSecret(
+            name=name,
+            version=str(secret.properties.version),
+            value=SecretValue(secret.value),
+            tags=dict(secret.properties.tags or {}),
+            expires_on=secret.properties.expires_on,
+        )
+
+    async def find_version(self, name: str, **tags: str) -> VaultSecret | None:
+        """The newest version whose tags include ``tags``."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        matches: list[Any] = []
+        try:
+            async with _vault_errors("list secret versions", self.vault_url, name):
+                async for properties in self._client.list_properties_of_secret_versions(name):
+                    found = properties.tags or {}
+                    if all(found.get(key) == value for key, value in tags.items()):
+                        matches.append(properties)
+        except (NotFoundError, ResourceNotFoundError):
+            return None
+        if not matches:
+            return None
+        newest = max(matches, key=lambda p: p.created_on or datetime.min)
+        return await self.get(name, str(newest.version))
+
+    async def update_tags(
+        self, name: str, version: str, tags: dict[str, str], *, enabled: bool = True
+    ) -> None:
+        async with _vault_errors("update secret", self.vault_url, name):
+            await self._client.update_secret_properties(name, version, tags=tags, enabled=enabled)
+
+
+class _vault_errors:  # noqa: N801 - used as a context manager
+    def __init__(self, action: str, vault_url: str, name: str) -> None:
+        self._action = action
+        self._context: dict[str, Any] = {"vault": vault_url, "secret_name": name}
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, exc_type: Any, error: BaseException | None, tb: Any) -> bool:
+        from azure.core.exceptions import (
+            HttpResponseError,
+            ResourceNotFoundError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
+
+        if error is None or not isinstance(error, Exception):
+            return False
+        message = f"Key Vault {self._action} failed"
+        if isinstance(error, ResourceNotFoundError):
+            raise NotFoundError(message, **self._context) from None
+        if isinstance(error, HttpResponseError):
+            status = error.status_code
+            code = getattr(getattr(error, "error", None), "code", None)
+            if status == 429:
+                retry_after = None
+                if error.response is not None:
+                    header = error.response.headers.get("Retry-After")
+                    retry_after = float(header) if header and header.isdigit() else None
+                raise ThrottledError(
+                    message,
+                    retry_after=retry_after,
+                    service=SERVICE,
+                    status=status,
+                    code=code,
+                    **self._context,
+                ) from None
+            if status is not None and status >= 500:
+                raise TransientServiceError(
+                    message, service=SERVICE, status=status, code=code, **self._context
+                ) from None
+            raise ExternalServiceError(
+                message, service=SERVICE, status=status, code=code, **self._context
+            ) from None
+        if isinstance(error, ServiceRequestError | ServiceResponseError):
+            raise TransientServiceError(message, service=SERVICE, **self._context) from None
+        return False
+
+
+class StagingVault:
+    """The rotator's own vault, where every new secret is written before anything else happens."""
+
+    def __init__(self, vault: VaultClient) -> None:
+        self._vault = vault
+
+    async def stage(
+        self, app_id: str, rotation_id: str, key_id: str, secret: SecretValue, expires_on: datetime | None
+    ) -> str:
+        return await self._vault.set(
+            staging_name(app_id),
+            secret,
+            tags={
+                "managedBy": MANAGED_BY,
+                "appId": app_id,
+                "keyId": key_id,
+                "rotationId": rotation_id,
+                "stage": "pending",
+            },
+            content_type="application/x-entra-client-secret",
+            expires_on=expires_on,
+        )
+
+    async def find(self, app_id: str, **tags: str) -> VaultSecret | None:
+        return await self._vault.find_version(staging_name(app_id), **tags)
+
+    async def set_stage(self, staged: VaultSecret, stage: str) -> None:
+        if staged.tags.get("stage") == stage:
+            return
+        await self._vault.update_tags(
+            staged.name, staged.version, {**staged.tags, "stage": stage}, enabled=stage != "failed"
+        )

@@ -1,0 +1,1 @@
+"""Integrations: plugins that deliver a new secret to where it is used (see ``base``)."""

@@ -1,0 +1,1 @@
+"""The rotation protocol: claim, create, stage, verify, deploy, notify, finish, retire."""

@@ -1,0 +1,137 @@
+"""The 15-minute scan: read only the due index rows and turn each into the right action."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from shared.domain.models import JobReason, LogLevel, RotationJob
+from shared.domain.schedule import Attention, SchedulePolicy, attention_needed
+from shared.errors import ConflictError
+from shared.registry import new_rotation_id
+from shared.rotation.events import EventRecorder
+from shared.storage.applications import ApplicationStore, StoredApplication
+from shared.storage.queue import RotationQueue
+
+logger = logging.getLogger("rotator.scanner")
+
+# One scan handles at most this many applications; the rest are due next time (15 minutes).
+MAX_PER_SCAN = 2000
+
+
+class ThresholdAlerter(Protocol):
+    async def threshold_alert(self, stored: StoredApplication, now: datetime) -> bool:
+        """Send the "rotation approaching" alert; True once it is sent (or nobody is to be told)."""
+        ...
+
+
+class LogOnlyAlerter:
+    """Records the alert in the rotation log when email is not configured."""
+
+    def __init__(self, events: EventRecorder) -> None:
+        self._events = events
+
+    async def threshold_alert(self, stored: StoredApplication, now: datetime) -> bool:
+        await self._events.record(
+            stored.app_id,
+            None,
+            "alert.threshold",
+            "Rotation is approaching (email is not configured)",
+            level=LogLevel.WARNING,
+        )
+        return True
+
+
+@dataclass
+class ScanReport:
+    rows_read: int = 0
+    enqueued: dict[str, int] = field(default_factory=dict)
+    alerts: int = 0
+    skipped: int = 0
+    duration_ms: int = 0
+
+
+class Scanner:
+    def __init__(
+        self,
+        applications: ApplicationStore,
+        queue: RotationQueue,
+        policy: SchedulePolicy,
+        alerter: ThresholdAlerter,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._applications = applications
+        self._queue = queue
+        self._policy = policy
+        self._alerter = alerter
+        self._clock = clock
+
+    async def scan(self) -> ScanReport:
+        started = time.monotonic()
+        now = self._clock()
+        report = ScanReport()
+        due, report.rows_read = await self._applications.due(now, MAX_PER_SCAN)
+        for item in due:
+            try:
+                await self._attend(item.app_id, now, report)
+            except Exception as error:  # noqa: BLE001 - one bad row must not stop the scan
+                report.skipped += 1
+                logger.error("scan of %s failed: %s", item.app_id, type(error).__name__)
+        report.duration_ms = int((time.monotonic() - started) * 1000)
+        logger.info(
+            "scan.completed: %d due rows read, %s enqueued, %d alerts",
+            report.rows_read,
+            report.enqueued,
+            report.alerts,
+            extra={
+                "event": "scan.completed",
+                "rowsRead": report.rows_read,
+                "enqueued": sum(report.enqueued.values()),
+                "durationMs": report.duration_ms,
+            },
+        )
+        return report
+
+    async def _attend(self, app_id: str, now: datetime, report: ScanReport) -> None:
+        stored = await self._applications.find(app_id)
+        if stored is None:
+            report.skipped += 1
+            return
+        attention = attention_needed(stored.config, stored.status, self._policy, now)
+        if attention == Attention.NOTHING:
+            report.skipped += 1
+            return
+        if attention == Attention.ALERT:
+            if await self._alerter.threshold_alert(stored, now):
+                report.alerts += 1
+                status = stored.status.model_copy(
+                    update={"threshold_alert_sent_for": stored.status.current_key_id}
+                )
+                await self._save(stored, status, now)
+            return
+        claim = stored.status.in_progress
+        job = RotationJob(
+            app_id=app_id,
+            # A takeover resumes the dead worker's rotation under its own id.
+            rotation_id=claim.rotation_id
+            if attention == Attention.TAKE_OVER and claim
+            else new_rotation_id(),
+            reason=JobReason.SCHEDULED if attention == Attention.ROTATE else JobReason.RETRY,
+            requested_at=now,
+        )
+        await self._queue.enqueue(job)
+        report.enqueued[attention.value] = report.enqueued.get(attention.value, 0) + 1
+        if attention != Attention.TAKE_OVER:
+            # Enqueued first, then marked: a crash in between only risks a duplicate job, which
+            # the claim absorbs; the mark stops the next scans from enqueueing it again.
+            await self._save(stored, stored.status.model_copy(update={"enqueued_at": now}), now)
+
+    async def _save(self, stored: StoredApplication, status: object, now: datetime) -> None:
+        try:
+            await self._applications.save(stored, stored.config, status, now)  # type: ignore[arg-type]
+        except ConflictError:
+            pass  # changed meanwhile (a worker claimed it): nothing to mark

@@ -1,0 +1,251 @@
+"""The configuration API as the portal uses it: JSON over HTTP with a function key, on Azurite."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+
+
+def registration(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "objectId": str(uuid.uuid4()),
+        "displayName": "Payroll API",
+        "rotation": {"enabled": True, "secretLifetimeDays": 21, "updateThresholdHours": 1},
+        "notifications": {"recipients": ["ops@contoso.com"], "thresholdAlertDays": 3},
+        "integrations": [{"kind": "keyVault", "vaultUrl": "https://payroll-kv.vault.azure.net"}],
+    }
+    body.update(overrides)
+    return body
+
+
+def register(api: httpx.Client, app_id: str | None = None, **overrides: Any) -> httpx.Response:
+    app_id = app_id or str(uuid.uuid4())
+    return api.put(f"/applications/{app_id}", json=registration(**overrides))
+
+
+def test_register_then_get_round_trips(api: httpx.Client) -> None:
+    app_id = str(uuid.uuid4())
+    created = register(api, app_id)
+    assert created.status_code == 201, created.text
+    assert created.headers["ETag"] == created.json()["etag"]
+    got = api.get(f"/applications/{app_id}")
+    assert got.status_code == 200
+    body = got.json()
+    assert body["appId"] == app_id
+    assert body["rotation"] == {
+        "enabled": True,
+        "secretLifetimeDays": 21,
+        "updateThresholdHours": 1,
+        "retireUnmanagedCredentials": False,
+    }
+    assert body["integrations"][0]["name"] == "keyVault-1"
+    assert body["status"]["lastResult"] == "never"
+    assert body["status"]["nextUpdateAt"] is None
+
+
+def test_replace_keeps_status_and_accepts_a_get_body(api: httpx.Client) -> None:
+    app_id = str(uuid.uuid4())
+    register(api, app_id)
+    body = api.get(f"/applications/{app_id}").json()
+    body["displayName"] = "Payroll API v2"
+    replaced = api.put(f"/applications/{app_id}", json=body, headers={"If-Match": body["etag"]})
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["displayName"] == "Payroll API v2"
+    assert replaced.json()["createdAt"] == body["createdAt"]
+
+
+def test_stale_if_match_gets_412_and_changes_nothing(api: httpx.Client) -> None:
+    app_id = str(uuid.uuid4())
+    first = register(api, app_id).json()
+    second = api.put(f"/applications/{app_id}", json=registration(displayName="Second"))
+    assert second.status_code == 200
+    stale = api.put(
+        f"/applications/{app_id}", json=registration(displayName="Third"), headers={"If-Match": first["etag"]}
+    )
+    assert stale.status_code == 412
+    assert stale.headers["content-type"].startswith("application/problem+json")
+    assert api.get(f"/applications/{app_id}").json()["displayName"] == "Second"
+    deleted = api.delete(f"/applications/{app_id}", headers={"If-Match": first["etag"]})
+    assert deleted.status_code == 412
+
+
+def test_if_none_match_star_is_create_only(api: httpx.Client) -> None:
+    app_id = str(uuid.uuid4())
+    assert (
+        api.put(f"/applications/{app_id}", json=registration(), headers={"If-None-Match": "*"}).status_code
+        == 201
+    )
+    again = api.put(f"/applications/{app_id}", json=registration(), headers={"If-None-Match": "*"})
+    assert again.status_code == 412
+
+
+def test_91_day_lifetime_is_refused_naming_the_field(api: httpx.Client) -> None:
+    app_id = str(uuid.uuid4())
+    response = register(api, app_id, rotation={"secretLifetimeDays": 91})
+    assert response.status_code == 400
+    problem = response.json()
+    assert problem["status"] == 400
+    assert problem["errors"] == [
+        {
+            "field": "rotation.secretLifetimeDays",
+            "message": "must be a whole number from 1 to 90 days",
+            "allowed": "1 to 90 days",
+        }
+    ]
+    assert api.get(f"/applications/{app_id}").status_code == 404  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"{not json", "body"),
+        (b"[]", "body"),
+        (b"", "body"),
+        (
+            json.dumps(registration(rotation={"updateThresholdHours": 24})).encode(),
+            "rotation.updateThresholdHours",
+        ),
+        (json.dumps(registration(integrations=[{"kind": "sharepoint"}])).encode(), "integrations.0.kind"),
+        (json.dumps(registration(state="Paused")).encode(), "state"),
+        (json.dumps(registration(objectId=42)).encode(), "objectId"),
+        (json.dumps(registration(appId=str(uuid.uuid4()))).encode(), "appId"),
+    ],
+)
+def test_bad_input_is_a_problem_naming_the_field(api: httpx.Client, body: bytes, field: str) -> None:
+    app_id = str(uuid.uuid4())
+    response = api.put(f"/applications/{app_id}", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert field in [error["field"] for error in response.json()["errors"]]
+    assert api.get(f"/applications/{app_id}").status_code == 404
+
+
+def test_oversized_body_is_413(api: httpx.Client) -> None:
+    big = registration(displayName="x" * 200)
+    big["padding"] = "y" * (70 * 1024)
+    response = api.put(f"/applications/{uuid.uuid4()}", json=big)
+    assert response.status_code == 413
+
+
+def test_unknown_application_is_404(api: httpx.Client) -> None:
+    missing = str(uuid.uuid4())
+    for response in (
+        api.get(f"/applications/{missing}"),
+        api.delete(f"/applications/{missing}"),
+        api.get(f"/applications/{missing}/log"),
+        api.post(f"/applications/{missing}/refresh"),
+    ):
+        assert response.status_code == 404, response.text
+        assert response.json()["title"] == "Not found"
+    assert api.get("/applications/not-a-guid").status_code == 400
+
+
+def test_list_pages_with_continuation_tokens(api: httpx.Client) -> None:
+    app_ids = {register(api).json()["appId"] for _ in range(5)}
+    seen: list[str] = []
+    token = None
+    pages = 0
+    while True:
+        params = {"pageSize": "2", **({"continuationToken": token} if token else {})}
+        page = api.get("/applications", params=params)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert len(body["items"]) <= 2
+        seen += [item["appId"] for item in body["items"]]
+        pages += 1
+        token = body["continuationToken"]
+        if not token:
+            break
+    assert set(seen) == app_ids and len(seen) == 5
+    assert pages >= 3
+    summary = api.get("/applications", params={"pageSize": "1"}).json()["items"][0]
+    assert {"lastUpdatedAt", "expiresAt", "nextUpdateAt", "state", "rotationEnabled", "lastResult"} <= set(
+        summary
+    )
+
+
+@pytest.mark.parametrize("page_size", ["0", "101", "ten"])
+def test_page_size_bounds(api: httpx.Client, page_size: str) -> None:
+    response = api.get("/applications", params={"pageSize": page_size})
+    assert response.status_code == 400
+    assert response.json()["errors"][0] == {
+        "field": "pageSize",
+        "message": "must be a whole number",
+        "allowed": "1 to 100",
+    }
+    assert api.get("/applications", params={"pageSize": "100"}).status_code == 200
+    assert api.get("/applications", params={"continuationToken": "garbage!"}).status_code == 400
+
+
+def test_delete_removes_the_application(api: httpx.Client) -> None:
+    app_id = register(api).json()["appId"]
+    assert api.delete(f"/applications/{app_id}").status_code == 204
+    assert api.get(f"/applications/{app_id}").status_code == 404
+
+
+def test_manual_refresh_queues_a_job_without_secrets(api: httpx.Client, azurite: str) -> None:
+    from azure.storage.queue import QueueClient
+
+    app_id = register(api).json()["appId"]
+    response = api.post(f"/applications/{app_id}/refresh", json={"compromised": True})
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["status"] == "queued" and accepted["compromised"] is True
+    queue = QueueClient.from_connection_string(azurite, "rotations")
+    messages = [json.loads(base64.b64decode(m.content)) for m in queue.peek_messages(max_messages=32)]
+    job = next(m for m in messages if m["rotationId"] == accepted["rotationId"])
+    assert job == {
+        "appId": app_id,
+        "rotationId": accepted["rotationId"],
+        "reason": "manual",
+        "requestedAt": job["requestedAt"],
+        "compromised": True,
+    }
+
+
+def test_manual_refresh_of_a_disabled_application_is_409(api: httpx.Client) -> None:
+    app_id = register(api, state="Disabled").json()["appId"]
+    response = api.post(f"/applications/{app_id}/refresh")
+    assert response.status_code == 409
+    assert "Disabled" in response.json()["detail"]
+
+
+def test_rotation_log_of_a_new_application_is_empty(api: httpx.Client) -> None:
+    app_id = register(api).json()["appId"]
+    assert api.get(f"/applications/{app_id}/log").json() == {"items": [], "continuationToken": None}
+
+
+def test_function_key_is_required(anonymous: httpx.Client, api: httpx.Client) -> None:
+    assert anonymous.get("/applications").status_code == 401
+    assert anonymous.get("/applications", headers={"x-functions-key": "wrong"}).status_code == 401
+    assert anonymous.get("/applications", params={"code": "test-function-key"}).status_code == 200
+    assert anonymous.put(f"/applications/{uuid.uuid4()}", json=registration()).status_code == 401
+    assert anonymous.get("/health").json() == {"status": "ok"}
+
+
+def test_openapi_document_matches_the_registered_routes(anonymous: httpx.Client) -> None:
+    import function_app
+
+    served = anonymous.get("/openapi.json").json()
+    assert served["openapi"] == "3.1.0"
+    documented = {
+        (path, method.upper())
+        for path, item in served["paths"].items()
+        for method in item
+        if method in ("get", "put", "post", "delete", "patch")
+    }
+    registered = set()
+    for function in function_app.app.get_functions():
+        trigger = function.get_trigger()
+        if trigger.get_binding_name() == "httpTrigger":
+            for method in trigger.methods:
+                registered.add(("/" + trigger.route, str(getattr(method, "value", method)).upper()))
+    assert documented == registered
+    host_json = json.loads((ROOT / "host.json").read_text())
+    assert served["servers"] == [{"url": "/" + host_json["extensions"]["http"]["routePrefix"]}]

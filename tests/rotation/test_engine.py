@@ -1,0 +1,313 @@
+"""The rotation protocol end to end at the service level: real msgraph-sdk, azure-identity and
+azure-keyvault-secrets clients against the simulators, and Azurite for state."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from shared.domain.models import JobReason, RotationResult
+from shared.rotation.engine import ClaimBusy
+from tests.rotation.conftest import UNMANAGED_SECRET, Rotator
+
+
+def token_works(rotator: Rotator, app_id: str, secret: str) -> bool:
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.identity import ClientSecretCredential
+
+    settings = rotator.services.settings
+    credential = ClientSecretCredential(
+        settings.tenant_id,
+        app_id,
+        secret,
+        authority=settings.login_authority,
+        disable_instance_discovery=True,
+        connection_verify=settings.ca_bundle,
+    )
+    try:
+        credential.get_token(settings.graph_scope)
+        return True
+    except ClientAuthenticationError:
+        return False
+    finally:
+        credential.close()
+
+
+def staged_versions(rotator: Rotator, app_id: str) -> list[Any]:
+    vault = rotator.stack.keyvaults["rotator"]
+    try:
+        return list(vault.versions(f"app-{app_id}"))
+    except Exception:
+        return []
+
+
+async def test_manual_rotation_creates_stages_verifies_and_records(rotator: Rotator) -> None:
+    entra_app = rotator.seed_entra_app()
+    await rotator.register(entra_app)
+    job = rotator.job(entra_app.app_id)
+
+    assert await rotator.services.engine.handle(job) == "rotated"
+
+    [new] = rotator.managed(entra_app)
+    assert new.display_name == f"secret-rotator:{job.rotation_id}"
+    assert (new.end - rotator.clock()).days in (20, 21)
+    assert token_works(rotator, entra_app.app_id, new.secret_text)
+    # The hand-made credential is untouched and still works.
+    assert any(p.secret_text == UNMANAGED_SECRET for p in rotator.passwords(entra_app))
+    assert token_works(rotator, entra_app.app_id, UNMANAGED_SECRET)
+
+    status = await rotator.status(entra_app.app_id)
+    assert status.current_key_id == new.key_id
+    assert status.last_result == RotationResult.SUCCEEDED
+    assert status.in_progress is None and status.last_rotation_id == job.rotation_id
+    assert status.expires_at is not None and abs((status.expires_at - new.end).total_seconds()) < 1
+
+    [version] = staged_versions(rotator, entra_app.app_id)
+    assert version.value == new.secret_text
+    assert version.tags["stage"] == "current" and version.tags["keyId"] == new.key_id
+    assert version.tags["rotationId"] == job.rotation_id
+
+    events = await rotator.log_events(entra_app.app_id)
+    assert events == [
+        "rotation.started",
+        "secret.created",
+        "secret.staged",
+        "secret.verified",
+        "rotation.completed",
+    ]
+
+
+async def test_two_copies_of_the_same_job_rotate_once(rotator: Rotator) -> None:
+    entra_app = rotator.seed_entra_app()
+    await rotator.register(entra_app)
+    job = rotator.job(entra_app.app_id)
+
+    results = await asyncio.gather(
+        rotator.services.engine.handle(job), rotator.services.engine.handle(job), return_exceptions=True
+    )
+    assert sorted(type(r).__name__ if isinstance(r, BaseException) else r for r in results) == [
+        "ClaimBusy",
+        "rotated",
+    ]
+    # The copy that backed off comes back later (the host redelivers it) and finds the work done.
+    assert await rotator.services.engine.handle(job) == "rotation already finished"
+    assert len(rotator.managed(entra_app)) == 1
+
+
+async def test_a_second_rotation_while_one_runs_is_skipped(rotator: Rotator) -> None:
+    entra_app = rotator.seed_entra_app()
+    await rotator.register(entra_app)
+    first, second = rotator.job(entra_app.app_id), rotator.job(entra_app.app_id)
+    outcomes = await asyncio.gather(
+        rotator.services.engine.handle(first), rotator.services.engine.handle(second)
+    )
+    assert sorted(outcomes)[0].startswith("rotat")
+    assert len(rotator.managed(entra_app)) == 1
+
+
+async def test_scheduled_job_for_a_not_due_application_does_nothing(rotator: Rotator) -> None:
+    entra_app = rotator.seed_entra_app()
+    await rotator.register(entra_app)
+    await rotator.services.engine.handle(rotator.job(entra_app.app_id))
+    outcome = await rotator.services.engine.handle(rotator.job(entra_app.app_id, JobReason.SCHEDULED))
+    assert outcome == "not due"
+    assert len(rotator.managed(entra_app)) == 1
+
+
+async def test_propagation_delay_of_20_seconds_is_waited_out(rotator: Rotator) -> None:
+    rotator.stack.entra.propagation_delay_seconds = 20
+    entra_app = rotator.seed_entra_app()
+    await rotator.register(entra_app)
+    started = time.monotonic()
+    assert await rotator.services.engine.handle(rotator.job(entra_app.app_id)) == "rotated"
+    assert time.monotonic() - started >= 19
+    page = await rotator.services.rotation_log.list_page(entra_app.app_id, 50, None)
+    verified = next(e for e in page.items if e.event == "secret.verified")
+    assert "attempts" in verified.message
+
+
+async def test_a_secret_that_never_works_fails_cleanly(
+    rotator: Rotator, azurite: str, monkeypatch: Any
+) -> None:
+    from shared.rotation.engine import EngineSettings
+
+    rotator.stack.entra.broken_new_secrets = True
+    entra_app = rotator.seed_entra_app()
+    await rotator.register(entra_app)
+    engine = rotator.services.engine
+    monkeypatch.setattr(
+        engine,
+        "_settings",
+        EngineSettings(
+            credential_prefix="secret-rotator", claim_timeout=timedelta(minutes=30), verify_timeout_seconds=4
+        ),
+    )
+    assert await engine.handle(rotator.job(entra_app.app_id)) == "failed"
+
+    assert rotator.managed(entra_app) == []  # the new credential was removed
+    assert [p.secret_text for p in rotator.passwords(entra_app)] == [UNMANAGED_SECRET]
+    status = await rotator.status(entra_app.app_id)
+    assert status.last_result == RotationResult.FAILED
+    assert status.last_error is not None and status.last_error.code == "SecretNeverWorked"
+    assert status.in_progress is None and status.current_key_id is None
+    [version] = staged_versions(rotator, entra_app.app_id)
+    assert version.tags["stage"] == "failed" and not version.enabled
+    assert "rotation.failed" in await rotator.log_events(entra_app.app_id)
+
+
+async def test_tenant_policy_caps_the_lifetime_with_a_warning(rotator: Rotator) -> None:
+    rotator.stack.entra.max_lifetime_seconds = 30 * 86400
+    entra_app = rotator.seed_entra_app()
+    await rotator.register(entra_app, secretLifetimeDays=60)
+    assert await rotator.services.engine.handle(rotator.job(entra_app.app_id)) == "rotated"
+    [new] = rotator.managed(entra_app)
+    assert 29 <= (new.end - rotator.clock()).total_seconds() / 86400 <= 30
+    page = await rotator.services.rotation_log.list_page(entra_app.app_id, 50, None)
+    capped = next(e for e in page.items if e.event == "policy.capped")
+    assert capped.code == "CredentialInvalidLifetimeAsPerAppPolicy"
+    assert capped.details == {"requestedDays": 60, "appliedDays": 30}
+
+
+async def test_two_password_cap_refuses_early_when_nothing_can_go(rotator: Rotator) -> None:
+    end = (rotator.clock() + timedelta(days=30)).isoformat()
+    entra_app = rotator.seed_entra_app(
+        audience="AzureADandPersonalMicrosoftAccount",
+        passwords=[
+            {"displayName": "a", "secretText": UNMANAGED_SECRET, "endDateTime": end},
+            {"displayName": "b", "secretText": UNMANAGED_SECRET + "-b", "endDateTime": end},
+        ],
+    )
+    await rotator.register(entra_app)
+    assert await rotator.services.engine.handle(rotator.job(entra_app.app_id)) == "failed"
+    assert len(rotator.passwords(entra_app)) == 2
+    status = await rotator.status(entra_app.app_id)
+    assert status.last_error is not None and status.last_error.code == "CredentialCapReached"
+    assert "credential.capReached" in await rotator.log_events(entra_app.app_id)
+
+
+async def test_two_password_cap_makes_room_by_retiring_an_expired_managed_credential(
+    rotator: Rotator,
+) -> None:
+    now = rotator.clock()
+    entra_app = rotator.seed_entra_app(
+        audience="AzureADandPersonalMicrosoftAccount",
+        passwords=[
+            {
+                "displayName": "hand-made",
+                "secretText": UNMANAGED_SECRET,
+                "endDateTime": (now + timedelta(days=9)).isoformat(),
+            },
+            {
+                "displayName": "secret-rotator:old-rotation",
+                "secretText": "expired-managed-secret-000000",
+                "startDateTime": (now - timedelta(days=30)).isoformat(),
+                "endDateTime": (now - timedelta(days=1)).isoformat(),
+            },
+        ],
+    )
+    await rotator.register(entra_app)
+    assert await rotator.services.engine.handle(rotator.job(entra_app.app_id)) == "rotated"
+    names = sorted(p.display_name for p in rotator.passwords(entra_app))
+    assert names[0] == "hand-made" and names[1].startswith("secret-rotator:") and len(names) == 2
+    assert "secret-rotator:old-rotation" not in names
+
+
+async def test_throttling_is_honoured_with_retry_after(rotator: Rotator) -> None:
+    rotator.stack.entra.throttle_writes(2, retry_after=2)
+    entra_app = rotator.seed_entra_app()
+    await rotator.register(entra_app)
+    started = time.monotonic()
+    assert await rotator.services.engine.handle(rotator.job(entra_app.app_id)) == "rotated"
+    assert time.monotonic() - started >= 4  # two 429s, each waited for its Retry-After
+    assert len(rotator.managed(entra_app)) == 1
+
+
+async def test_a_lost_add_password_answer_leaves_no_duplicate(rotator: Rotator) -> None:
+    rotator.stack.entra.commit_then_fail(1, status=504)
+    entra_app = rotator.seed_entra_app()
+    await rotator.register(entra_app)
+    assert await rotator.services.engine.handle(rotator.job(entra_app.app_id)) == "rotated"
+    [new] = rotator.managed(entra_app)
+    assert token_works(rotator, entra_app.app_id, new.secret_text)
+    assert "credential.duplicateRemoved" in await rotator.log_events(entra_app.app_id)
+
+
+async def test_compromised_mode_removes_every_other_password(rotator: Rotator) -> None:
+    entra_app = rotator.seed_entra_app()
+    await rotator.register(entra_app)
+    job = rotator.job(entra_app.app_id, compromised=True)
+    assert await rotator.services.engine.handle(job) == "rotated"
+    [only] = rotator.passwords(entra_app)
+    assert only.display_name == f"secret-rotator:{job.rotation_id}"
+    assert not token_works(rotator, entra_app.app_id, UNMANAGED_SECRET)
+    assert "credential.revokedAll" in await rotator.log_events(entra_app.app_id)
+
+
+async def test_next_rotation_retires_the_expired_managed_credential(rotator: Rotator) -> None:
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await rotator.register(entra_app, secretLifetimeDays=1, updateThresholdHours=1)
+    await rotator.services.engine.handle(rotator.job(entra_app.app_id))
+    [first] = rotator.managed(entra_app)
+    rotator.clock.advance(timedelta(hours=23, minutes=1))  # due: 1 hour before expiry
+    assert (
+        await rotator.services.engine.handle(rotator.job(entra_app.app_id, JobReason.SCHEDULED)) == "rotated"
+    )
+    assert len(rotator.managed(entra_app)) == 2  # the old one still works until it expires
+    rotator.clock.advance(timedelta(hours=23))
+    assert (
+        await rotator.services.engine.handle(rotator.job(entra_app.app_id, JobReason.SCHEDULED)) == "rotated"
+    )
+    key_ids = {p.key_id for p in rotator.managed(entra_app)}
+    assert first.key_id not in key_ids and len(key_ids) == 2
+
+
+class SimulatedCrash(BaseException):
+    """Raised at a checkpoint: like a killed process, it skips every ``except Exception``."""
+
+
+CRASH_POINTS = ["created", "staged_written", "staged", "verified", "deployed", "finished"]
+
+
+@pytest.mark.parametrize("crash_after", CRASH_POINTS)
+async def test_a_worker_killed_after_any_step_ends_with_one_working_credential(
+    rotator: Rotator, crash_after: str
+) -> None:
+    entra_app = rotator.seed_entra_app()
+    await rotator.register(entra_app)
+    services = rotator.services
+
+    def checkpoint(step: str) -> None:
+        if step == crash_after:
+            raise SimulatedCrash(step)
+
+    services.engine._checkpoint = checkpoint  # noqa: SLF001 - the crash hook of this test
+    job = rotator.job(entra_app.app_id)
+    with pytest.raises(SimulatedCrash):
+        await services.engine.handle(job)
+    services.engine._checkpoint = lambda step: None  # noqa: SLF001
+
+    # The host redelivers the message: a fresh claim means the dead worker's lease still runs.
+    if crash_after != "finished":
+        with pytest.raises(ClaimBusy):
+            await services.engine.handle(job)
+    # Time passes; the timer finds the stale claim and enqueues a takeover of the same rotation.
+    rotator.clock.advance(timedelta(minutes=31))
+    report = await services.scanner.scan()
+    if crash_after == "finished":
+        assert report.enqueued == {}
+        assert await services.engine.handle(job) == "rotation already finished"
+    else:
+        assert report.enqueued == {"takeOver": 1}
+        assert await services.engine.handle(job) == "rotated"
+
+    [credential] = rotator.managed(entra_app)  # exactly one, named for the original rotation
+    assert credential.display_name == f"secret-rotator:{job.rotation_id}"
+    assert token_works(rotator, entra_app.app_id, credential.secret_text)
+    status = await rotator.status(entra_app.app_id)
+    assert status.current_key_id == credential.key_id and status.in_progress is None
+    current = [v for v in staged_versions(rotator, entra_app.app_id) if v.tags["stage"] == "current"]
+    assert [v.value for v in current] == [credential.secret_text]
