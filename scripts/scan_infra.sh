@@ -23,12 +23,22 @@ if [[ "$installed" != "$CHECKOV_VERSION" ]]; then
     started=$SECONDS
     rm -rf "$venv"
     "$python" -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+    # pip's output goes to a log, shown only if the install fails.
+    if ! "$venv/bin/pip" install --disable-pip-version-check "checkov==$CHECKOV_VERSION" \
+        >"$venv/install.log" 2>&1; then
+        cat "$venv/install.log" >&2
+        echo "scan_infra: installing checkov failed" >&2
+        exit 1
+    fi
     echo "scan_infra: installed in $((SECONDS - started)) s" >&2
 fi
 
 started=$SECONDS
+results="$(mktemp -d)"
+trap 'rm -rf "$results"' EXIT
 # --skip-download: no Prisma Cloud / Bridgecrew calls; offline, built-in checks only.
+# The JSON copy of the results lets us fail on files checkov could not parse: it reports them
+# but still exits 0, which would silently leave a template unscanned.
 "$venv/bin/checkov" \
     --config-file infra/.checkov.yaml \
     -d infra \
@@ -36,5 +46,25 @@ started=$SECONDS
     --compact \
     --quiet \
     --skip-download \
+    -o cli -o json \
+    --output-file-path "console,$results/results.json" \
     "$@"
+"$venv/bin/python" - "$results/results.json" <<'PY'
+import json
+import sys
+
+with open(sys.argv[1], encoding="utf-8") as handle:
+    report = json.load(handle)
+reports = report if isinstance(report, list) else [report]
+parsing_errors = sum(r["summary"].get("parsing_errors", 0) for r in reports)
+resources = sum(r["summary"].get("resource_count", 0) for r in reports)
+if parsing_errors:
+    sys.exit(
+        f"scan_infra: checkov could not parse {parsing_errors} template(s); run "
+        "'.venv-checkov/bin/checkov -d infra --framework bicep --skip-download' to see which "
+        "(avoid newer Bicep syntax such as user-defined types and functions)"
+    )
+if not resources:
+    sys.exit("scan_infra: checkov found no resources to scan")
+PY
 echo "scan_infra: scan passed in $((SECONDS - started)) s" >&2

@@ -1,0 +1,42 @@
+// Grants the rotator's identity its one Microsoft Graph application permission, with the
+// Microsoft Graph Bicep extension (alias in infra/bicepconfig.json). Granting a Microsoft Graph
+// application permission needs Privileged Role Administrator (or Global Administrator) in Entra;
+// see docs/deployment.md for deploying without it (grantGraphPermission=false).
+extension microsoftGraphV1
+
+@description('Principal (object) id of the rotator\'s user-assigned identity.')
+param principalId string
+
+@description('Application.ReadWrite.OwnedBy (default) manages only apps the identity owns; Application.ReadWrite.All manages every app in the tenant.')
+@allowed([
+  'Application.ReadWrite.OwnedBy'
+  'Application.ReadWrite.All'
+])
+param graphPermission string = 'Application.ReadWrite.OwnedBy'
+
+// The Microsoft Graph first-party application: this appId is the same in every tenant.
+var microsoftGraphAppId = '00000003-0000-0000-c000-000000000000'
+
+// App-role ids of Microsoft Graph application permissions (Graph permissions reference; the same
+// in every tenant). Ids rather than a lookup by name keep the grant reviewable in the template.
+// Application.ReadWrite.OwnedBy: "Manage apps that this app creates or owns" (least privilege).
+var applicationReadWriteOwnedBy = '18a4783c-866b-4cc7-a460-3d5e5662c884'
+// Application.ReadWrite.All: "Read and write all applications" (tenant-wide; opt-in only).
+var applicationReadWriteAll = '1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9'
+
+var appRoleIds = {
+  'Application.ReadWrite.OwnedBy': applicationReadWriteOwnedBy
+  'Application.ReadWrite.All': applicationReadWriteAll
+}
+
+resource microsoftGraph 'Microsoft.Graph/servicePrincipals@v1.0' existing = {
+  appId: microsoftGraphAppId
+}
+
+resource graphAppRole 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
+  appRoleId: appRoleIds[graphPermission]
+  principalId: principalId
+  resourceId: microsoftGraph.id
+}
+
+output appRoleId string = graphAppRole.appRoleId
