@@ -18,6 +18,7 @@ from shared.config import Settings, load_settings
 from shared.domain.schedule import SchedulePolicy
 
 if TYPE_CHECKING:
+    import httpx
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.data.tables.aio import TableServiceClient
     from azure.storage.queue.aio import QueueServiceClient
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from shared.rotation.events import EventRecorder
     from shared.rotation.scanner import Scanner, ThresholdAlerter
     from shared.storage.applications import ApplicationStore
+    from shared.storage.groups import GroupStore
     from shared.storage.queue import RotationQueue
     from shared.storage.rotation_log import RotationLogStore
 
@@ -144,6 +146,13 @@ class Services:
         return RotationLogStore(self.table_service.get_table_client(TABLE_NAME))
 
     @cached_property
+    def groups(self) -> GroupStore:
+        from shared.storage.applications import TABLE_NAME
+        from shared.storage.groups import GroupStore
+
+        return GroupStore(self.table_service.get_table_client(TABLE_NAME))
+
+    @cached_property
     def rotation_queue(self) -> RotationQueue:
         from shared.storage.queue import QUEUE_NAME, RotationQueue
 
@@ -196,6 +205,21 @@ class Services:
             self._closers.append(client.close)
             self._vaults[key] = client
         return self._vaults[key]
+
+    @cached_property
+    def http(self) -> httpx.AsyncClient:
+        """Shared HTTP client for REST integrations (DevOps, Vercel, ARM, webhooks)."""
+        import httpx
+
+        from shared.adapters.tls import ssl_context
+
+        client = httpx.AsyncClient(
+            timeout=self.settings.http_timeout_seconds,
+            verify=ssl_context(self.settings.ca_bundle),
+            follow_redirects=False,
+        )
+        self._closers.append(client.aclose)
+        return client
 
     @cached_property
     def staging(self) -> StagingVault:

@@ -207,3 +207,11 @@ class StagingVault:
         await self._vault.update_tags(
             staged.name, staged.version, {**staged.tags, "stage": stage}, enabled=stage != "failed"
         )
+
+
+def credential_secret_name(*parts: str) -> str:
+    """Name in the rotator's vault for a credential an integration needs (PAT, token, webhook URL)."""
+    import re
+
+    text = "-".join(re.sub(r"[^0-9A-Za-z-]+", "-", part).strip("-") for part in ("cred", *parts))
+    return re.sub(r"-{2,}", "-", text)[:127]

@@ -399,3 +399,19 @@ class RefreshRequest(Model):
     """Body of a manual refresh. ``compromised`` revokes every other password once the new one works."""
 
     compromised: bool = False
+
+
+class VercelGroupSettings(Model):
+    """A group's Vercel access. The token itself lives in the rotator's vault, never here."""
+
+    team_id: Annotated[str, matches(r"[A-Za-z0-9_-]{1,100}", "a Vercel team id")] | None = None
+    # Name of the token's secret in the rotator's own vault (set by the API from the write-only token).
+    token_secret_name: KeyVaultSecretName | None = None
+
+
+class Group(Model):
+    """Applications that share settings, such as one Vercel account (the portal's "group")."""
+
+    group_id: GroupId
+    display_name: DisplayName
+    vercel: VercelGroupSettings | None = None

@@ -1,4 +1,4 @@
-"""Which plugins exist. Adding an integration: one module, one line here."""
+"""Which plugins exist. Adding an integration: one module with a ``PLUGIN``, one line here."""
 
 from __future__ import annotations
 
@@ -6,5 +6,8 @@ from shared.integrations.base import PluginRegistry
 
 
 def default_registry() -> PluginRegistry:
+    from shared.integrations import keyvault
+
     registry = PluginRegistry()
+    registry.register(keyvault.PLUGIN)
     return registry
