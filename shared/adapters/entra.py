@@ -157,7 +157,9 @@ class GraphDirectory:
                 await self._client.applications.by_application_id(object_id).remove_password.post(body)
         except ExternalServiceError as error:
             # Removing what is already gone is success: removal must be repeatable.
-            if error.status in (400, 404) and _gone_codes(error.code):
+            if error.status in (400, 404) and (
+                _gone_codes(error.code) or "no password credential found" in error.message.lower()
+            ):
                 return
             raise
 

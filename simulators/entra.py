@@ -1,0 +1,924 @@
+"""Entra ID simulator: Microsoft Graph v1.0 ``applications`` and the OAuth2 token endpoint, one HTTPS server.
+
+Graph side (what msgraph-sdk sends): read applications by object id or ``appId``, list them
+with ``$top``/``$skiptoken``/simple ``$filter``, ``addPassword`` and ``removePassword``, with
+Graph's error bodies. Token side (what MSAL / azure-identity send): OIDC discovery and the
+``client_credentials`` grant, which succeeds only with a *current, propagated* password of the
+app, so rotation code can prove a new secret works exactly as it would against Entra.
+
+Switches model the awkward parts of the real service: the app-management lifetime policy, the
+two-password cap of personal-account apps, throttling, lost responses (commit then 5xx),
+slow answers, the new-secret propagation delay, secrets that never work, and a movable clock.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+import ssl
+import string
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from .base import (
+    FaultRule,
+    JsonDict,
+    SimClock,
+    SimHTTPError,
+    SimRequest,
+    SimResponse,
+    SimulatorServer,
+    TokenIssuer,
+    cast_json_dict,
+    json_response,
+    parse_datetime,
+    scope_to_audience,
+)
+
+DEFAULT_TENANT_ID = "00000000-0000-0000-0000-00000000cafe"
+GRAPH_RESOURCE = "https://graph.microsoft.com"
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"  # Graph's well-known resource app id
+PERSONAL_ACCOUNT_AUDIENCES = frozenset({"AzureADandPersonalMicrosoftAccount", "PersonalMicrosoftAccount"})
+SIGN_IN_AUDIENCES = frozenset({"AzureADMyOrg", "AzureADMultipleOrgs"}) | PERSONAL_ACCOUNT_AUDIENCES
+DEFAULT_PASSWORD_LIFETIME_YEARS = 2
+_SECRET_ALPHABET = string.ascii_letters + string.digits + "~._-"
+_GRAPH_PREFIX = "/v1.0/"
+_APP_BY_ID = r"/v1\.0/applications/(?P<object_id>[^/()]+)"
+_APP_BY_APP_ID = r"/v1\.0/applications\(appId='(?P<app_id>[^']*)'\)"
+
+
+def graph_datetime(value: datetime) -> str:
+    """Graph's JSON timestamp: UTC with 7 fraction digits and ``Z`` (parses in msgraph-sdk)."""
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S") + f".{value.microsecond:06d}0Z"
+
+
+def _add_years(value: datetime, years: int) -> datetime:
+    try:
+        return value.replace(year=value.year + years)
+    except ValueError:  # 29 February
+        return value.replace(year=value.year + years, day=28)
+
+
+def generate_secret_text() -> str:
+    """A 40-character secret shaped like Entra's (``xxx8Q~...``; alphabet letters, digits, ``~._-``)."""
+    head = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(3))
+    tail = "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(34))
+    return f"{head}8Q~{tail}"
+
+
+@dataclass
+class PasswordCredential:
+    key_id: str
+    display_name: str | None
+    secret_text: str
+    start: datetime
+    end: datetime
+    created_at: datetime  # sim clock
+    usable_from: datetime  # sim clock: created_at + the propagation delay in force at creation
+    broken: bool = False  # added while broken_new_secrets was on: never works at the token endpoint
+    sign_ins: int = 0
+    last_sign_in: datetime | None = None
+
+    @property
+    def hint(self) -> str:
+        return self.secret_text[:3]
+
+    def graph_json(self, *, include_secret: bool = False) -> JsonDict:
+        return {
+            "customKeyIdentifier": None,
+            "displayName": self.display_name,
+            "endDateTime": graph_datetime(self.end),
+            "hint": self.hint,
+            "keyId": self.key_id,
+            "secretText": self.secret_text if include_secret else None,
+            "startDateTime": graph_datetime(self.start),
+        }
+
+    def state_json(self) -> JsonDict:
+        data = self.graph_json(include_secret=True)
+        data.update(
+            {
+                "createdAt": graph_datetime(self.created_at),
+                "usableFrom": graph_datetime(self.usable_from),
+                "broken": self.broken,
+                "signIns": self.sign_ins,
+                "lastSignIn": graph_datetime(self.last_sign_in) if self.last_sign_in else None,
+            }
+        )
+        return data
+
+
+@dataclass
+class Application:
+    object_id: str
+    app_id: str
+    display_name: str
+    sign_in_audience: str
+    created: datetime
+    passwords: list[PasswordCredential] = field(default_factory=list)
+
+    def password(self, key_id: str) -> PasswordCredential | None:
+        return next((p for p in self.passwords if p.key_id.lower() == key_id.lower()), None)
+
+    def graph_json(self) -> JsonDict:
+        return {
+            "id": self.object_id,
+            "deletedDateTime": None,
+            "appId": self.app_id,
+            "createdDateTime": graph_datetime(self.created),
+            "displayName": self.display_name,
+            "publisherDomain": "simulator.onmicrosoft.com",
+            "signInAudience": self.sign_in_audience,
+            "tags": [],
+            "keyCredentials": [],
+            "passwordCredentials": [p.graph_json() for p in self.passwords],
+        }
+
+    def state_json(self) -> JsonDict:
+        return {
+            "id": self.object_id,
+            "appId": self.app_id,
+            "displayName": self.display_name,
+            "signInAudience": self.sign_in_audience,
+            "passwordCredentials": [p.state_json() for p in self.passwords],
+        }
+
+
+class EntraSimulator(SimulatorServer):
+    """Graph ``/v1.0/applications`` + ``/{tenant}/oauth2/v2.0/token`` on one HTTPS server.
+
+    Switches (attributes, ``set_switches(...)`` or ``POST /_sim/switches``):
+
+    * ``max_lifetime`` - seconds or None: addPassword with endDateTime - now above it (the
+      default 2-year end included) gets 400 ``CredentialInvalidLifetimeAsPerAppPolicy``.
+    * ``msa_password_limit`` - passwords an app with a personal-account audience may hold (2).
+    * ``throttle_writes`` - next N addPassword/removePassword get 429 + ``Retry-After``.
+    * ``fail_next`` - next N requests matching method/path get a 5xx (base switch).
+    * ``commit_then_fail`` - next N addPassword create the password, then answer 504/503.
+    * ``latency_seconds`` / ``clock_offset_seconds`` - base switches.
+    * ``propagation_delay_seconds`` - a new password is refused at the token endpoint until
+      created + delay.
+    * ``broken_new_secrets`` - passwords added while on never work at the token endpoint.
+    """
+
+    kind = "entra"
+
+    def __init__(
+        self,
+        *,
+        issuer: TokenIssuer,
+        ssl_context: ssl.SSLContext | None,
+        tenant_id: str = DEFAULT_TENANT_ID,
+        clock: SimClock | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        name: str = "entra",
+    ) -> None:
+        super().__init__(name=name, host=host, port=port, ssl_context=ssl_context, clock=clock)
+        self.issuer = issuer
+        self.tenant_id = tenant_id
+        self._apps: dict[str, Application] = {}
+        self._reset_switches()
+
+        self.route("GET", r"/v1\.0/applications", self._list_applications)
+        self.route("GET", _APP_BY_ID, self._get_application)
+        self.route("GET", _APP_BY_APP_ID, self._get_application)
+        self.route("POST", _APP_BY_ID + "/addPassword", self._add_password)
+        self.route("POST", _APP_BY_APP_ID + "/addPassword", self._add_password)
+        self.route("POST", _APP_BY_ID + "/removePassword", self._remove_password)
+        self.route("POST", _APP_BY_APP_ID + "/removePassword", self._remove_password)
+
+        self.route(
+            "GET", r"/(?P<tenant>[^/]+)/v2\.0/\.well-known/openid-configuration", self._openid_configuration
+        )
+        self.route("GET", r"/(?P<tenant>[^/]+)/\.well-known/openid-configuration", self._openid_configuration)
+        self.route("POST", r"/(?P<tenant>[^/]+)/oauth2/v2\.0/token", self._token)
+        self.route("POST", r"/(?P<tenant>[^/]+)/oauth2/token", self._token)  # v1 form (resource=)
+
+        self.admin_route("POST", "/applications", self._admin_add_application)
+        self.admin_route("GET", "/applications/(?P<ref>[^/]+)", self._admin_get_application)
+        self.admin_route("DELETE", "/applications/(?P<ref>[^/]+)", self._admin_delete_application)
+        self.admin_route("POST", "/applications/(?P<ref>[^/]+)/passwords", self._admin_add_password)
+        self.admin_route(
+            "DELETE", "/applications/(?P<ref>[^/]+)/passwords/(?P<key_id>[^/]+)", self._admin_remove_pw
+        )
+        self.admin_route("POST", "/token", self._admin_issue_token)
+
+    def _reset_switches(self) -> None:
+        self.max_lifetime_seconds: float | None = None
+        self.msa_password_limit = 2
+        self.propagation_delay_seconds = 0.0
+        self.broken_new_secrets = False
+
+    # ----------------------------------------------------------------- Python admin API
+
+    @property
+    def authority(self) -> str:
+        """The ``authority=`` for azure-identity credentials (tenant goes separately)."""
+        return self.url
+
+    def add_application(
+        self,
+        display_name: str,
+        *,
+        app_id: str | None = None,
+        object_id: str | None = None,
+        sign_in_audience: str = "AzureADMyOrg",
+        passwords: Iterable[Mapping[str, Any]] = (),
+    ) -> Application:
+        """Register an application; ``passwords`` take Graph-like keys, e.g.
+        ``{"displayName": "old", "secretText": "known", "endDateTime": datetime | str}``.
+        Seeded passwords work at the token endpoint at once (no propagation delay)."""
+        if sign_in_audience not in SIGN_IN_AUDIENCES:
+            raise ValueError(f"unknown signInAudience {sign_in_audience!r}")
+        with self._lock:
+            app = Application(
+                object_id=object_id or str(uuid.uuid4()),
+                app_id=app_id or str(uuid.uuid4()),
+                display_name=display_name,
+                sign_in_audience=sign_in_audience,
+                created=self.clock.now(),
+            )
+            for existing in self._apps.values():
+                if (
+                    app.object_id.lower() == existing.object_id.lower()
+                    or app.app_id.lower() == existing.app_id.lower()
+                ):
+                    raise ValueError(
+                        f"application id or appId already exists: {app.object_id} / {app.app_id}"
+                    )
+            self._apps[app.object_id] = app
+            for spec in passwords:
+                self._seed_password(app, spec)
+            return app
+
+    def _seed_password(self, app: Application, spec: Mapping[str, Any]) -> PasswordCredential:
+        def when(key: str) -> datetime | None:
+            value = spec.get(key)
+            if value is None or isinstance(value, datetime):
+                return value
+            return parse_datetime(str(value))
+
+        return self.add_password(
+            app.object_id,
+            spec.get("displayName"),
+            secret_text=spec.get("secretText"),
+            start=when("startDateTime"),
+            end=when("endDateTime"),
+            key_id=spec.get("keyId"),
+        )
+
+    def add_password(
+        self,
+        application: str,
+        display_name: str | None = None,
+        *,
+        secret_text: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        key_id: str | None = None,
+        usable_immediately: bool = True,
+    ) -> PasswordCredential:
+        """Add a password directly (no policy checks, no faults); ``application`` = object id or appId."""
+        with self._lock:
+            app = self.get_application(application)
+            now = self.clock.now()
+            start = start or now
+            end = end or _add_years(start, DEFAULT_PASSWORD_LIFETIME_YEARS)
+            credential = PasswordCredential(
+                key_id=key_id or str(uuid.uuid4()),
+                display_name=display_name,
+                secret_text=secret_text or generate_secret_text(),
+                start=start,
+                end=end,
+                created_at=now,
+                usable_from=now
+                if usable_immediately
+                else now + timedelta(seconds=self.propagation_delay_seconds),
+                broken=False if usable_immediately else self.broken_new_secrets,
+            )
+            app.passwords.append(credential)
+            return credential
+
+    def remove_password(self, application: str, key_id: str) -> None:
+        with self._lock:
+            app = self.get_application(application)
+            credential = app.password(key_id)
+            if credential is None:
+                raise KeyError(key_id)
+            app.passwords.remove(credential)
+
+    def get_application(self, ref: str) -> Application:
+        """By object id or appId (case-insensitive); KeyError if unknown."""
+        with self._lock:
+            for app in self._apps.values():
+                if ref.lower() in (app.object_id.lower(), app.app_id.lower()):
+                    return app
+        raise KeyError(ref)
+
+    def applications(self) -> list[Application]:
+        with self._lock:
+            return list(self._apps.values())
+
+    def remove_application(self, ref: str) -> None:
+        with self._lock:
+            app = self.get_application(ref)
+            del self._apps[app.object_id]
+
+    def token_for(self, principal: str = "rotator", audience: str = GRAPH_RESOURCE) -> str:
+        """Mint a token directly (tests that call Graph with raw HTTP)."""
+        return self.issuer.issue(principal, audience, tenant_id=self.tenant_id).token
+
+    def throttle_writes(self, count: int = 1, *, retry_after: int = 1) -> None:
+        """Next ``count`` addPassword/removePassword calls get 429 with ``Retry-After``."""
+        self.throttle_next(
+            count, retry_after=retry_after, method="POST", path=r"/(addPassword|removePassword)$"
+        )
+
+    def commit_then_fail(self, count: int = 1, *, status: int = 504, retry_after: int | None = None) -> None:
+        """Next ``count`` addPassword calls create the password, then answer ``status`` (a lost response)."""
+        self.fail_next(
+            count, status, method="POST", path=r"/addPassword$", retry_after=retry_after, after_commit=True
+        )
+
+    def state(self) -> JsonDict:
+        with self._lock:
+            return {
+                "tenantId": self.tenant_id,
+                "now": graph_datetime(self.clock.now()),
+                "applications": [app.state_json() for app in self._apps.values()],
+                "switches": self.switches(),
+            }
+
+    def reset(self) -> None:
+        with self._lock:
+            super().reset()
+            self._apps.clear()
+            self._reset_switches()
+            self.clock.offset_seconds = 0
+
+    def switches(self) -> JsonDict:
+        with self._lock:
+            data = super().switches()
+            data.update(
+                {
+                    "max_lifetime": self.max_lifetime_seconds,
+                    "msa_password_limit": self.msa_password_limit,
+                    "propagation_delay_seconds": self.propagation_delay_seconds,
+                    "broken_new_secrets": self.broken_new_secrets,
+                }
+            )
+            return data
+
+    def apply_switch(self, name: str, value: Any) -> bool:
+        if name in ("max_lifetime", "max_lifetime_seconds"):
+            self.max_lifetime_seconds = None if value is None else float(value)
+        elif name == "msa_password_limit":
+            self.msa_password_limit = int(value)
+        elif name == "propagation_delay_seconds":
+            self.propagation_delay_seconds = float(value or 0)
+        elif name == "broken_new_secrets":
+            self.broken_new_secrets = bool(value)
+        elif name == "throttle_writes":
+            count, retry_after = (
+                (value, 1) if isinstance(value, int) else (value["count"], value.get("retry_after", 1))
+            )
+            self.throttle_writes(int(count), retry_after=int(retry_after))
+        elif name == "commit_then_fail":
+            spec = {"count": value} if isinstance(value, int) else dict(value)
+            retry_after = spec.get("retry_after")
+            self.commit_then_fail(
+                int(spec.get("count", 1)),
+                status=int(spec.get("status", 504)),
+                retry_after=None if retry_after is None else int(retry_after),
+            )
+        else:
+            return False
+        return True
+
+    def endpoints(self) -> JsonDict:
+        return {
+            "graph_url": self.url,
+            "login_authority": self.authority,
+            "tenant_id": self.tenant_id,
+        }
+
+    # ----------------------------------------------------------------- Graph helpers
+
+    def graph_audiences(self, request: SimRequest) -> list[str]:
+        # Lenient on purpose: the app may derive its scope from a Graph base URL that points here.
+        own = [request.base_url, f"https://127.0.0.1:{self.port}", f"https://localhost:{self.port}"]
+        return [GRAPH_RESOURCE, GRAPH_APP_ID, *own]
+
+    def authenticate(self, request: SimRequest) -> SimResponse | None:
+        if not request.path.startswith(_GRAPH_PREFIX):
+            return None  # the token endpoint is anonymous
+        check = self.issuer.check(request.header("authorization"), self.graph_audiences(request))
+        if check.ok and check.token is not None:
+            request.principal = check.token.principal
+            return None
+        message = {
+            "missing": "Access token is empty.",
+            "unknown": "IDX14100: JWT is not well formed, there are no dots (.).",
+            "expired": "Lifetime validation failed, the token is expired.",
+            "audience": "Access token validation failure. Invalid audience.",
+        }.get(check.error or "", "Access token validation failure.")
+        return self.graph_error(
+            request,
+            401,
+            "InvalidAuthenticationToken",
+            message,
+            headers={
+                "WWW-Authenticate": 'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/'
+                f'oauth2/authorize", client_id="{GRAPH_APP_ID}"'
+            },
+        )
+
+    def graph_error(
+        self,
+        request: SimRequest,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        details: list[JsonDict] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> SimResponse:
+        """An error body exactly in Graph's shape, with ``innerError`` ids and date."""
+        request_id = str(uuid.uuid4())
+        client_request_id = request.header("client-request-id") or request_id
+        error: JsonDict = {"code": code, "message": message}
+        if details is not None:
+            error["details"] = details
+        error["innerError"] = {
+            "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+            "request-id": request_id,
+            "client-request-id": client_request_id,
+        }
+        merged = {"request-id": request_id, "client-request-id": client_request_id}
+        merged.update(headers or {})
+        return json_response(status, {"error": error}, merged)
+
+    def graph_ok(self, request: SimRequest, payload: JsonDict, status: int = 200) -> SimResponse:
+        request_id = str(uuid.uuid4())
+        return json_response(
+            status,
+            payload,
+            {
+                "request-id": request_id,
+                "client-request-id": request.header("client-request-id") or request_id,
+            },
+        )
+
+    def fault_response(self, request: SimRequest, rule: FaultRule) -> SimResponse:
+        headers = {"Retry-After": str(rule.retry_after)} if rule.retry_after is not None else {}
+        if not request.path.startswith(_GRAPH_PREFIX):
+            return self.aad_error(
+                request,
+                rule.status,
+                "temporarily_unavailable",
+                90033 if rule.status != 429 else 50196,
+                "A transient error has occurred. Please try again.",
+                headers=headers,
+            )
+        if rule.status == 429:
+            # Directory (identity & access) throttling code and message, plus the throttle headers.
+            headers.update(
+                {
+                    "x-ms-throttle-scope": f"Tenant_Application/ReadWrite/simulator/{self.tenant_id}",
+                    "x-ms-throttle-information": "WriteLimitExceeded",
+                }
+            )
+            seconds = rule.retry_after if rule.retry_after is not None else 1
+            return self.graph_error(
+                request,
+                429,
+                "Request_ThrottledTemporarily",
+                f"Your request is throttled temporarily. Please try after {seconds} seconds.",
+                headers=headers,
+            )
+        code, message = {
+            500: ("Service_InternalServerError", "Encountered an internal server error."),
+            502: ("BadGateway", "Bad gateway."),
+            503: ("serviceNotAvailable", "Service is temporarily unavailable. Please try again later."),
+            504: ("GatewayTimeout", "The gateway did not receive a response in time."),
+        }.get(rule.status, ("UnknownError", ""))
+        return self.graph_error(request, rule.status, code, message, headers=headers)
+
+    def not_found(self, request: SimRequest) -> SimResponse:
+        if request.path.startswith(_GRAPH_PREFIX):
+            return self.graph_error(
+                request,
+                400,
+                "BadRequest",
+                f"Resource not found for the segment '{request.path.rsplit('/', 1)[-1]}'.",
+            )
+        return super().not_found(request)
+
+    def _resolve(self, request: SimRequest) -> Application:
+        """The application addressed by ``{id}`` or ``(appId='...')``, else Graph's 404."""
+        object_id = request.params.get("object_id")
+        app_id = request.params.get("app_id")
+        with self._lock:
+            for app in self._apps.values():
+                if object_id is not None and app.object_id.lower() == object_id.lower():
+                    return app
+                if app_id is not None and app.app_id.lower() == app_id.lower():
+                    return app
+        ref = object_id if object_id is not None else f"appId='{app_id}'"
+        raise SimHTTPError(
+            self.graph_error(
+                request,
+                404,
+                "Request_ResourceNotFound",
+                f"Resource '{ref}' does not exist or one of its queried reference-property objects are not present.",
+            )
+        )
+
+    @staticmethod
+    def _select(payload: JsonDict, select: str | None) -> JsonDict:
+        if not select:
+            return payload
+        wanted = {name.strip().lower() for name in select.split(",") if name.strip()}
+        return {key: value for key, value in payload.items() if key.lower() in wanted}
+
+    def _bad_request(
+        self, request: SimRequest, message: str, code: str = "Request_BadRequest"
+    ) -> SimHTTPError:
+        return SimHTTPError(self.graph_error(request, 400, code, message))
+
+    def _body(self, request: SimRequest) -> JsonDict:
+        try:
+            return cast_json_dict(request.json())
+        except ValueError as exc:
+            raise self._bad_request(request, f"Invalid request body: {exc}", "BadRequest") from exc
+
+    # ----------------------------------------------------------------- Graph handlers
+
+    def _get_application(self, request: SimRequest) -> SimResponse:
+        app = self._resolve(request)
+        payload = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#applications/$entity"}
+        payload.update(self._select(app.graph_json(), request.arg("$select")))
+        return self.graph_ok(request, payload)
+
+    _FILTER_EQ = re.compile(r"^\s*(\w+)\s+eq\s+'((?:[^']|'')*)'\s*$")
+    _FILTER_STARTSWITH = re.compile(r"^\s*startswith\(\s*(\w+)\s*,\s*'((?:[^']|'')*)'\s*\)\s*$")
+    _FILTER_FIELDS = {"id": "object_id", "appid": "app_id", "displayname": "display_name"}
+
+    def _filter(
+        self, request: SimRequest, apps: list[Application], expression: str | None
+    ) -> list[Application]:
+        if not expression:
+            return apps
+        for pattern, prefix_only in ((self._FILTER_EQ, False), (self._FILTER_STARTSWITH, True)):
+            found = pattern.match(expression)
+            if found and found.group(1).lower() in self._FILTER_FIELDS:
+                attribute = self._FILTER_FIELDS[found.group(1).lower()]
+                wanted = found.group(2).replace("''", "'").lower()
+                selected = []
+                for app in apps:
+                    actual = str(getattr(app, attribute)).lower()
+                    if actual.startswith(wanted) if prefix_only else actual == wanted:
+                        selected.append(app)
+                return selected
+        raise self._bad_request(request, "Unsupported query.", "Request_UnsupportedQuery")
+
+    def _list_applications(self, request: SimRequest) -> SimResponse:
+        top_text = request.arg("$top", "100") or "100"
+        if not top_text.isdigit() or not 1 <= int(top_text) <= 999:
+            raise self._bad_request(
+                request,
+                f"Invalid page size specified: '{top_text}'. Must be between 1 and 999 inclusive.",
+                "Request_UnsupportedQuery",
+            )
+        top = int(top_text)
+        skip_token = request.arg("$skiptoken")
+        offset = 0
+        if skip_token:
+            if not (skip_token.startswith("sim") and skip_token[3:].isdigit()):
+                raise self._bad_request(request, "Invalid skip token.", "Request_BadRequest")
+            offset = int(skip_token[3:])
+        with self._lock:
+            apps = sorted(self._apps.values(), key=lambda a: (a.created, a.object_id))
+        apps = self._filter(request, apps, request.arg("$filter"))
+        page = apps[offset : offset + top]
+        select = request.arg("$select")
+        payload: JsonDict = {
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#applications",
+            "value": [self._select(app.graph_json(), select) for app in page],
+        }
+        if offset + top < len(apps):
+            query = f"$top={top}&$skiptoken=sim{offset + top}"
+            if request.arg("$filter"):
+                query += "&$filter=" + _quote(request.arg("$filter") or "")
+            if select:
+                query += "&$select=" + _quote(select)
+            payload["@odata.nextLink"] = f"{request.base_url}/v1.0/applications?{query}"
+        return self.graph_ok(request, payload)
+
+    def _add_password(self, request: SimRequest) -> SimResponse:
+        app = self._resolve(request)
+        body = self._body(request)
+        spec = body.get("passwordCredential") or {}
+        if not isinstance(spec, dict):
+            raise self._bad_request(request, "Invalid value for property 'passwordCredential'.")
+        now = self.clock.now()
+
+        def when(key: str) -> datetime | None:
+            value = spec.get(key)
+            if value is None:
+                return None
+            try:
+                return parse_datetime(str(value))
+            except ValueError as exc:
+                raise self._bad_request(request, f"Invalid value specified for property '{key}'.") from exc
+
+        start = when("startDateTime") or now
+        end = when("endDateTime") or _add_years(start, DEFAULT_PASSWORD_LIFETIME_YEARS)
+        if end <= start:
+            raise self._bad_request(request, "Key credential end date must be after its start date.")
+        if self.max_lifetime_seconds is not None and (end - now).total_seconds() > self.max_lifetime_seconds:
+            policy_id = "00000000-0000-0000-0000-00000000a11c"
+            return self.graph_error(
+                request,
+                400,
+                "CredentialInvalidLifetimeAsPerAppPolicy",
+                f"Credential lifetime exceeds the max value allowed as per assigned policy '{policy_id}'.",
+                details=[
+                    {
+                        "code": "InvalidKeyEndDate",
+                        "message": "Key credential end date is invalid.",
+                        "target": "EndDate",
+                    }
+                ],
+            )
+        if (
+            app.sign_in_audience in PERSONAL_ACCOUNT_AUDIENCES
+            and len(app.passwords) >= self.msa_password_limit
+        ):
+            # Message verbatim from real reports; the error *code* is not confirmed anywhere we
+            # could read, so Graph's generic Request_BadRequest is a stand-in.
+            limit = self.msa_password_limit
+            return self.graph_error(
+                request,
+                400,
+                "Request_BadRequest",
+                f"Not allowed to add {len(app.passwords) + 1} passwords. "
+                f"You can only add a maximum of {limit} passwords.",
+            )
+        display_name = spec.get("displayName")
+        credential = PasswordCredential(
+            key_id=str(uuid.uuid4()),
+            display_name=None if display_name is None else str(display_name),
+            secret_text=generate_secret_text(),
+            start=start,
+            end=end,
+            created_at=now,
+            usable_from=now + timedelta(seconds=self.propagation_delay_seconds),
+            broken=self.broken_new_secrets,
+        )
+        app.passwords.append(credential)
+        payload = {
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#microsoft.graph.passwordCredential"
+        }
+        payload.update(credential.graph_json(include_secret=True))
+        return self.graph_ok(request, payload)
+
+    def _remove_password(self, request: SimRequest) -> SimResponse:
+        app = self._resolve(request)
+        key_id = self._body(request).get("keyId")
+        try:
+            key = str(uuid.UUID(str(key_id)))
+        except ValueError as exc:
+            raise self._bad_request(
+                request, f"Invalid value specified for property 'keyId': '{key_id}'."
+            ) from exc
+        credential = app.password(key)
+        if credential is None:
+            # Real Graph answers 400 with this message (seen in Vault's Azure plugin and field
+            # reports); the code is not documented, Request_BadRequest is Graph's generic one.
+            raise self._bad_request(request, f"No password credential found with keyId {key}.")
+        app.passwords.remove(credential)
+        request_id = str(uuid.uuid4())
+        return SimResponse(
+            204,
+            b"",
+            {
+                "request-id": request_id,
+                "client-request-id": request.header("client-request-id") or request_id,
+            },
+        )
+
+    # ----------------------------------------------------------------- token endpoint
+
+    def _tenant_known(self, tenant: str) -> bool:
+        return tenant.lower() == self.tenant_id.lower()
+
+    def aad_error(
+        self,
+        request: SimRequest,
+        status: int,
+        error: str,
+        code: int,
+        description: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> SimResponse:
+        """An error in the token endpoint's shape (``error``, ``error_description`` with AADSTS, ...)."""
+        trace_id = str(uuid.uuid4())
+        correlation_id = request.header("client-request-id") or str(uuid.uuid4())
+        timestamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        body = {
+            "error": error,
+            "error_description": f"AADSTS{code}: {description} Trace ID: {trace_id} "
+            f"Correlation ID: {correlation_id} Timestamp: {timestamp}",
+            "error_codes": [code],
+            "timestamp": timestamp,
+            "trace_id": trace_id,
+            "correlation_id": correlation_id,
+            "error_uri": f"https://login.microsoftonline.com/error?code={code}",
+        }
+        return json_response(status, body, headers)
+
+    def _openid_configuration(self, request: SimRequest) -> SimResponse:
+        tenant = request.params["tenant"]
+        if not self._tenant_known(tenant):
+            return self.aad_error(request, 400, "invalid_tenant", 90002, f"Tenant '{tenant}' not found.")
+        base = f"{request.base_url}/{tenant}"
+        v2 = "/v2.0/" in request.path
+        suffix = "/v2.0" if v2 else ""
+        return json_response(
+            200,
+            {
+                "token_endpoint": f"{base}/oauth2{suffix}/token",
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_post",
+                    "private_key_jwt",
+                    "client_secret_basic",
+                ],
+                "jwks_uri": f"{base}/discovery{suffix}/keys",
+                "response_modes_supported": ["query", "fragment", "form_post"],
+                "subject_types_supported": ["pairwise"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+                "scopes_supported": ["openid", "profile", "email", "offline_access"],
+                "issuer": f"{request.base_url}/{self.tenant_id}{suffix}",
+                "request_uri_parameter_supported": False,
+                "authorization_endpoint": f"{base}/oauth2{suffix}/authorize",
+                "device_authorization_endpoint": f"{base}/oauth2{suffix}/devicecode",
+                "end_session_endpoint": f"{base}/oauth2{suffix}/logout",
+                "http_logout_supported": True,
+                "frontchannel_logout_supported": True,
+                "claims_supported": ["sub", "iss", "aud", "exp", "iat", "tid", "oid"],
+                "tenant_region_scope": "EU",
+                "cloud_instance_name": "microsoftonline.com",
+                "cloud_graph_host_name": "graph.windows.net",
+                "msgraph_host": "graph.microsoft.com",
+            },
+        )
+
+    def _token(self, request: SimRequest) -> SimResponse:
+        tenant = request.params["tenant"]
+        if not self._tenant_known(tenant):
+            return self.aad_error(request, 400, "invalid_request", 90002, f"Tenant '{tenant}' not found.")
+        form = request.form()
+        if form.get("grant_type") != "client_credentials":
+            return self.aad_error(
+                request,
+                400,
+                "unsupported_grant_type",
+                70003,
+                f"The app requested an unsupported grant type '{form.get('grant_type')}'.",
+            )
+        if "/oauth2/v2.0/" in request.path:
+            scopes = form.get("scope", "").split()
+            if len(scopes) != 1 or not scopes[0].endswith("/.default"):
+                return self.aad_error(
+                    request,
+                    400,
+                    "invalid_scope",
+                    1002012,
+                    f"The provided value for scope {form.get('scope', '')} is not valid. Client credential flows "
+                    "must have a scope value with /.default suffixed to the resource identifier.",
+                )
+            audience = scope_to_audience(scopes[0])
+        else:
+            audience = scope_to_audience(form.get("resource", ""))
+        client_id = form.get("client_id", "")
+        try:
+            app = self.get_application(client_id)
+        except KeyError:
+            # Entra answers 400 here, which MSAL caches for 60 s: retrying at once changes nothing.
+            return self.aad_error(
+                request,
+                400,
+                "unauthorized_client",
+                700016,
+                f"Application with identifier '{client_id}' was not found in the directory '{tenant}'.",
+            )
+        secret = form.get("client_secret")
+        if not secret:
+            return self.aad_error(
+                request,
+                401,
+                "invalid_client",
+                7000216,
+                "'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type.",
+            )
+        now = self.clock.now()
+        match = next(
+            (p for p in app.passwords if hmac.compare_digest(p.secret_text.encode(), secret.encode())),
+            None,
+        )
+        if match is not None and match.end <= now:
+            return self.aad_error(
+                request,
+                401,
+                "invalid_client",
+                7000222,
+                f"The provided client secret keys for app '{app.app_id}' are expired. Visit the Azure portal "
+                "to create new keys for your app.",
+            )
+        if match is None or match.broken or now < match.start or now < match.usable_from:
+            # Also the answer while a new secret is still propagating: Entra does not tell them apart.
+            return self.aad_error(
+                request,
+                401,
+                "invalid_client",
+                7000215,
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret "
+                f"value, not the client secret ID, for a secret added to app '{app.app_id}'.",
+            )
+        match.sign_ins += 1
+        match.last_sign_in = now
+        issued = self.issuer.issue(app.app_id, audience, client_id=app.app_id, tenant_id=self.tenant_id)
+        lifetime = self.issuer.lifetime_seconds
+        return json_response(
+            200,
+            {
+                "token_type": "Bearer",
+                "expires_in": lifetime,
+                "ext_expires_in": lifetime,
+                "access_token": issued.token,
+            },
+            {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"},
+        )
+
+    # ----------------------------------------------------------------- admin HTTP handlers
+
+    def _admin_app(self, request: SimRequest) -> Application:
+        try:
+            return self.get_application(request.params["ref"])
+        except KeyError:
+            raise SimHTTPError(
+                json_response(404, {"error": f"no application {request.params['ref']}"})
+            ) from None
+
+    def _admin_add_application(self, request: SimRequest) -> SimResponse:
+        body = cast_json_dict(request.json())
+        app = self.add_application(
+            str(body["displayName"]),
+            app_id=body.get("appId"),
+            object_id=body.get("id"),
+            sign_in_audience=body.get("signInAudience", "AzureADMyOrg"),
+            passwords=body.get("passwordCredentials") or [],
+        )
+        return json_response(201, app.state_json())
+
+    def _admin_get_application(self, request: SimRequest) -> SimResponse:
+        return json_response(200, self._admin_app(request).state_json())
+
+    def _admin_delete_application(self, request: SimRequest) -> SimResponse:
+        self.remove_application(self._admin_app(request).object_id)
+        return SimResponse(204)
+
+    def _admin_add_password(self, request: SimRequest) -> SimResponse:
+        app = self._admin_app(request)
+        credential = self._seed_password(app, cast_json_dict(request.json()))
+        return json_response(201, credential.state_json())
+
+    def _admin_remove_pw(self, request: SimRequest) -> SimResponse:
+        try:
+            self.remove_password(self._admin_app(request).object_id, request.params["key_id"])
+        except KeyError:
+            return json_response(404, {"error": f"no password {request.params['key_id']}"})
+        return SimResponse(204)
+
+    def _admin_issue_token(self, request: SimRequest) -> SimResponse:
+        body = cast_json_dict(request.json())
+        issued = self.issuer.issue(
+            str(body.get("principal", "rotator")),
+            str(body.get("audience", GRAPH_RESOURCE)),
+            tenant_id=self.tenant_id,
+        )
+        return json_response(200, {"access_token": issued.token, "expires_on": issued.expires_on})
+
+
+def _quote(value: str) -> str:
+    return quote(value, safe="")
