@@ -9,7 +9,8 @@ from shared.triggers.http_api import bp as http_api
 from shared.triggers.timer import bp as timer
 from shared.triggers.worker import bp as worker
 
+BLUEPRINTS = (http_api, timer, worker)
+
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-app.register_functions(http_api)
-app.register_functions(timer)
-app.register_functions(worker)
+for blueprint in BLUEPRINTS:
+    app.register_functions(blueprint)

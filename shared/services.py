@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import httpx
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.data.tables.aio import TableServiceClient
-    from azure.storage.queue.aio import QueueServiceClient
+    from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
     from shared.adapters.entra import GraphDirectory, TokenVerifier
     from shared.adapters.vault import StagingVault, VaultClient
@@ -95,25 +95,39 @@ class Services:
 
     @cached_property
     def queue_service(self) -> QueueServiceClient:
-        from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
         from azure.storage.queue.aio import QueueServiceClient
 
         storage = self.settings.storage
-        # Base64, because the Functions host decodes queue messages as base64 by default.
-        codec = {
-            "message_encode_policy": TextBase64EncodePolicy(),
-            "message_decode_policy": TextBase64DecodePolicy(),
-        }
         if storage.connection_string:
             client = QueueServiceClient.from_connection_string(
-                storage.connection_string, **codec, **self._storage_kwargs()
+                storage.connection_string, **self._storage_kwargs()
             )
         else:
             client = QueueServiceClient(
-                storage.queue_endpoint,
-                credential=self._storage_credential(),
-                **codec,
-                **self._storage_kwargs(),
+                storage.queue_endpoint, credential=self._storage_credential(), **self._storage_kwargs()
+            )
+        self._closers.append(client.close)
+        return client
+
+    def queue_client(self, queue_name: str) -> QueueClient:
+        """A queue client that writes base64, as the Functions host reads queue messages by default.
+
+        (``QueueServiceClient.get_queue_client`` would drop the encode policy, so build it here.)
+        """
+        from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
+        from azure.storage.queue.aio import QueueClient
+
+        storage = self.settings.storage
+        codec: dict[str, Any] = {
+            "message_encode_policy": TextBase64EncodePolicy(),
+            "message_decode_policy": TextBase64DecodePolicy(),
+            **self._storage_kwargs(),
+        }
+        if storage.connection_string:
+            client = QueueClient.from_connection_string(storage.connection_string, queue_name, **codec)
+        else:
+            client = QueueClient(
+                storage.queue_endpoint, queue_name, credential=self._storage_credential(), **codec
             )
         self._closers.append(client.close)
         return client
@@ -156,7 +170,7 @@ class Services:
     def rotation_queue(self) -> RotationQueue:
         from shared.storage.queue import QUEUE_NAME, RotationQueue
 
-        return RotationQueue(self.queue_service.get_queue_client(QUEUE_NAME))
+        return RotationQueue(self.queue_client(QUEUE_NAME))
 
     @cached_property
     def registry(self) -> RegistryService:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,6 +68,27 @@ def clean_storage(azurite: str) -> Iterator[None]:
         except Exception:  # already exists
             queue.clear_messages()
     yield
+
+
+@pytest.fixture(scope="session")
+def sim_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The simulated Entra ID, managed identity and Key Vaults, for the whole session."""
+    from simulators.stack import SimulatorStack
+
+    with SimulatorStack(
+        tmp_path_factory.mktemp("simulators"), keyvaults=("rotator", "destination"), tenant_id=TENANT_ID
+    ) as stack:
+        yield stack
+
+
+def identity_credential(stack: Any) -> Any:
+    """The rotator's managed identity, pointed at the simulated identity endpoint."""
+    from azure.identity.aio import ManagedIdentityCredential
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in stack.msi.environment().items():
+            patch.setenv(name, value)
+        return ManagedIdentityCredential()
 
 
 @pytest.fixture(autouse=True)

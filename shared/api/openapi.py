@@ -33,6 +33,12 @@ APP_ID = {
     "description": "The Entra application's client (app) id.",
     "schema": {"type": "string", "format": "uuid"},
 }
+GROUP_ID = {
+    "name": "groupId",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"},
+}
 PAGING = [
     {
         "name": "pageSize",
@@ -108,7 +114,10 @@ def _paths() -> dict[str, Any]:
                 "operationId": "putApplication",
                 "summary": "Create or replace an application's registration and rotation settings",
                 "description": "Status is kept on replace. `status`, `etag`, `createdAt` and "
-                "`updatedAt` in the body are ignored, so a GET body can be edited and sent back.",
+                "`updatedAt` in the body are ignored, so a GET body can be edited and sent back. "
+                "Write-only credentials: `personalAccessToken` on an azureDevOps integration and "
+                "`webhookUrl` on an automation webhook are stored in the rotator's Key Vault and "
+                "replaced by a reference (`patSecretName`, `webhookSecretName`); they are never returned.",
                 "parameters": [
                     IF_MATCH,
                     {
@@ -157,6 +166,50 @@ def _paths() -> dict[str, Any]:
                 },
             },
         },
+        "/applications/{appId}/plan": {
+            "parameters": [APP_ID],
+            "get": {
+                "operationId": "planRotation",
+                "summary": "Dry run: what a rotation would do and any problem in the settings (creates nothing)",
+                "responses": {"200": _json(_ref("RotationPlan"), "The plan."), **COMMON_ERRORS},
+            },
+        },
+        "/groups": {
+            "get": {
+                "operationId": "listGroups",
+                "summary": "List groups (shared settings such as a Vercel account)",
+                "responses": {"200": _json(_ref("GroupList"), "All groups."), "401": COMMON_ERRORS["401"]},
+            }
+        },
+        "/groups/{groupId}": {
+            "parameters": [GROUP_ID],
+            "get": {
+                "operationId": "getGroup",
+                "summary": "Get a group",
+                "responses": {"200": _json(_ref("Group"), "The group."), **COMMON_ERRORS},
+            },
+            "put": {
+                "operationId": "putGroup",
+                "summary": "Create or replace a group; `vercel.token` is write-only (stored in the rotator's vault)",
+                "parameters": [IF_MATCH],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("GroupInput")}},
+                },
+                "responses": {
+                    "200": _json(_ref("Group"), "Replaced."),
+                    "201": _json(_ref("Group"), "Created."),
+                    "400": COMMON_ERRORS["400"],
+                    "401": COMMON_ERRORS["401"],
+                    "409": _problem("If-Match did not hold."),
+                },
+            },
+            "delete": {
+                "operationId": "deleteGroup",
+                "summary": "Delete a group",
+                "responses": {"204": {"description": "Deleted."}, **COMMON_ERRORS},
+            },
+        },
         "/applications/{appId}/refresh": {
             "parameters": [APP_ID],
             "post": {
@@ -182,6 +235,7 @@ def _schemas() -> dict[str, Any]:
     from shared.domain.models import (
         ApplicationConfig,
         ApplicationStatus,
+        Group,
         RefreshRequest,
         RotationLogEntry,
     )
@@ -192,6 +246,7 @@ def _schemas() -> dict[str, Any]:
             (ApplicationStatus, "serialization"),
             (RotationLogEntry, "serialization"),
             (RefreshRequest, "validation"),
+            (Group, "validation"),
         ],
         by_alias=True,
         ref_template="#/components/schemas/{model}",
@@ -239,6 +294,36 @@ def _schemas() -> dict[str, Any]:
             "compromised": {"type": "boolean"},
             "log": {"type": "string"},
         },
+    }
+    schemas["RotationPlan"] = {
+        "type": "object",
+        "properties": {
+            "appId": {"type": "string"},
+            "wouldRotateNow": {"type": "boolean"},
+            "nextUpdateAt": {"type": ["string", "null"], "format": "date-time"},
+            "ready": {"type": "boolean"},
+            "steps": {"type": "array", "items": {"type": "string"}},
+            "integrations": {"type": "array", "items": {"type": "object"}},
+            "problems": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+    schemas["GroupList"] = {
+        "type": "object",
+        "properties": {"items": {"type": "array", "items": _ref("Group")}},
+    }
+    schemas["GroupInput"] = {
+        "allOf": [
+            _ref("Group"),
+            {
+                "type": "object",
+                "properties": {
+                    "vercel": {
+                        "type": "object",
+                        "properties": {"token": {"type": "string", "writeOnly": True}},
+                    }
+                },
+            },
+        ]
     }
     schemas["Problem"] = {
         "type": "object",

@@ -46,6 +46,7 @@ from shared.domain.secret import SecretValue
 from shared.errors import (
     ConflictError,
     ExternalServiceError,
+    FieldProblem,
     NotFoundError,
     RotationError,
     RotatorError,
@@ -323,6 +324,14 @@ class RotationEngine:
 
     # --- the rotation --------------------------------------------------------------------------
     async def _rotate(self, run: _Run) -> None:
+        # A misconfigured integration fails the rotation before Entra is touched.
+        problems = integration_problems(run.config, self._plugins)
+        if problems:
+            raise RotationError(
+                "Integration settings are invalid: " + "; ".join(f"{p.field} {p.message}" for p in problems),
+                step="validate",
+                code="IntegrationMisconfigured",
+            )
         app = await self._call(
             lambda: self._directory.get_application(str(run.config.object_id)), "read application"
         )
@@ -874,6 +883,29 @@ class RotationEngine:
 
     async def _event(self, run: _Run, event: str, message: str, **fields: Any) -> None:
         await self._events.record(run.app_id, run.rotation_id, event, message, **fields)
+
+
+def integration_problems(config: ApplicationConfig, plugins: PluginRegistry) -> list[FieldProblem]:
+    """Problems each enabled integration's plugin finds in its settings (no network calls)."""
+    problems: list[FieldProblem] = []
+    for index, integration in enumerate(config.integrations):
+        if not integration.enabled:
+            continue
+        plugin = plugins.get(integration.kind)
+        if plugin is None:
+            problems.append(
+                FieldProblem(
+                    f"integrations.{index}.kind",
+                    "has no delivery plugin installed",
+                    ", ".join(plugins.kinds()),
+                )
+            )
+            continue
+        for problem in plugin.check(integration, config):
+            problems.append(
+                FieldProblem(f"integrations.{index}.{problem.field}", problem.message, problem.allowed)
+            )
+    return problems
 
 
 def _error_info(error: BaseException, step: str | None, now: datetime) -> ErrorInfo:

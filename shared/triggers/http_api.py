@@ -16,6 +16,7 @@ from shared.api.http import (
     parse_model,
     read_json,
 )
+from shared.credentials import extract_group_credentials, extract_integration_credentials, store_credentials
 from shared.errors import FieldProblem, ValidationError
 from shared.services import get_services
 
@@ -120,6 +121,7 @@ async def put_application(req: func.HttpRequest) -> func.HttpResponse:
                 "appId in the body differs from the URL",
                 [FieldProblem("appId", "must match the application id in the URL", app_id)],
             )
+    pending = extract_integration_credentials(data, app_id)
     config = parse_model(ApplicationConfig, data)
     if_none_match = header(req, "If-None-Match")
     if if_none_match not in (None, "*"):
@@ -127,7 +129,10 @@ async def put_application(req: func.HttpRequest) -> func.HttpResponse:
             "Unsupported If-None-Match",
             [FieldProblem("If-None-Match", "only '*' (create only) is supported", "*")],
         )
-    result = await get_services().registry.put(
+    services = get_services()
+    # Credentials first: the saved configuration must never reference a credential not stored yet.
+    await store_credentials(services.vault(services.settings.vault_url), pending, owner=app_id)
+    result = await services.registry.put(
         config, if_match=header(req, "If-Match"), create_only=if_none_match == "*"
     )
     stored = result.application
@@ -178,3 +183,82 @@ async def refresh_secret(req: func.HttpRequest) -> func.HttpResponse:
         status=202,
         headers={"Location": f"/api/applications/{app_id}"},
     )
+
+
+@bp.route(route="applications/{appId}/plan", methods=["GET"])
+@handle_errors
+async def plan_rotation(req: func.HttpRequest) -> func.HttpResponse:
+    """Dry run: what a rotation would touch and any problem in the settings; creates nothing."""
+    from shared.rotation.plan import build_plan
+
+    services = get_services()
+    stored = await services.registry.get(_app_id(req))
+    return json_response(
+        build_plan(stored, services.plugins, services.settings.credential_prefix, services.clock())
+    )
+
+
+def _group_id(req: func.HttpRequest) -> str:
+    import re
+
+    group_id = str(req.route_params.get("groupId", ""))
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", group_id):
+        raise ValidationError(
+            "Invalid group id",
+            [FieldProblem("groupId", "must be a group id", "1 to 63 lowercase letters, digits or '-'")],
+        )
+    return group_id
+
+
+def group_body(group: Any, etag: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = group.to_json_dict()
+    if etag:
+        body["etag"] = etag
+    return body
+
+
+@bp.route(route="groups", methods=["GET"])
+@handle_errors
+async def list_groups(req: func.HttpRequest) -> func.HttpResponse:
+    groups = await get_services().groups.list_all()
+    return json_response({"items": [group_body(group) for group in groups]})
+
+
+@bp.route(route="groups/{groupId}", methods=["GET"])
+@handle_errors
+async def get_group(req: func.HttpRequest) -> func.HttpResponse:
+    group, etag = await get_services().groups.get(_group_id(req))
+    return json_response(group_body(group, etag), headers={"ETag": etag})
+
+
+@bp.route(route="groups/{groupId}", methods=["PUT"])
+@handle_errors
+async def put_group(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.domain.models import Group
+
+    group_id = _group_id(req)
+    data = read_json(req)
+    if isinstance(data, dict):
+        data = {key: value for key, value in data.items() if key != "etag"}
+        data.setdefault("groupId", group_id)
+        if data["groupId"] != group_id:
+            raise ValidationError(
+                "groupId in the body differs from the URL",
+                [FieldProblem("groupId", "must match the group id in the URL", group_id)],
+            )
+    pending = extract_group_credentials(data, group_id)
+    group = parse_model(Group, data)
+    services = get_services()
+    await store_credentials(services.vault(services.settings.vault_url), pending, owner=f"group:{group_id}")
+    etag, created = await services.groups.put(group, if_match=header(req, "If-Match"))
+    return json_response(group_body(group, etag), status=201 if created else 200, headers={"ETag": etag})
+
+
+@bp.route(route="groups/{groupId}", methods=["DELETE"])
+@handle_errors
+async def delete_group(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    group_id = _group_id(req)
+    await services.groups.get(group_id)
+    await services.groups.delete(group_id)
+    return func.HttpResponse(status_code=204)

@@ -4,27 +4,36 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from shared.config import load_settings
 from shared.services import Services, set_services
-from tests.conftest import ROOT, base_environment
+from tests.conftest import ROOT, base_environment, identity_credential
 
 FUNCTION_KEY = "test-function-key"
 
 
 @pytest.fixture(scope="module")
-def app_host(azurite: str) -> Iterator[object]:
+def app_host(azurite: str, sim_stack: Any) -> Iterator[object]:
     import function_app
     from devhost import DevHostThread
 
-    services = Services(load_settings(base_environment(azurite)))
+    settings = load_settings(base_environment(azurite, **sim_stack.app_settings()))
+    services = Services(settings, credential=identity_credential(sim_stack))
     set_services(services)
     try:
+        # Queue and timer triggers are off here: these tests inspect the queue themselves.
         with DevHostThread(
-            function_app.app, port=0, function_key=FUNCTION_KEY, host_json_path=Path(ROOT, "host.json")
+            function_app.app,
+            port=0,
+            function_key=FUNCTION_KEY,
+            host_json_path=Path(ROOT, "host.json"),
+            settings={"AzureWebJobsStorage": azurite},
+            enable_queues=False,
+            enable_timers=False,
         ) as host:
             yield host
             host.run_coroutine(services.close())

@@ -13,7 +13,7 @@ import pytest
 from shared.config import load_settings
 from shared.domain.models import ApplicationConfig, ApplicationStatus, JobReason, RotationJob
 from shared.services import Services
-from tests.conftest import TENANT_ID, base_environment
+from tests.conftest import base_environment
 
 UNMANAGED_SECRET = "planted-unmanaged-secret-VALUE-0123456789"
 
@@ -31,16 +31,6 @@ class FakeClock:
     def advance(self, delta: timedelta) -> None:
         self.offset += delta
         self._stack.clock.offset_seconds = self.offset.total_seconds()
-
-
-@pytest.fixture(scope="session")
-def sim_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from simulators.stack import SimulatorStack
-
-    with SimulatorStack(
-        tmp_path_factory.mktemp("simulators"), keyvaults=("rotator", "destination"), tenant_id=TENANT_ID
-    ) as stack:
-        yield stack
 
 
 @pytest.fixture

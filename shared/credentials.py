@@ -1,0 +1,101 @@
+"""Write-only credentials that integrations need (a DevOps PAT, a webhook URL, a Vercel token).
+
+The API accepts them in request bodies, stores them in the rotator's own Key Vault under a name
+derived from what they belong to, and keeps only that name in the configuration. They are never
+returned, logged or written to a table. A reference name cannot be chosen by the caller (it could
+otherwise point a destination at another application's secret): it is always the derived one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shared.adapters.vault import VaultClient, credential_secret_name
+from shared.domain.secret import SecretValue
+from shared.errors import FieldProblem, ValidationError
+
+MAX_CREDENTIAL_LENGTH = 4096
+
+# integration kind -> (write-only input field, reference field, name suffix)
+INTEGRATION_CREDENTIALS: dict[str, tuple[str, str, str]] = {
+    "azureDevOps": ("personalAccessToken", "patSecretName", "pat"),
+    "automation": ("webhookUrl", "webhookSecretName", "webhook"),
+}
+
+
+@dataclass(frozen=True)
+class PendingCredential:
+    secret_name: str
+    value: SecretValue
+    field: str
+
+
+def _take(container: dict[str, Any], key: str, field: str, *, https: bool = False) -> SecretValue | None:
+    if key not in container:
+        return None
+    value = container.pop(key)
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_CREDENTIAL_LENGTH:
+        raise ValidationError(
+            "Invalid credential",
+            [FieldProblem(field, "must be a non-empty string", f"1 to {MAX_CREDENTIAL_LENGTH} characters")],
+        )
+    if https and not value.startswith("https://"):
+        raise ValidationError(
+            "Invalid credential", [FieldProblem(field, "must be an https:// URL", "https://…")]
+        )
+    return SecretValue(value)
+
+
+def _check_reference(container: dict[str, Any], ref: str, expected: str, field: str) -> None:
+    given = container.get(ref)
+    if given is not None and given != expected:
+        raise ValidationError(
+            "Credential references are set by the API",
+            [FieldProblem(field, "is set by the API; omit it or send the value it had", expected)],
+        )
+
+
+def extract_integration_credentials(data: Any, app_id: str) -> list[PendingCredential]:
+    """Pop write-only fields from a raw application body; set their reference names in place."""
+    if not isinstance(data, dict) or not isinstance(data.get("integrations"), list):
+        return []
+    pending: list[PendingCredential] = []
+    for index, item in enumerate(data["integrations"]):
+        if not isinstance(item, dict) or item.get("kind") not in INTEGRATION_CREDENTIALS:
+            continue
+        input_field, ref_field, suffix = INTEGRATION_CREDENTIALS[str(item["kind"])]
+        name = item.get("name") or f"{item['kind']}-{index + 1}"
+        expected = credential_secret_name(app_id, str(name), suffix)
+        path = f"integrations.{index}"
+        _check_reference(item, ref_field, expected, f"{path}.{ref_field}")
+        value = _take(item, input_field, f"{path}.{input_field}", https=input_field == "webhookUrl")
+        if value is not None:
+            pending.append(PendingCredential(expected, value, f"{path}.{input_field}"))
+            item[ref_field] = expected
+            if item["kind"] == "azureDevOps":
+                item.setdefault("authentication", "pat")
+    return pending
+
+
+def extract_group_credentials(data: Any, group_id: str) -> list[PendingCredential]:
+    if not isinstance(data, dict) or not isinstance(data.get("vercel"), dict):
+        return []
+    vercel = data["vercel"]
+    expected = credential_secret_name("group", group_id, "vercel-token")
+    _check_reference(vercel, "tokenSecretName", expected, "vercel.tokenSecretName")
+    value = _take(vercel, "token", "vercel.token")
+    if value is None:
+        return []
+    vercel["tokenSecretName"] = expected
+    return [PendingCredential(expected, value, "vercel.token")]
+
+
+async def store_credentials(vault: VaultClient, pending: list[PendingCredential], owner: str) -> None:
+    for credential in pending:
+        await vault.set(
+            credential.secret_name,
+            credential.value,
+            tags={"managedBy": "entra-secret-rotator", "purpose": "integration-credential", "owner": owner},
+            content_type="text/plain",
+        )

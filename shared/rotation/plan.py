@@ -1,0 +1,61 @@
+"""A dry run: what a rotation of an application would do, found without calling anything.
+
+No Graph call, no vault write: it reads the stored registration, applies the same checks the
+engine runs before creating a secret, and describes each step and destination.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.domain.schedule import is_due, next_update_at
+from shared.integrations.base import PluginRegistry
+from shared.rotation.engine import integration_problems
+from shared.storage.applications import StoredApplication
+
+
+def build_plan(
+    stored: StoredApplication, plugins: PluginRegistry, credential_prefix: str, now: datetime
+) -> dict[str, Any]:
+    config, status = stored.config, stored.status
+    problems = integration_problems(config, plugins)
+    lifetime = config.rotation.secret_lifetime_days
+    next_update = next_update_at(config, status)
+    integrations = []
+    for index, integration in enumerate(config.integrations):
+        plugin = plugins.get(integration.kind)
+        prefix = f"integrations.{index}."
+        own = [p.as_dict() for p in problems if p.field.startswith(prefix) or p.field == prefix + "kind"]
+        integrations.append(
+            {
+                "name": integration.name,
+                "kind": integration.kind,
+                "enabled": integration.enabled,
+                "action": plugin.describe(integration, config)
+                if plugin and integration.enabled
+                else "skipped",
+                "problems": own,
+            }
+        )
+    retire = "remove credentials the rotator created once expired"
+    if config.rotation.retire_unmanaged_credentials:
+        retire += ", and expired credentials it did not create (opted in)"
+    return {
+        "appId": str(config.app_id),
+        "wouldRotateNow": is_due(config, status, now),
+        "nextUpdateAt": next_update.isoformat() if next_update else None,
+        "ready": not problems and config.state == "Active",
+        "steps": [
+            f"create a password named '{credential_prefix}:<rotationId>' valid {lifetime} days "
+            f"(until about {(now + timedelta(days=lifetime)).date().isoformat()}), stepped down if the "
+            "tenant policy allows less",
+            "stage it in the rotator's Key Vault",
+            "verify it by acquiring a token with it",
+            *[f"deliver to {item['name']}: {item['action']}" for item in integrations if item["enabled"]],
+            "notify recipients" if config.notifications.recipients else "no email (no recipients)",
+            retire,
+        ],
+        "integrations": integrations,
+        "problems": [p.as_dict() for p in problems],
+    }

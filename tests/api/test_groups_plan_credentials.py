@@ -1,0 +1,111 @@
+"""Write-only credentials, groups and the dry run, through the HTTP API."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+
+from tests.api.test_applications_api import registration
+
+PAT = "pat-planted-0123456789-abcdefghijklmnop"
+VERCEL_TOKEN = "vercel-token-planted-0123456789"
+
+
+def devops_integration(**extra: Any) -> dict[str, Any]:
+    return {
+        "kind": "azureDevOps",
+        "name": "pipelines",
+        "organization": "contoso",
+        "project": "payroll",
+        "serviceConnectionId": str(uuid.uuid4()),
+        **extra,
+    }
+
+
+def test_a_pat_is_stored_in_the_rotators_vault_and_never_returned(api: httpx.Client, sim_stack: Any) -> None:
+    app_id = str(uuid.uuid4())
+    response = api.put(
+        f"/applications/{app_id}",
+        json=registration(integrations=[devops_integration(personalAccessToken=PAT)]),
+    )
+    assert response.status_code == 201, response.text
+    integration = response.json()["integrations"][0]
+    assert integration["authentication"] == "pat"
+    assert integration["patSecretName"] == f"cred-{app_id}-pipelines-pat"
+    assert PAT not in response.text
+    assert PAT not in api.get(f"/applications/{app_id}").text
+    stored = sim_stack.keyvaults["rotator"].get_secret(integration["patSecretName"])
+    assert stored.value == PAT and stored.tags["purpose"] == "integration-credential"
+
+    # Sending the GET body back keeps the reference; pointing it elsewhere is refused.
+    body = api.get(f"/applications/{app_id}").json()
+    assert api.put(f"/applications/{app_id}", json=body).status_code == 200
+    body["integrations"][0]["patSecretName"] = f"app-{uuid.uuid4()}"
+    refused = api.put(f"/applications/{app_id}", json=body)
+    assert refused.status_code == 400
+    assert refused.json()["errors"][0]["field"] == "integrations.0.patSecretName"
+
+
+def test_a_bad_credential_is_refused_without_writing_anything(api: httpx.Client, sim_stack: Any) -> None:
+    app_id = str(uuid.uuid4())
+    response = api.put(
+        f"/applications/{app_id}",
+        json=registration(integrations=[devops_integration(personalAccessToken=12345)]),
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "integrations.0.personalAccessToken"
+    assert api.get(f"/applications/{app_id}").status_code == 404
+
+
+def test_groups_keep_the_vercel_token_write_only(api: httpx.Client, sim_stack: Any) -> None:
+    group_id = f"web-{uuid.uuid4().hex[:8]}"
+    created = api.put(
+        f"/groups/{group_id}",
+        json={"displayName": "Web team", "vercel": {"teamId": "team_abc", "token": VERCEL_TOKEN}},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["vercel"] == {
+        "teamId": "team_abc",
+        "tokenSecretName": f"cred-group-{group_id}-vercel-token",
+    }
+    assert VERCEL_TOKEN not in created.text
+    assert VERCEL_TOKEN not in api.get(f"/groups/{group_id}").text
+    assert group_id in [g["groupId"] for g in api.get("/groups").json()["items"]]
+    vault = sim_stack.keyvaults["rotator"]
+    assert vault.get_secret(f"cred-group-{group_id}-vercel-token").value == VERCEL_TOKEN
+    assert (
+        api.put(f"/groups/{group_id}", json={"displayName": "x", "vercel": {"token": ""}}).status_code == 400
+    )
+    assert api.put("/groups/Not_Valid", json={"displayName": "x"}).status_code == 400
+    assert api.delete(f"/groups/{group_id}").status_code == 204
+    assert api.get(f"/groups/{group_id}").status_code == 404
+
+
+def test_dry_run_reports_problems_without_calling_graph(api: httpx.Client, sim_stack: Any) -> None:
+    app_id = str(uuid.uuid4())
+    api.put(
+        f"/applications/{app_id}",
+        json=registration(
+            integrations=[
+                {
+                    "kind": "keyVault",
+                    "vaultUrl": "https://payroll-kv.vault.azure.net",
+                    "secretName": "payroll",
+                },
+                devops_integration(authentication="pat"),
+            ]
+        ),
+    )
+    sim_stack.entra.clear_requests() if hasattr(sim_stack.entra, "clear_requests") else None
+    before = len(sim_stack.entra.requests())
+    plan = api.get(f"/applications/{app_id}/plan")
+    assert plan.status_code == 200, plan.text
+    body = plan.json()
+    assert body["wouldRotateNow"] is True
+    assert body["integrations"][0]["action"].startswith("write a new version of secret 'payroll'")
+    assert body["integrations"][0]["problems"] == []
+    assert body["ready"] is False
+    assert [p["field"] for p in body["integrations"][1]["problems"]]
+    assert len(sim_stack.entra.requests()) == before  # nothing was asked of Entra / Graph
