@@ -720,7 +720,7 @@ class RotationEngine:
             run,
             current_key_id=staged.tags["keyId"],
             last_updated_at=(password.start if password and password.start else now),
-            expires_at=staged.expires_on or (password.end if password else None),
+            expires_at=password.end if password and password.end else staged.expires_on,
             last_result=RotationResult.DEGRADED if failed else RotationResult.SUCCEEDED,
             last_error=None,
             last_rotation_id=run.rotation_id,

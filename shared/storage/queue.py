@@ -24,5 +24,12 @@ class RotationQueue:
 
 def parse_job(body: bytes | str) -> RotationJob:
     """Read a job from a queue message body (already base64-decoded by the host)."""
-    text = body.decode("utf-8") if isinstance(body, bytes) else body
-    return RotationJob.model_validate_json(text, strict=False)
+    from pydantic import ValidationError
+
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    try:
+        return RotationJob.model_validate_json(text, strict=False)
+    except ValidationError as error:
+        # Name the fields only: the host moves the message to the poison queue for inspection.
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) or "body" for e in error.errors())
+        raise ValueError(f"Malformed rotation job (fields: {fields})") from None

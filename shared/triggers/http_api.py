@@ -4,6 +4,7 @@ Each handler parses the request, calls the registry service, and shapes the JSON
 sit under the host's ``/api`` prefix and need a function key, except health and the OpenAPI document.
 """
 
+from datetime import UTC
 from typing import Any
 
 import azure.functions as func
@@ -26,6 +27,11 @@ bp = func.Blueprint()
 READ_ONLY_FIELDS = ("status", "etag", "createdAt", "updatedAt")
 
 
+def iso(moment: Any) -> str | None:
+    """UTC timestamps as the rest of the API writes them (``...Z``)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
+
+
 def application_body(stored: Any) -> dict[str, Any]:
     from shared.domain.schedule import next_update_at
 
@@ -33,11 +39,11 @@ def application_body(stored: Any) -> dict[str, Any]:
     status: dict[str, Any] = stored.status.to_json_dict()
     # Derived at read time: the threshold may have changed since the status was written.
     next_update = next_update_at(stored.config, stored.status)
-    status["nextUpdateAt"] = next_update.isoformat() if next_update else None
+    status["nextUpdateAt"] = iso(next_update)
     body["status"] = status
     body["etag"] = stored.etag
-    body["createdAt"] = stored.created_at.isoformat()
-    body["updatedAt"] = stored.updated_at.isoformat()
+    body["createdAt"] = iso(stored.created_at)
+    body["updatedAt"] = iso(stored.updated_at)
     return body
 
 

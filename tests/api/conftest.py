@@ -37,6 +37,7 @@ def app_host(azurite: str, sim_stack: Any) -> Iterator[object]:
         ) as host:
             yield host
             host.run_coroutine(services.close())
+            host.run_coroutine(services.credential.close())
     finally:
         set_services(None)
 

@@ -1,0 +1,60 @@
+"""The demo data `make run` starts with: one Entra application, registered with integrations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+DEMO_APP_ID = "6f1c2b9e-0d1a-4c55-9a3e-5d3c2f1a0b01"
+DEMO_OBJECT_ID = "2b7d4e10-8c3f-4f6a-b1d2-7e9a0c4d5f02"
+DEMO_DISPLAY_NAME = "Demo Payroll API"
+
+
+def add_integration_simulators(stack: Any) -> None:
+    """Attach the destination simulators that exist (each integration brings its own)."""
+    return None
+
+
+async def register_demo(base_url: str, function_key: str, stack: Any) -> dict[str, Any]:
+    """Seed the Entra simulator and register the demo application through the API, as a user would."""
+    stack.entra.add_application(
+        DEMO_DISPLAY_NAME,
+        app_id=DEMO_APP_ID,
+        object_id=DEMO_OBJECT_ID,
+        passwords=[
+            {
+                "displayName": "created by hand",
+                "secretText": "demo-hand-made-secret-do-not-use-0001",
+                "endDateTime": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
+            }
+        ],
+    )
+    demo_vault = stack.keyvaults["demo"].url
+    body: dict[str, Any] = {
+        "objectId": DEMO_OBJECT_ID,
+        "displayName": DEMO_DISPLAY_NAME,
+        "rotation": {"enabled": True, "secretLifetimeDays": 21, "updateThresholdHours": 1},
+        "notifications": {"recipients": ["platform-team@contoso.example"], "thresholdAlertDays": 3},
+        "integrations": [
+            {
+                "kind": "keyVault",
+                "name": "payroll-vault",
+                "vaultUrl": demo_vault,
+                "secretName": "payroll-client-secret",
+            }
+        ],
+    }
+    watch = [
+        f"Key Vault 'demo' ({demo_vault}) receives secret 'payroll-client-secret': "
+        f"curl -sk {demo_vault}/_sim/state",
+    ]
+    async with httpx.AsyncClient(
+        base_url=f"{base_url}/api", headers={"x-functions-key": function_key}, timeout=30
+    ) as client:
+        response = await client.put(f"/applications/{DEMO_APP_ID}", json=body)
+        response.raise_for_status()
+        registered: dict[str, Any] = response.json()
+    registered["watch"] = watch
+    return registered

@@ -1,0 +1,156 @@
+"""`make run`: the whole app on one machine, no Azure account, no Core Tools.
+
+Starts Azurite (tables + queues), the simulated Azure endpoints (Entra ID + Graph, managed
+identity, Key Vaults, and the integration destinations), creates the tables and queues, starts
+the local Functions host with ``function_app.py``, registers a demo application and prints how to
+use it. Ctrl-C stops everything. State lives under ``.local/`` and starts fresh each run (the
+simulators keep theirs in memory, so old registrations would point at applications that no
+longer exist); set ``ROTATOR_LOCAL_KEEP_DATA=1`` to keep Azurite's data anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL = ROOT / ".local"
+DEMO_APP_ID = "6f1c2b9e-0d1a-4c55-9a3e-5d3c2f1a0b01"
+DEMO_OBJECT_ID = "2b7d4e10-8c3f-4f6a-b1d2-7e9a0c4d5f02"
+DEMO_HAND_MADE_SECRET = "demo-hand-made-secret-do-not-use-0001"
+
+
+def _print(line: str = "") -> None:
+    print(line, flush=True)
+
+
+def build_stack(state_dir: Path) -> Any:
+    from scripts.demo import add_integration_simulators
+    from simulators.stack import SimulatorStack
+
+    stack = SimulatorStack(state_dir, keyvaults=("rotator", "demo"))
+    add_integration_simulators(stack)
+    return stack
+
+
+def environment(stack: Any, connection_string: str) -> dict[str, str]:
+    env = {"AzureWebJobsStorage": connection_string, **stack.app_settings()}
+    # Short verification waits suit a demo; the default is 180 s.
+    env.setdefault("ROTATOR_VERIFY_TIMEOUT_SECONDS", os.environ.get("ROTATOR_VERIFY_TIMEOUT_SECONDS", "60"))
+    return env
+
+
+async def run() -> int:
+    from devhost import DevHost
+    from devhost.testing import AzuriteProcess
+    from scripts.demo import register_demo
+    from shared.config import load_settings
+    from shared.errors import ConfigurationError
+    from shared.services import Services, set_services
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if os.environ.get("ROTATOR_LOCAL_KEEP_DATA") != "1":
+        shutil.rmtree(LOCAL, ignore_errors=True)
+    LOCAL.mkdir(exist_ok=True)
+
+    port = int(os.environ.get("ROTATOR_LOCAL_PORT", "7071"))
+    function_key = os.environ.get("ROTATOR_LOCAL_FUNCTION_KEY") or None
+
+    with contextlib.ExitStack() as stop_later:
+        azurite = stop_later.enter_context(
+            AzuriteProcess(
+                LOCAL / "azurite",
+                blob_port=int(os.environ.get("ROTATOR_LOCAL_AZURITE_BLOB_PORT", "10000")),
+                queue_port=int(os.environ.get("ROTATOR_LOCAL_AZURITE_QUEUE_PORT", "10001")),
+                table_port=int(os.environ.get("ROTATOR_LOCAL_AZURITE_TABLE_PORT", "10002")),
+            )
+        )
+        stack = stop_later.enter_context(build_stack(LOCAL / "simulators"))
+        stack.write_endpoints()
+
+        env = environment(stack, azurite.connection_string)
+        os.environ.update(env)
+        try:
+            settings = load_settings(env)
+        except ConfigurationError as error:
+            _print(f"Configuration error: {error.message}")
+            return 2
+        services = Services(settings)
+        set_services(services)
+        await services.ensure_storage()
+        (LOCAL / "local.settings.json").write_text(
+            json.dumps(
+                {"IsEncrypted": False, "Values": {"FUNCTIONS_WORKER_RUNTIME": "python", **env}}, indent=2
+            )
+        )
+
+        host = DevHost(
+            __import__("function_app").app,
+            port=port,
+            function_key=function_key,
+            host_json_path=ROOT / "host.json",
+            settings={"AzureWebJobsStorage": azurite.connection_string},
+            queue_poll_seconds=1.0,
+        )
+        await host.start()
+        try:
+            base = host.base_url.rstrip("/")
+            key = host.function_key
+            demo = await register_demo(base, key, stack)
+            _print()
+            _print("Entra ID secret rotator is running locally.")
+            _print(f"  API:           {base}/api   (OpenAPI: {base}/api/openapi.json)")
+            _print(f"  Function key:  {key}")
+            _print(
+                f"  Azurite:       tables {azurite.host}:{azurite.table_port}, queues {azurite.host}:{azurite.queue_port}"
+                " (account devstoreaccount1, the well-known development key)"
+            )
+            _print(f"  Simulators:    {LOCAL / 'simulators' / 'endpoints.json'}")
+            _print(f"  Settings used: {LOCAL / 'local.settings.json'}")
+            _print()
+            _print(f"Demo application {demo['displayName']} ({DEMO_APP_ID}) is registered. Try:")
+            _print(f"  curl -s -H 'x-functions-key: {key}' {base}/api/applications")
+            _print(
+                f"  curl -s -X POST -H 'x-functions-key: {key}' {base}/api/applications/{DEMO_APP_ID}/refresh"
+            )
+            _print(f"  curl -s -H 'x-functions-key: {key}' {base}/api/applications/{DEMO_APP_ID}/log")
+            _print(f"  curl -s -H 'x-functions-key: {key}' {base}/api/applications/{DEMO_APP_ID}/plan")
+            for line in demo.get("watch", []):
+                _print(f"  {line}")
+            _print()
+            _print("The timer scans every 15 minutes (at :00, :15, :30, :45). Ctrl-C stops everything.")
+            await _wait_for_signal()
+        finally:
+            _print("Stopping...")
+            await host.stop()
+            await services.close()
+            set_services(None)
+    return 0
+
+
+async def _wait_for_signal() -> None:
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopped.set)
+    await stopped.wait()
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    os.chdir(ROOT)
+    sys.exit(asyncio.run(run()))
+
+
+if __name__ == "__main__":
+    main()

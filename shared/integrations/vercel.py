@@ -1,0 +1,465 @@
+"""Vercel destination: a project environment variable of type ``sensitive`` holding the new secret.
+
+Access comes from the application's group: ``Group.vercel`` names the team and the secret in the
+rotator's own vault that holds the Vercel token (the token itself is never in the table).
+
+* ``POST /v10/projects/{id}/env?upsert=true`` writes the variable. The answer is ``201`` even when
+  the variable was refused: refusals are listed in ``failed``, so that list is always checked.
+* Vercel reads variables when a deployment is built, so with ``redeploy`` the latest production
+  deployment is redeployed (``POST /v13/deployments?forceNew=1`` with its ``deploymentId``) and the
+  new deployment's id is reported. The new deployment carries the key id in its ``meta``, which
+  makes a retried deploy find it instead of deploying twice.
+* Sensitive values cannot be read back, so verify checks that the variable exists for every
+  target, is ``sensitive`` and was written by this rotation (its comment names the key id).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from shared.domain.models import ApplicationConfig, VercelIntegration
+from shared.errors import (
+    FieldProblem,
+    NotFoundError,
+    RotationError,
+    ThrottledError,
+    TransientServiceError,
+)
+from shared.integrations.base import DeployContext, DeployOutcome
+
+if TYPE_CHECKING:
+    import httpx
+
+    from shared.domain.secret import SecretValue
+
+logger = logging.getLogger("rotator.integrations.vercel")
+
+SERVICE = "vercel"
+COMMENT_PREFIX = "rotated by entra-secret-rotator key "
+# Deployment meta entry naming the key a rotator-made deployment was built for.
+META_KEY_ID = "entraSecretRotatorKeyId"
+FAILED_STATES = frozenset({"ERROR", "CANCELED"})
+MAX_MESSAGE = 300
+# Clock skew allowed between Vercel's updatedAt and ours, for variables whose comment was changed.
+SKEW_MS = 5 * 60 * 1000
+
+
+class VercelPlugin:
+    kind = "vercel"
+
+    def __init__(self) -> None:
+        # When this process wrote a variable, for verify's fallback when the comment was changed.
+        self._written_at: OrderedDict[tuple[str, str, str], int] = OrderedDict()
+
+    def check(self, settings: Any, app: ApplicationConfig) -> list[FieldProblem]:
+        problems: list[FieldProblem] = []
+        if not app.group_id:
+            problems.append(
+                FieldProblem("groupId", "a vercel integration needs the application's groupId", "a group id")
+            )
+        if "development" in settings.targets:
+            problems.append(
+                FieldProblem(
+                    "targets",
+                    "cannot include development: Vercel keeps sensitive variables only for "
+                    "production and preview",
+                    "production, preview",
+                )
+            )
+        if settings.git_branch is not None and list(settings.targets) != ["preview"]:
+            problems.append(FieldProblem("gitBranch", "needs targets ['preview']", "targets: ['preview']"))
+        return problems
+
+    def describe(self, settings: Any, app: ApplicationConfig) -> str:
+        branch = f" on branch {settings.git_branch}" if settings.git_branch else ""
+        then = ", then redeploy production" if settings.redeploy else ""
+        return (
+            f"set sensitive variable {settings.env_var_name} ({', '.join(settings.targets)}{branch}) "
+            f"in Vercel project {settings.project_id} of group {app.group_id}{then}"
+        )
+
+    async def deploy(self, context: DeployContext) -> DeployOutcome:
+        settings: VercelIntegration = context.settings
+        client = await _client(context, step="deploy")
+        project = quote(settings.project_id, safe="")
+        payload: dict[str, Any] = {
+            "key": settings.env_var_name,
+            "value": context.secret.reveal(),
+            "type": "sensitive",
+            "target": list(settings.targets),
+            "comment": f"{COMMENT_PREFIX}{context.key_id}",
+        }
+        if settings.git_branch:
+            payload["gitBranch"] = settings.git_branch
+        self._remember(settings, context.key_id)
+        data = await client.call(
+            "POST", f"/v10/projects/{project}/env", params={"upsert": "true"}, body=payload, action="write"
+        )
+        payload.clear()  # the one structure holding the value
+        if not isinstance(data, dict):
+            raise RotationError(
+                "Vercel answered the variable write with something unexpected",
+                step="deploy",
+                code="VercelUnexpectedResponse",
+            )
+        failed = data.get("failed") or []
+        if failed:
+            first = failed[0].get("error") if isinstance(failed[0], dict) else None
+            first = first if isinstance(first, dict) else {}
+            # Only code and message: a failed entry may echo the value sent.
+            code = str(first.get("code") or "VercelEnvRejected")
+            message = _clip(str(first.get("message") or "no reason given"), context.secret)
+            raise RotationError(
+                f"Vercel refused variable {settings.env_var_name} in project {settings.project_id}: "
+                f"{message} ({code})",
+                step="deploy",
+                code=code,
+            )
+        created = data.get("created")
+        created_list = created if isinstance(created, list) else [created] if created else []
+        details: dict[str, Any] = {
+            "projectId": settings.project_id,
+            "envVarName": settings.env_var_name,
+            "targets": list(settings.targets),
+            "envVarIds": [str(c["id"]) for c in created_list if isinstance(c, dict) and c.get("id")],
+        }
+        summary = (
+            f"set sensitive variable {settings.env_var_name} ({', '.join(settings.targets)}) "
+            f"in Vercel project {settings.project_id}"
+        )
+        warnings: list[str] = []
+        if settings.redeploy:
+            deployment_id, reused = await _redeploy(client, settings, context.key_id)
+            if deployment_id is None:
+                warnings.append(
+                    f"project {settings.project_id} has no production deployment to redeploy; "
+                    "its next deployment will use the new value"
+                )
+            else:
+                details["deploymentId"] = deployment_id
+                summary += f"; production deployment {deployment_id} {'already ' if reused else ''}started"
+        logger.info("vercel variable %s written in %s", settings.env_var_name, settings.project_id)
+        return DeployOutcome(summary, warnings=warnings, details=details)
+
+    async def verify(self, context: DeployContext) -> None:
+        settings: VercelIntegration = context.settings
+        client = await _client(context, step="verify")
+        project = quote(settings.project_id, safe="")
+        data = await client.call("GET", f"/v10/projects/{project}/env", params={}, action="list variables")
+        envs = data.get("envs") if isinstance(data, dict) else None
+        if not isinstance(envs, list):
+            raise RotationError(
+                "Vercel answered the variable list with something unexpected",
+                step="verify",
+                code="VercelUnexpectedResponse",
+            )
+        written_at = self._written_at.get(_memo_key(settings, context.key_id))
+        for target in settings.targets:
+            matches = [
+                env
+                for env in envs
+                if isinstance(env, dict)
+                and env.get("key") == settings.env_var_name
+                and target in _targets(env)
+                and (env.get("gitBranch") or None) == settings.git_branch
+            ]
+            where = f"variable {settings.env_var_name} ({target}) in Vercel project {settings.project_id}"
+            if not matches:
+                raise RotationError(
+                    f"{where} is missing after writing it", step="verify", code="VerifyFailed"
+                )
+            env = matches[0]
+            if env.get("type") != "sensitive":
+                raise RotationError(
+                    f"{where} is of type {env.get('type')}, not sensitive", step="verify", code="VerifyFailed"
+                )
+            ours = context.key_id in str(env.get("comment") or "")
+            updated = env.get("updatedAt")
+            recent = (
+                written_at is not None
+                and isinstance(updated, int | float)
+                and updated >= written_at - SKEW_MS
+            )
+            if not (ours or recent):
+                raise RotationError(
+                    f"{where} was not updated by this rotation (key {context.key_id})",
+                    step="verify",
+                    code="VerifyFailed",
+                )
+        if settings.redeploy:
+            latest = await _latest_production(client, settings)
+            if (
+                latest is not None
+                and _meta(latest).get(META_KEY_ID) == context.key_id
+                and _state(latest) in FAILED_STATES
+            ):
+                raise RotationError(
+                    f"The new production deployment {_deployment_id(latest)} of project "
+                    f"{settings.project_id} ended in {_state(latest)}; the variable is set, the "
+                    "running deployment still uses the old value",
+                    step="verify",
+                    code="VercelDeploymentFailed",
+                )
+
+    def _remember(self, settings: VercelIntegration, key_id: str) -> None:
+        self._written_at[_memo_key(settings, key_id)] = int(time.time() * 1000)
+        while len(self._written_at) > 1000:
+            self._written_at.popitem(last=False)
+
+
+def _memo_key(settings: VercelIntegration, key_id: str) -> tuple[str, str, str]:
+    return (settings.project_id, settings.env_var_name, key_id)
+
+
+def _targets(env: dict[str, Any]) -> list[str]:
+    target = env.get("target")
+    if isinstance(target, str):
+        return [target]
+    return [str(t) for t in target] if isinstance(target, list) else []
+
+
+def _state(deployment: dict[str, Any]) -> str:
+    return str(deployment.get("readyState") or deployment.get("state") or "").upper()
+
+
+def _meta(deployment: dict[str, Any]) -> dict[str, Any]:
+    meta = deployment.get("meta")
+    return meta if isinstance(meta, dict) else {}
+
+
+def _deployment_id(deployment: dict[str, Any]) -> str | None:
+    value = deployment.get("uid") or deployment.get("id")
+    return str(value) if value else None
+
+
+async def _latest_production(client: _Client, settings: VercelIntegration) -> dict[str, Any] | None:
+    data = await client.call(
+        "GET",
+        "/v6/deployments",
+        params={"projectId": settings.project_id, "target": "production", "limit": "1"},
+        action="list deployments",
+    )
+    deployments = data.get("deployments") if isinstance(data, dict) else None
+    if not deployments or not isinstance(deployments[0], dict):
+        return None
+    latest: dict[str, Any] = deployments[0]
+    return latest
+
+
+async def _redeploy(client: _Client, settings: VercelIntegration, key_id: str) -> tuple[str | None, bool]:
+    """A new production build from the latest one, so it reads the new value. (id, already done)."""
+    latest = await _latest_production(client, settings)
+    if latest is None:
+        return None, False
+    meta = _meta(latest)
+    if meta.get(META_KEY_ID) == key_id and _state(latest) not in FAILED_STATES:
+        return _deployment_id(latest), True  # a retried deploy: this key's deployment exists
+    body = {
+        "name": str(latest.get("name") or settings.project_id),
+        "project": settings.project_id,
+        "deploymentId": _deployment_id(latest),
+        "target": "production",
+        # Keep the original's meta (git details) and add which key this build is for.
+        "meta": {**{str(k): str(v) for k, v in meta.items()}, META_KEY_ID: key_id},
+    }
+    data = await client.call(
+        "POST", "/v13/deployments", params={"forceNew": "1"}, body=body, action="redeploy"
+    )
+    created = _deployment_id(data) if isinstance(data, dict) else None
+    if created is None:
+        raise RotationError(
+            f"Vercel did not return the new deployment of project {settings.project_id}",
+            step="deploy",
+            code="VercelUnexpectedResponse",
+        )
+    return created, False
+
+
+async def _client(context: DeployContext, *, step: str) -> _Client:
+    """The group's Vercel team and token (from the rotator's vault)."""
+    app = context.app
+    services = context.services
+    if not app.group_id:
+        raise RotationError(
+            "The application has no groupId, so there is no Vercel token to use",
+            step=step,
+            code="VercelGroupNotConfigured",
+        )
+    try:
+        group, _etag = await services.groups.get(app.group_id)
+    except NotFoundError:
+        raise RotationError(
+            f"Group '{app.group_id}' does not exist, so there is no Vercel token to use",
+            step=step,
+            code="VercelGroupNotConfigured",
+        ) from None
+    vercel = group.vercel
+    if vercel is None or not vercel.token_secret_name:
+        raise RotationError(
+            f"Group '{app.group_id}' has no Vercel token; set the group's Vercel settings",
+            step=step,
+            code="VercelGroupNotConfigured",
+        )
+    stored = await services.vault(services.settings.vault_url).get(vercel.token_secret_name)
+    if stored is None:
+        raise RotationError(
+            f"The Vercel token of group '{app.group_id}' is missing from the rotator's vault "
+            f"(secret '{vercel.token_secret_name}'); set the group's token again",
+            step=step,
+            code="VercelTokenMissing",
+        )
+    return _Client(
+        services.http,
+        services.settings.vercel_url,
+        stored.value,
+        vercel.team_id,
+        group_id=app.group_id,
+        secret=context.secret,
+        step=step,
+    )
+
+
+class _Client:
+    """Vercel REST calls with the group's token; errors become the rotator's error types."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        token: SecretValue,
+        team_id: str | None,
+        *,
+        group_id: str,
+        secret: SecretValue,
+        step: str,
+    ) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self._token = token
+        self._team_id = team_id
+        self._group_id = group_id
+        self._secret = secret
+        self._step = step
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str],
+        body: dict[str, Any] | None = None,
+        action: str,
+    ) -> Any:
+        import httpx
+
+        query = dict(params)
+        if self._team_id:
+            query["teamId"] = self._team_id
+        headers = {"Authorization": f"Bearer {self._token.reveal()}", "Accept": "application/json"}
+        try:
+            response = await self._http.request(
+                method, self._base + path, params=query, json=body, headers=headers
+            )
+        except httpx.TimeoutException:
+            raise TransientServiceError(
+                f"Vercel did not answer the {action} in time", service=SERVICE
+            ) from None
+        except httpx.TransportError as error:
+            raise TransientServiceError(
+                f"Could not reach Vercel ({type(error).__name__})", service=SERVICE
+            ) from None
+        return self._result(response, action)
+
+    def _result(self, response: httpx.Response, action: str) -> Any:
+        status = response.status_code
+        if 200 <= status < 300:
+            try:
+                return response.json() if response.content.strip() else None
+            except ValueError:
+                raise RotationError(
+                    f"Vercel answered the {action} with invalid JSON",
+                    step=self._step,
+                    code="VercelUnexpectedResponse",
+                ) from None
+        code, message = self._error_of(response)
+        detail = f": {message} ({code})" if message else f" ({code})" if code else ""
+        if status == 429:
+            raise ThrottledError(
+                f"Vercel rate-limited the {action}{detail}",
+                retry_after=_retry_after(response),
+                service=SERVICE,
+                status=status,
+                code=code or "rate_limited",
+            )
+        if status >= 500:
+            raise TransientServiceError(
+                f"Vercel failed the {action} with {status}{detail}", service=SERVICE, status=status, code=code
+            )
+        if status in (401, 403):
+            team = f" for team {self._team_id}" if self._team_id else ""
+            raise RotationError(
+                f"Vercel refused the {action} ({status}{detail}): check the Vercel token of group "
+                f"'{self._group_id}' (expired, revoked, or without access to the project{team})",
+                step=self._step,
+                code="VercelForbidden" if status == 403 else "VercelUnauthorized",
+            )
+        if status == 404:
+            team = f" in team {self._team_id}" if self._team_id else ""
+            raise RotationError(
+                f"Vercel project or deployment not found{team} during the {action}{detail}",
+                step=self._step,
+                code="VercelProjectNotFound",
+            )
+        raise RotationError(
+            f"Vercel refused the {action} with {status}{detail}",
+            step=self._step,
+            code=code or "VercelRequestRefused",
+        )
+
+    def _error_of(self, response: httpx.Response) -> tuple[str | None, str]:
+        """``{"error": {"code", "message"}}``; other fields are ignored (they may echo input)."""
+        try:
+            data = response.json()
+        except ValueError:
+            return None, ""
+        error = data.get("error") if isinstance(data, dict) else None
+        if not isinstance(error, dict):
+            return None, ""
+        code = str(error["code"]) if error.get("code") else None
+        return code, _clip(str(error.get("message") or ""), self._secret, self._token)
+
+
+def _clip(text: str, *secrets: SecretValue) -> str:
+    """A service message fit for our logs: short, and never holding a secret (defence in depth)."""
+    for secret in secrets:
+        text = text.replace(secret.reveal(), "***")
+    text = text.strip()
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds to wait: ``Retry-After`` if sent, else ``X-RateLimit-Reset`` (Unix seconds)."""
+    header = response.headers.get("Retry-After")
+    if header:
+        try:
+            return max(0.0, float(header))
+        except ValueError:
+            try:
+                return max(0.0, parsedate_to_datetime(header).timestamp() - time.time())
+            except (TypeError, ValueError):
+                pass
+    reset = response.headers.get("X-RateLimit-Reset")
+    if reset:
+        try:
+            return max(0.0, float(reset) - time.time())
+        except ValueError:
+            return None
+    return None
+
+
+PLUGIN = VercelPlugin()

@@ -1,0 +1,1 @@
+from tests.rotation.conftest import stack  # noqa: F401 - shared fixture
