@@ -23,9 +23,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / ".local"
-DEMO_APP_ID = "6f1c2b9e-0d1a-4c55-9a3e-5d3c2f1a0b01"
-DEMO_OBJECT_ID = "2b7d4e10-8c3f-4f6a-b1d2-7e9a0c4d5f02"
-DEMO_HAND_MADE_SECRET = "demo-hand-made-secret-do-not-use-0001"
 
 
 def _print(line: str = "") -> None:
@@ -51,7 +48,7 @@ def environment(stack: Any, connection_string: str) -> dict[str, str]:
 async def run() -> int:
     from devhost import DevHost
     from devhost.testing import AzuriteProcess
-    from scripts.demo import register_demo
+    from scripts.demo import DEMO_APP_ID, register_demo
     from shared.config import load_settings
     from shared.errors import ConfigurationError
     from shared.services import Services, set_services

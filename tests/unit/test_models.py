@@ -49,7 +49,9 @@ def test_lifetime_out_of_range_or_wrong_type(days: Any) -> None:
 
 @pytest.mark.parametrize("hours", [1, 23])
 def test_threshold_bounds_accepted(hours: int) -> None:
-    assert valid({**APP, "rotation": {"updateThresholdHours": hours}}).rotation.update_threshold_hours == hours
+    assert (
+        valid({**APP, "rotation": {"updateThresholdHours": hours}}).rotation.update_threshold_hours == hours
+    )
 
 
 @pytest.mark.parametrize("hours", [0, 24])
@@ -87,7 +89,12 @@ def test_integration_fields_are_validated_and_named() -> None:
             **APP,
             "integrations": [
                 {"kind": "keyVault", "vaultUrl": "http://not-tls"},
-                {"kind": "azureDevOps", "organization": "contoso", "project": "p", "serviceConnectionId": "x"},
+                {
+                    "kind": "azureDevOps",
+                    "organization": "contoso",
+                    "project": "p",
+                    "serviceConnectionId": "x",
+                },
             ],
         }
     )
@@ -119,7 +126,10 @@ def test_vercel_needs_a_group_and_valid_targets() -> None:
 
 
 def test_unknown_fields_are_refused() -> None:
-    assert problems({**APP, "rotation": {"lifetime": 21}})["rotation.lifetime"]["message"] == "is not a known field"
+    assert (
+        problems({**APP, "rotation": {"lifetime": 21}})["rotation.lifetime"]["message"]
+        == "is not a known field"
+    )
 
 
 def test_recipient_and_integration_counts_are_bounded() -> None:

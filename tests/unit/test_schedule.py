@@ -37,7 +37,7 @@ def test_disabled_or_inactive_never_due() -> None:
 
 
 def test_running_claim_is_looked_at_when_it_goes_stale() -> None:
-    claim = RotationClaim(rotation_id="r", claimed_at=NOW, expires_at=NOW + timedelta(minutes=30))
+    claim = RotationClaim(rotation_id="r", owner="w1", claimed_at=NOW, expires_at=NOW + timedelta(minutes=30))
     status = ApplicationStatus(in_progress=claim)
     assert attention_at(config(), status, POLICY) == claim.expires_at
     assert attention_needed(config(), status, POLICY, NOW) == Attention.NOTHING
@@ -53,7 +53,10 @@ def test_enqueued_job_is_requeued_only_after_the_lease() -> None:
 def test_failed_integrations_are_retried_at_retry_time() -> None:
     status = ApplicationStatus(expires_at=NOW + timedelta(days=20), retry_at=NOW + timedelta(minutes=15))
     assert attention_at(config(), status, POLICY) == NOW + timedelta(minutes=15)
-    assert attention_needed(config(), status, POLICY, NOW + timedelta(minutes=15)) == Attention.RETRY_INTEGRATIONS
+    assert (
+        attention_needed(config(), status, POLICY, NOW + timedelta(minutes=15))
+        == Attention.RETRY_INTEGRATIONS
+    )
 
 
 def test_threshold_alert_comes_days_before_the_update_once_per_key() -> None:
