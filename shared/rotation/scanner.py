@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ logger = logging.getLogger("rotator.scanner")
 
 # One scan handles at most this many applications; the rest are due next time (15 minutes).
 MAX_PER_SCAN = 2000
+SCAN_CONCURRENCY = 16
 
 
 class ThresholdAlerter(Protocol):
@@ -75,12 +77,18 @@ class Scanner:
         now = self._clock()
         report = ScanReport()
         due, report.rows_read = await self._applications.due(now, MAX_PER_SCAN)
-        for item in due:
-            try:
-                await self._attend(item.app_id, now, report)
-            except Exception as error:  # noqa: BLE001 - one bad row must not stop the scan
-                report.skipped += 1
-                logger.error("scan of %s failed: %s", item.app_id, type(error).__name__)
+        # A few at a time: each is three storage round trips, and one scan may meet thousands.
+        limit = asyncio.Semaphore(SCAN_CONCURRENCY)
+
+        async def attend(app_id: str) -> None:
+            async with limit:
+                try:
+                    await self._attend(app_id, now, report)
+                except Exception as error:  # noqa: BLE001 - one bad row must not stop the scan
+                    report.skipped += 1
+                    logger.error("scan of %s failed: %s", app_id, type(error).__name__)
+
+        await asyncio.gather(*(attend(item.app_id) for item in due))
         report.duration_ms = int((time.monotonic() - started) * 1000)
         logger.info(
             "scan.completed: %d due rows read, %s enqueued, %d alerts",

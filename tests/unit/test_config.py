@@ -72,3 +72,11 @@ def test_sample_settings_file_lists_every_setting() -> None:
 
     sample = json.loads((Path(__file__).parents[2] / "local.settings.sample.json").read_text())
     assert {spec.name for spec in SETTINGS} <= set(sample["Values"])
+
+
+def test_readme_explains_every_setting() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    missing = [spec.name for spec in SETTINGS if f"`{spec.name}`" not in readme]
+    assert missing == []

@@ -1,0 +1,423 @@
+"""Custom automation: hand the new secret to an Azure Automation runbook, or to a signed webhook.
+
+Runbook (target ``runbook``)
+    ``GET {account}/runbooks/{name}`` first: the runbook must be published and must declare the secret's
+    parameter (``parameterName``, default ``ClientSecret``). ``AppId``, ``KeyId``, ``RotationId`` and
+    ``ExpiresAt`` are passed too, each only if the runbook declares it (names match case-insensitively),
+    and a mandatory parameter the rotator cannot fill is refused before anything runs. Then
+    ``PUT {account}/jobs/{jobName}?api-version=2023-11-01`` with
+    ``{"properties": {"runbook": {"name"}, "parameters": {...}, "runOn": ""}}`` (azure-rest-api-specs
+    automation 2023-11-01 examples/job/createJob.json). Parameter values are JSON-encoded strings, as
+    Az.Automation sends them (Azure/azure-powershell#3354, azure-automation-ise-addon#105). The job name
+    is derived from the rotation, key and integration, so a retried deploy finds and follows the job it
+    already started instead of running the runbook twice. The job is polled until ``Completed``;
+    ``Failed``/``Stopped``/``Suspended``/``Blocked`` fail the integration with the job's exception text.
+    Note: job parameters are visible to anyone who can read the account's jobs; the runbook should also
+    avoid writing the value to its output streams. The rotator's identity needs **Automation Operator**
+    on the account (or Automation Job Operator plus Automation Runbook Operator on the runbook).
+
+Webhook (target ``webhook``)
+    The webhook URL is itself a secret: it lives in the rotator's vault under ``webhookSecretName`` (the
+    API stores it there) and appears in no log, error or outcome (only its host does). The rotator POSTs
+    ``{"appId", "keyId", "rotationId", "expiresAt", "secret"}`` as compact JSON with::
+
+        X-Rotator-Timestamp: <Unix seconds>
+        X-Rotator-Signature: sha256=<hex HMAC-SHA256(key, "<timestamp>." + raw body)>
+
+    The HMAC key is the webhook URL exactly as stored in the rotator's vault (UTF-8): the receiver was
+    given that URL, so it already shares the key, and nothing else has to be distributed. If the vault
+    secret is instead a JSON object ``{"url": ..., "signingKey": ...}``, the signingKey is used. A receiver
+    should recompute the HMAC over the raw body bytes, compare in constant time, refuse timestamps more than
+    five minutes away from its clock and remember signatures it has seen (replays), and may de-duplicate on
+    ``rotationId`` + ``keyId`` (a retried deploy re-sends the same secret with a new timestamp).
+    Any 2xx is success (the receiver acknowledged it; verify has nothing more to check). Redirects are
+    never followed; 429/5xx/timeouts are retried; other answers fail the integration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+from shared.domain.models import ApplicationConfig, AutomationIntegration
+from shared.domain.secret import SecretValue
+from shared.errors import (
+    ExternalServiceError,
+    FieldProblem,
+    RotationError,
+    ThrottledError,
+    TransientServiceError,
+)
+from shared.integrations.base import DeployContext, DeployOutcome
+from shared.integrations.logic_app import ArmClient, ArmTarget, obj, resource_name, retry_after_seconds
+
+logger = logging.getLogger("rotator.integrations.automation")
+
+API_VERSION = "2023-11-01"
+OPERATOR_ROLE = "Automation Operator"
+OPERATOR_ROLE_NOTE = "or 'Automation Job Operator' plus 'Automation Runbook Operator' on the runbook"
+COMPLETED = "completed"
+# A job in one of these will not complete without someone's help.
+FAILED_STATES = {"failed", "stopped", "suspended", "blocked", "stopping", "suspending", "removing"}
+EXTRA_PARAMETERS = ("AppId", "KeyId", "RotationId", "ExpiresAt")
+JOB_NAMESPACE = uuid.UUID("6f1f6a3e-2b8e-4f7c-9d51-3a0c4b7e9f21")
+SIGNATURE_HEADER = "X-Rotator-Signature"
+TIMESTAMP_HEADER = "X-Rotator-Timestamp"
+WEBHOOK_SERVICE = "webhook"
+
+
+def job_name_for(context: DeployContext) -> str:
+    """A job name stable across retries of one delivery (same rotation, key and integration)."""
+    settings: AutomationIntegration = context.settings
+    seed = f"{settings.automation_account_id}|{settings.runbook_name}|{settings.name}|{context.rotation_id}|{context.key_id}"
+    return str(uuid.uuid5(JOB_NAMESPACE, seed.lower()))
+
+
+def signature(key: bytes, timestamp: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(key, timestamp.encode("ascii") + b"." + body, hashlib.sha256).hexdigest()
+
+
+class _RedactUrls(logging.Filter):
+    """Keeps webhook URLs (secrets) out of httpx's own request log lines."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secret_urls: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secret_urls and isinstance(record.args, tuple):
+            record.args = tuple(
+                _redacted(str(arg)) if str(arg) in self.secret_urls else arg for arg in record.args
+            )
+        return True
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/***"
+
+
+_URL_FILTER = _RedactUrls()
+logging.getLogger("httpx").addFilter(_URL_FILTER)
+
+
+class AutomationPlugin:
+    kind = "automation"
+
+    def __init__(self, *, poll_interval: float = 5.0, job_timeout: float = 300.0) -> None:
+        self._poll_interval = poll_interval
+        self._job_timeout = job_timeout
+
+    def check(self, settings: Any, app: ApplicationConfig) -> list[FieldProblem]:
+        if settings.target == "webhook" and not settings.webhook_secret_name:
+            return [
+                FieldProblem(
+                    "webhookSecretName",
+                    "is required for a webhook target (the API stores the webhook URL in the rotator's vault)",
+                    "the name of the vault secret that holds the webhook URL",
+                )
+            ]
+        return []
+
+    def describe(self, settings: Any, app: ApplicationConfig) -> str:
+        if settings.target == "runbook":
+            return (
+                f"run runbook '{settings.runbook_name}' in Automation account "
+                f"'{resource_name(settings.automation_account_id)}' with the secret as parameter "
+                f"'{settings.parameter_name}', and wait for it to complete"
+            )
+        return "POST the secret to the webhook stored in the rotator's vault, signed with HMAC-SHA256"
+
+    async def deploy(self, context: DeployContext) -> DeployOutcome:
+        settings: AutomationIntegration = context.settings
+        if settings.target == "runbook":
+            return await self._run_runbook(context)
+        return await self._call_webhook(context)
+
+    async def verify(self, context: DeployContext) -> None:
+        settings: AutomationIntegration = context.settings
+        if settings.target == "webhook":
+            return  # a 2xx answer was the receiver's acknowledgement
+        client = ArmClient(context.services, redact=context.secret)
+        target = self._account_target(settings, "verify")
+        job = await client.json(
+            "GET",
+            f"{settings.automation_account_id}/jobs/{job_name_for(context)}",
+            API_VERSION,
+            target,
+            action="read the job in",
+        )
+        status = _job_status(job)
+        if status.lower() != COMPLETED:
+            raise RotationError(
+                f"Runbook job for '{settings.runbook_name}' is {status}, not Completed",
+                step="verify",
+                code=f"Job{status}",
+            )
+
+    # ----------------------------------------------------------------- runbook
+
+    @staticmethod
+    def _account_target(settings: AutomationIntegration, step: str = "deploy") -> ArmTarget:
+        assert settings.automation_account_id is not None
+        return ArmTarget(
+            settings.automation_account_id,
+            f"Automation account '{resource_name(settings.automation_account_id)}'",
+            OPERATOR_ROLE,
+            step,
+            role_note=OPERATOR_ROLE_NOTE,
+        )
+
+    async def _run_runbook(self, context: DeployContext) -> DeployOutcome:
+        settings: AutomationIntegration = context.settings
+        assert settings.automation_account_id is not None and settings.runbook_name is not None
+        client = ArmClient(context.services, redact=context.secret)
+        account = settings.automation_account_id
+        target = self._account_target(settings)
+        runbook_target = ArmTarget(
+            f"{account}/runbooks/{settings.runbook_name}",
+            f"runbook '{settings.runbook_name}'",
+            OPERATOR_ROLE,
+            role_note=OPERATOR_ROLE_NOTE,
+        )
+        runbook = await client.json(
+            "GET", runbook_target.resource_id, API_VERSION, runbook_target, action="read"
+        )
+        parameters = self._job_parameters(runbook, settings, context)
+        name = job_name_for(context)
+        job_path = f"{account}/jobs/{name}"
+        found = await client.request(
+            "GET", job_path, API_VERSION, target, action="read a job in", accept=(404,)
+        )
+        if found.status_code == 404:
+            body = {
+                "properties": {
+                    "runbook": {"name": settings.runbook_name},
+                    "parameters": parameters,
+                    "runOn": "",
+                }
+            }
+            # A 409 means an earlier attempt created it and lost the answer: follow that job.
+            await client.request(
+                "PUT", job_path, API_VERSION, target, action="start a job in", body=body, accept=(409,)
+            )
+        else:
+            logger.info("runbook job %s already exists (a retried delivery): following it", name)
+        job = await self._wait_for_job(client, job_path, target, settings.runbook_name)
+        details = {
+            "account": resource_name(account),
+            "runbook": settings.runbook_name,
+            "jobName": name,
+            "jobId": (job.get("properties") or {}).get("jobId"),
+        }
+        return DeployOutcome(f"runbook '{settings.runbook_name}' completed (job {name})", details=details)
+
+    @staticmethod
+    def _job_parameters(
+        runbook: dict[str, Any], settings: AutomationIntegration, context: DeployContext
+    ) -> dict[str, str]:
+        properties = obj(runbook.get("properties"))
+        state = str(properties.get("state") or "")
+        if state.lower() == "new":
+            raise RotationError(
+                f"Runbook '{settings.runbook_name}' has never been published",
+                step="deploy",
+                code="RunbookNotPublished",
+            )
+        declared = obj(properties.get("parameters"))
+        by_lower = {str(key).lower(): str(key) for key in declared}
+        secret_name = by_lower.get(settings.parameter_name.lower())
+        if secret_name is None:
+            raise RotationError(
+                f"Runbook '{settings.runbook_name}' declares no parameter '{settings.parameter_name}' to "
+                "receive the secret",
+                step="deploy",
+                code="RunbookParameterMissing",
+            )
+        values: dict[str, str] = {secret_name: context.secret.reveal()}
+        extras = {
+            "appid": str(context.app.app_id),
+            "keyid": context.key_id,
+            "rotationid": context.rotation_id,
+            "expiresat": context.expires_at.isoformat() if context.expires_at else "",
+        }
+        for lowered, value in extras.items():
+            if lowered in by_lower and value:
+                values[by_lower[lowered]] = value
+        missing = [
+            key
+            for key, spec in declared.items()
+            if isinstance(spec, dict) and spec.get("isMandatory") and key not in values
+        ]
+        if missing:
+            raise RotationError(
+                f"Runbook '{settings.runbook_name}' has mandatory parameters the rotator cannot fill: "
+                + ", ".join(sorted(missing)),
+                step="deploy",
+                code="RunbookParameterUnfillable",
+            )
+        # Values are JSON-encoded, as Az.Automation sends them (a bare "123" would become a number).
+        return {key: json.dumps(value) for key, value in values.items()}
+
+    async def _wait_for_job(
+        self, client: ArmClient, job_path: str, target: ArmTarget, runbook: str
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + self._job_timeout
+        while True:
+            job = await client.json("GET", job_path, API_VERSION, target, action="read a job in")
+            status = _job_status(job)
+            if status.lower() == COMPLETED:
+                return job
+            if status.lower() in FAILED_STATES:
+                properties = obj(job.get("properties"))
+                exception = client.scrub(str(properties.get("exception") or ""))
+                raise RotationError(
+                    f"Runbook '{runbook}' job ended {status}" + (f": {exception}" if exception else ""),
+                    step="deploy",
+                    code=f"Job{status}",
+                )
+            if time.monotonic() + self._poll_interval > deadline:
+                # The job keeps running; a retried deploy finds it by name and keeps following it.
+                raise TransientServiceError(
+                    f"Runbook '{runbook}' job is still {status} after {self._job_timeout:.0f}s",
+                    service="automation",
+                    code="JobStillRunning",
+                )
+            await client.sleep(self._poll_interval)
+
+    # ----------------------------------------------------------------- webhook
+
+    async def _call_webhook(self, context: DeployContext) -> DeployOutcome:
+        import httpx
+
+        settings: AutomationIntegration = context.settings
+        services = context.services
+        url, key = await self._webhook_secret(context)
+        host = urlsplit(url).netloc
+        timestamp = str(int(services.clock().timestamp()))
+        payload = {
+            "appId": str(context.app.app_id),
+            "keyId": context.key_id,
+            "rotationId": context.rotation_id,
+            "expiresAt": context.expires_at.isoformat() if context.expires_at else None,
+            "secret": context.secret.reveal(),
+        }
+        body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        headers = {
+            "Content-Type": "application/json",
+            TIMESTAMP_HEADER: timestamp,
+            SIGNATURE_HEADER: signature(key, timestamp, body),
+        }
+        _URL_FILTER.secret_urls.add(url)
+        try:
+            response = await services.http.post(url, content=body, headers=headers, follow_redirects=False)
+        except httpx.TimeoutException:
+            raise TransientServiceError(
+                f"Webhook at {host} did not answer in time", service=WEBHOOK_SERVICE
+            ) from None
+        except httpx.TransportError as error:
+            # The exception text can carry the URL: only its type is kept.
+            raise TransientServiceError(
+                f"Webhook at {host} could not be reached ({type(error).__name__})", service=WEBHOOK_SERVICE
+            ) from None
+        finally:
+            _URL_FILTER.secret_urls.discard(url)
+        status = response.status_code
+        if 200 <= status < 300:
+            return DeployOutcome(
+                f"webhook at {host} acknowledged the new secret (HTTP {status})",
+                details={
+                    "webhookHost": host,
+                    "status": status,
+                    "webhookSecretName": settings.webhook_secret_name,
+                },
+            )
+        if 300 <= status < 400:
+            raise RotationError(
+                f"Webhook at {host} answered with a redirect (HTTP {status}); redirects are not followed",
+                step="deploy",
+                code="WebhookRedirect",
+            )
+        if status == 429:
+            raise ThrottledError(
+                f"Webhook at {host} is throttling",
+                retry_after=retry_after_seconds(response.headers),
+                service=WEBHOOK_SERVICE,
+                status=status,
+            )
+        if status >= 500 or status == 408:
+            raise TransientServiceError(
+                f"Webhook at {host} failed (HTTP {status})", service=WEBHOOK_SERVICE, status=status
+            )
+        # The body is not quoted: a receiver might echo what it was sent.
+        raise RotationError(
+            f"Webhook at {host} refused the delivery (HTTP {status})",
+            step="deploy",
+            code=f"WebhookHttp{status}",
+        )
+
+    async def _webhook_secret(self, context: DeployContext) -> tuple[str, bytes]:
+        """The webhook URL and the HMAC key, from the rotator's own vault."""
+        settings: AutomationIntegration = context.settings
+        services = context.services
+        name = settings.webhook_secret_name
+        if not name:
+            raise RotationError(
+                "The webhook integration has no webhookSecretName",
+                step="deploy",
+                code="IntegrationMisconfigured",
+            )
+        try:
+            stored = await services.vault(services.settings.vault_url).get(name)
+        except ExternalServiceError as error:
+            if error.status == 403:
+                raise RotationError(
+                    f"Access denied to secret '{name}' in the rotator's vault",
+                    step="deploy",
+                    code="VaultForbidden",
+                ) from None
+            raise
+        if stored is None:
+            raise RotationError(
+                f"Secret '{name}' (the webhook URL) is missing from the rotator's vault",
+                step="deploy",
+                code="WebhookSecretMissing",
+            )
+        url, key = _url_and_key(stored.value)
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.netloc:
+            raise RotationError(
+                f"Secret '{name}' does not hold an https:// webhook URL",
+                step="deploy",
+                code="WebhookUrlInvalid",
+            )
+        return url, key
+
+
+def _url_and_key(value: SecretValue) -> tuple[str, bytes]:
+    text = value.reveal().strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("url"), str):
+            url = data["url"].strip()
+            signing_key = data.get("signingKey")
+            key = signing_key if isinstance(signing_key, str) and signing_key else url
+            return url, key.encode("utf-8")
+    return text, text.encode("utf-8")
+
+
+def _job_status(job: dict[str, Any]) -> str:
+    properties = obj(job.get("properties"))
+    return str(properties.get("status") or "Unknown")
+
+
+PLUGIN = AutomationPlugin()
