@@ -265,30 +265,39 @@ async def test_next_rotation_retires_the_expired_managed_credential(rotator: Rot
     assert first.key_id not in key_ids and len(key_ids) == 2
 
 
-class SimulatedCrash(BaseException):
-    """Raised at a checkpoint: like a killed process, it skips every ``except Exception``."""
-
-
 CRASH_POINTS = ["created", "staged_written", "staged", "verified", "deployed", "finished"]
 
 
 @pytest.mark.parametrize("crash_after", CRASH_POINTS)
 async def test_a_worker_killed_after_any_step_ends_with_one_working_credential(
-    rotator: Rotator, crash_after: str
+    rotator: Rotator, crash_after: str, azurite: str
 ) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    from tests.rotation.conftest import rotator_environment
+
     entra_app = rotator.seed_entra_app()
     await rotator.register(entra_app)
     services = rotator.services
-
-    def checkpoint(step: str) -> None:
-        if step == crash_after:
-            raise SimulatedCrash(step)
-
-    services.engine._checkpoint = checkpoint  # noqa: SLF001 - the crash hook of this test
     job = rotator.job(entra_app.app_id)
-    with pytest.raises(SimulatedCrash):
-        await services.engine.handle(job)
-    services.engine._checkpoint = lambda step: None  # noqa: SLF001
+
+    # A real worker process, killed (os._exit) right after the step.
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.rotation.crash_worker",
+        json.dumps(rotator_environment(azurite, rotator.stack)),
+        job.model_dump_json(by_alias=True),
+        crash_after,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _, stderr = await worker.communicate()
+    assert worker.returncode == 137, stderr.decode()[-2000:]
 
     # The host redelivers the message: a fresh claim means the dead worker's lease still runs.
     if crash_after != "finished":
