@@ -105,10 +105,13 @@ async def scan_once(connection_string: str, now: datetime) -> tuple[float, int, 
 
 
 def import_cost(statement: str, runs: int = 7) -> tuple[float, float]:
+    # VmHWM, not ru_maxrss: the latter can carry the parent's peak across fork/exec.
     code = (
-        "import time, resource; t = time.perf_counter(); "
+        "import time; t = time.perf_counter(); "
         f"{statement}; "
-        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "e = time.perf_counter() - t; "
+        "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]; "
+        "print(e, hwm)"
     )
     times, rss = [], []
     for _ in range(runs):
