@@ -314,7 +314,9 @@ class AutomationPlugin:
             TIMESTAMP_HEADER: timestamp,
             SIGNATURE_HEADER: signature(key, timestamp, body),
         }
-        _URL_FILTER.secret_urls.add(url)
+        # httpx logs each request's URL at INFO: the filter masks this one (as given and as httpx prints it).
+        masked = {url, str(httpx.URL(url))}
+        _URL_FILTER.secret_urls.update(masked)
         try:
             response = await services.http.post(url, content=body, headers=headers, follow_redirects=False)
         except httpx.TimeoutException:
@@ -327,7 +329,7 @@ class AutomationPlugin:
                 f"Webhook at {host} could not be reached ({type(error).__name__})", service=WEBHOOK_SERVICE
             ) from None
         finally:
-            _URL_FILTER.secret_urls.discard(url)
+            _URL_FILTER.secret_urls.difference_update(masked)
         status = response.status_code
         if 200 <= status < 300:
             return DeployOutcome(

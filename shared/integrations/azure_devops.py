@@ -347,7 +347,10 @@ class _Session:
     def _who_fix(self, status: int) -> str:
         if status == 401:
             if self._settings.authentication == "pat":
-                return "the PAT is invalid, expired or revoked; store a new one"
+                return (
+                    "the PAT is invalid, expired, revoked or lacks the vso.serviceendpoint_manage "
+                    "scope; store a new one"
+                )
             return (
                 "the rotator's managed identity must be added as a user of the organization "
                 f"'{self._settings.organization}'"

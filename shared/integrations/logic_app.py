@@ -369,6 +369,10 @@ def read_shape(properties: dict[str, Any]) -> ConnectionShape:
         values = obj(value_set.get("values"))
         keys = list(values)
         non_secret = {k: _plain(v) for k, v in values.items() if not _is_secret_parameter(k)}
+        # Should a GET list the set's non-secret values separately, they belong to the set as well.
+        for key, value in obj(properties.get("nonSecretParameterValues")).items():
+            if not _is_secret_parameter(key) and _lookup(non_secret, key.lower()) is None:
+                non_secret[key] = value
         kind, set_name = "parameterValueSet", str(value_set["name"])
     else:
         non_secret = {}

@@ -116,15 +116,6 @@ class EngineSettings:
     verify_max_delay: float = 10.0
 
 
-class ClaimBusy(TransientServiceError):
-    """This rotation's claim is held by a live worker: come back later."""
-
-    def __init__(self, app_id: str, rotation_id: str) -> None:
-        super().__init__(
-            "Rotation is running elsewhere", service="rotator", app_id=app_id, rotation_id=rotation_id
-        )
-
-
 @dataclass
 class _Run:
     """One claimed rotation: the freshest stored row and what this invocation owns."""
@@ -230,8 +221,9 @@ class RotationEngine:
             compromised = job.compromised
             if claim is not None:
                 if claim.expires_at > now:
-                    if claim.rotation_id == job.rotation_id:
-                        raise ClaimBusy(job.app_id, job.rotation_id)
+                    # Held by a live worker, or by a dead one whose lease still runs: either way
+                    # nobody may act before it expires, and then the timer enqueues a takeover.
+                    # So this copy is acknowledged, not retried into the poison queue.
                     return f"rotation {claim.rotation_id} is in progress"
                 # The worker that held this claim died: resume its rotation, not a new one.
                 rotation_id, resumed = claim.rotation_id, True
@@ -915,4 +907,4 @@ def _error_info(error: BaseException, step: str | None, now: datetime) -> ErrorI
     return ErrorInfo(code=type(error).__name__, message="Unexpected error", step=step, at=now)
 
 
-__all__ = ["ClaimBusy", "EngineSettings", "NotFoundError", "RotationEngine", "RotationSummary"]
+__all__ = ["EngineSettings", "NotFoundError", "RotationEngine", "RotationSummary"]

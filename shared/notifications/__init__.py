@@ -1,0 +1,1 @@
+"""Email notifications: rotation notices, threshold alerts and failure alerts through ACS Email."""
