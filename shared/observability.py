@@ -53,6 +53,8 @@ if TYPE_CHECKING:
     from shared.storage.applications import ApplicationStore
 
 logger = logging.getLogger("rotator.telemetry")
+# Same logger as the rotation events, so the expiry records sit next to them in AppTraces.
+events_logger = logging.getLogger("rotator.events")
 
 LOGGER_NAME = "rotator"
 METER_NAME = "rotator"
@@ -383,17 +385,31 @@ async def report_expiring_secrets(
     applications: ApplicationStore, now: datetime, within_days: int = DEFAULT_EXPIRY_WINDOW_DAYS
 ) -> int:
     """Count registered applications whose current secret expires within ``within_days`` (or has
-    expired) and publish it as ``secrets.expiring``. Reads the registry in pages of 1000."""
+    expired), publish the count as ``secrets.expiring`` and log one ``secret.expiring`` record per
+    such application (AppTraces; see docs/operations.md). Reads the registry in pages of 1000."""
     deadline = now + timedelta(days=within_days)
     count = 0
     token: str | None = None
     while True:
         page = await applications.list_page(1000, token)
-        count += sum(
-            1
-            for stored in page.items
-            if stored.status.expires_at is not None and stored.status.expires_at <= deadline
-        )
+        for stored in page.items:
+            expires_at = stored.status.expires_at
+            if expires_at is None or expires_at > deadline:
+                continue
+            count += 1
+            events_logger.warning(
+                "secret.expiring: %s's secret expires %s",
+                stored.config.display_name,
+                expires_at.isoformat(),
+                extra={
+                    "event": "secret.expiring",
+                    "appId": stored.app_id,
+                    "expiresAt": expires_at.isoformat(),
+                    "withinDays": within_days,
+                    "rotationEnabled": stored.config.is_schedulable,
+                    "outcome": "warning",
+                },
+            )
         token = page.continuation_token
         if not token:
             break

@@ -15,11 +15,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Self
 
+from .arm import ArmSimulator
 from .base import JsonDict, SimClock, SimulatorServer, TokenIssuer
+from .devops import AzureDevOpsSimulator
 from .entra import DEFAULT_TENANT_ID, EntraSimulator
 from .keyvault import KeyVaultSimulator
 from .msi import ManagedIdentitySimulator
 from .tls import TlsBundle, create_tls_bundle
+from .vercel import VercelSimulator
+from .webhook import WebhookSimulator
 
 
 class SimulatorStack:
@@ -74,6 +78,16 @@ class SimulatorStack:
             )
         self._extra: dict[str, SimulatorServer] = {}
         self._running = False
+        # Integration destinations: each is a server of its own on a free port.
+        self.devops = AzureDevOpsSimulator(
+            issuer=self.issuer, ssl_context=self.ssl_context, clock=self.clock, host=host
+        )
+        self.vercel = VercelSimulator(ssl_context=self.ssl_context, clock=self.clock, host=host)
+        self.arm = ArmSimulator(
+            issuer=self.issuer, ssl_context=self.ssl_context, keyvaults=self.keyvaults, clock=self.clock, host=host
+        )
+        self.webhook = WebhookSimulator(ssl_context=self.ssl_context, clock=self.clock, host=host)
+        self._extra.update({"devops": self.devops, "vercel": self.vercel, "arm": self.arm, "webhook": self.webhook})
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -147,6 +161,9 @@ class SimulatorStack:
         }
         if "rotator" in self.keyvaults:
             settings["ROTATOR_VAULT_URL"] = self.keyvaults["rotator"].url
+        settings["ROTATOR_DEVOPS_URL"] = self.devops.url
+        settings["ROTATOR_VERCEL_URL"] = self.vercel.url
+        settings["ROTATOR_ARM_URL"] = self.arm.url
         settings.update(self.msi.environment())
         return settings
 
@@ -209,6 +226,8 @@ class SimulatorStack:
                         content_type=spec.get("contentType"),
                         tags=spec.get("tags"),
                     )
+        self.devops.seed(data.get("devops") or {})
+        self.vercel.seed(data.get("vercel") or {})
         for key, switches in (data.get("switches") or {}).items():
             if key not in self.servers:
                 raise ValueError(f"seed sets switches of unknown simulator {key!r}")

@@ -19,7 +19,7 @@ Runbook (target ``runbook``)
 Webhook (target ``webhook``)
     The webhook URL is itself a secret: it lives in the rotator's vault under ``webhookSecretName`` (the
     API stores it there) and appears in no log, error or outcome (only its host does). The rotator POSTs
-    ``{"appId", "keyId", "rotationId", "expiresAt", "secret"}`` as compact JSON with::
+    ``{"deliveryId", "appId", "keyId", "rotationId", "expiresAt", "secret"}`` as compact JSON with::
 
         X-Rotator-Timestamp: <Unix seconds>
         X-Rotator-Signature: sha256=<hex HMAC-SHA256(key, "<timestamp>." + raw body)>
@@ -28,8 +28,9 @@ Webhook (target ``webhook``)
     given that URL, so it already shares the key, and nothing else has to be distributed. If the vault
     secret is instead a JSON object ``{"url": ..., "signingKey": ...}``, the signingKey is used. A receiver
     should recompute the HMAC over the raw body bytes, compare in constant time, refuse timestamps more than
-    five minutes away from its clock and remember signatures it has seen (replays), and may de-duplicate on
-    ``rotationId`` + ``keyId`` (a retried deploy re-sends the same secret with a new timestamp).
+    five minutes away from its clock and remember signatures (or ``deliveryId`` values) it has seen, to
+    refuse replays. A retried deploy re-sends the same secret as a new delivery (new ``deliveryId`` and
+    timestamp): de-duplicate on ``rotationId`` + ``keyId`` to act only once.
     Any 2xx is success (the receiver acknowledged it; verify has nothing more to check). Redirects are
     never followed; 429/5xx/timeouts are retried; other answers fail the integration.
 """
@@ -302,6 +303,8 @@ class AutomationPlugin:
         host = urlsplit(url).netloc
         timestamp = str(int(services.clock().timestamp()))
         payload = {
+            # Unique per attempt, so a quick retry is never mistaken for a replay of the same request.
+            "deliveryId": str(uuid.uuid4()),
             "appId": str(context.app.app_id),
             "keyId": context.key_id,
             "rotationId": context.rotation_id,

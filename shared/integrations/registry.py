@@ -6,8 +6,9 @@ from shared.integrations.base import PluginRegistry
 
 
 def default_registry() -> PluginRegistry:
-    from shared.integrations import keyvault
+    from shared.integrations import app_service, automation, azure_devops, keyvault, logic_app, vercel
 
     registry = PluginRegistry()
-    registry.register(keyvault.PLUGIN)
+    for module in (keyvault, azure_devops, vercel, logic_app, app_service, automation):
+        registry.register(module.PLUGIN)
     return registry

@@ -21,5 +21,7 @@ HEAVY = (
 
 def test_importing_function_app_loads_no_heavy_sdk() -> None:
     code = f"import json, sys, function_app; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
-    loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     assert json.loads(loaded.stdout) == []
