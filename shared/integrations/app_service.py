@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from shared.adapters.arm import ArmClient, ArmTarget, obj
 from shared.domain.models import ApplicationConfig, AppServiceIntegration
 from shared.errors import (
     ExternalServiceError,
@@ -37,7 +38,6 @@ from shared.errors import (
     TransientServiceError,
 )
 from shared.integrations.base import DeployContext, DeployOutcome
-from shared.integrations.logic_app import ArmClient, ArmTarget, obj
 
 logger = logging.getLogger("rotator.integrations.appservice")
 

@@ -46,6 +46,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
+from shared.adapters.arm import ArmClient, ArmTarget, obj, resource_name, retry_after_seconds
 from shared.domain.models import ApplicationConfig, AutomationIntegration
 from shared.domain.secret import SecretValue
 from shared.errors import (
@@ -56,7 +57,6 @@ from shared.errors import (
     TransientServiceError,
 )
 from shared.integrations.base import DeployContext, DeployOutcome
-from shared.integrations.logic_app import ArmClient, ArmTarget, obj, resource_name, retry_after_seconds
 
 logger = logging.getLogger("rotator.integrations.automation")
 
