@@ -65,6 +65,9 @@ _RG = r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers"
 _CONNECTION = _RG + r"/Microsoft\.Web/connections/(?P<name>[^/]+)"
 _SITE = _RG + r"/Microsoft\.Web/sites/(?P<site>[^/]+)(?:/slots/(?P<slot>[^/]+))?"
 _ACCOUNT = _RG + r"/Microsoft\.Automation/automationAccounts/(?P<account>[^/]+)"
+_ROLE_ASSIGNMENT = (
+    r"(?P<scope>/subscriptions/.+?)/providers/Microsoft\.Authorization/roleAssignments/(?P<name>[^/]+)"
+)
 _OPERATIONS = r"/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.Simulator/(?P<kind>operations|operationResults)/(?P<op>[^/]+)"
 _KV_PREFIX = "@microsoft.keyvault("
 JOB_FAILURES = ("Failed", "Stopped", "Suspended", "Blocked")
@@ -251,8 +254,45 @@ class ArmSimulator(SimulatorServer):
         self.route("PUT", "(?i)" + _ACCOUNT + "/jobs/(?P<job>[^/]+)", self._put_job)
         self.route("GET", "(?i)" + _ACCOUNT + "/jobs/(?P<job>[^/]+)", self._get_job)
         self.route("GET", "(?i)" + _OPERATIONS, self._get_operation)
+        self.route("PUT", "(?i)" + _ROLE_ASSIGNMENT, self._put_role_assignment)
+
+    def _put_role_assignment(self, request: SimRequest) -> SimResponse:
+        """Record a role assignment; one on a simulated vault lets its principal in there."""
+        scope, name = request.params["scope"], request.params["name"]
+        if self.deny_role_assignments:
+            return self.arm_error(
+                403,
+                "AuthorizationFailed",
+                f"The client '{request.principal}' does not have authorization to perform action "
+                f"'Microsoft.Authorization/roleAssignments/write' over scope '{scope}'.",
+            )
+        properties = self._body(request).get("properties")
+        if (
+            not isinstance(properties, dict)
+            or not properties.get("roleDefinitionId")
+            or not properties.get("principalId")
+        ):
+            return self.arm_error(
+                400, "InvalidRoleAssignmentRequest", "roleDefinitionId and principalId are required."
+            )
+        with self._lock:
+            if name.lower() in self.role_assignments:
+                return self.arm_error(409, "RoleAssignmentExists", "The role assignment already exists.")
+            self.role_assignments[name.lower()] = {"scope": scope, **properties}
+        match = re.search(r"/providers/Microsoft\.KeyVault/vaults/(?P<vault>[^/]+)$", scope, re.IGNORECASE)
+        vault = self.keyvaults.get(match.group("vault")) if match else None
+        if vault is not None:
+            vault.deny_access = False
+        body = {
+            "id": f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name}",
+            "name": name,
+            "properties": {"scope": scope, **properties},
+        }
+        return json_response(201, body)
 
     def _set_defaults(self) -> None:
+        self.role_assignments: dict[str, JsonDict] = {}
+        self.deny_role_assignments = False
         self.deny_access: bool | str = False
         self.connection_error = False
         self.lro: str | None = None
@@ -354,7 +394,9 @@ class ArmSimulator(SimulatorServer):
     # ----------------------------------------------------------------- switches, state, reset
 
     def apply_switch(self, name: str, value: Any) -> bool:
-        if name == "deny_access":
+        if name == "deny_role_assignments":
+            self.deny_role_assignments = bool(value)
+        elif name == "deny_access":
             self.deny_access = value if isinstance(value, str) else bool(value)
         elif name == "connection_error":
             self.connection_error = bool(value)

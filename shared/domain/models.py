@@ -108,6 +108,9 @@ AutomationAccountId = Annotated[
         "a Microsoft.Automation/automationAccounts resource id",
     ),
 ]
+KeyVaultResourceId = Annotated[
+    str, matches(_SUB + r"Microsoft\.KeyVault/vaults/[-\w]{3,24}", "a Microsoft.KeyVault/vaults resource id")
+]
 RunbookName = Annotated[str, matches(r"[A-Za-z][-\w]{0,62}", "a runbook name")]
 ParameterName = Annotated[str, matches(r"[A-Za-z_][A-Za-z0-9_]{0,127}", "a parameter name")]
 
@@ -159,8 +162,10 @@ class KeyVaultIntegration(IntegrationBase):
     secret_name: KeyVaultSecretName | None = None
     # A secret the rotator did not create is left alone unless the operator says to adopt it.
     adopt_existing: bool = False
-    # Let the rotator grant itself "Key Vault Secrets Officer" on this vault when it may.
+    # Let the rotator grant itself "Key Vault Secrets Officer" on this vault when it may
+    # (it needs the vault's resource id for that, and a role-assignment right on it).
     grant_access: bool = False
+    vault_resource_id: KeyVaultResourceId | None = None
 
 
 class AzureDevOpsIntegration(IntegrationBase):

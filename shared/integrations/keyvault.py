@@ -12,11 +12,15 @@ from typing import Any
 
 from shared.adapters.vault import MANAGED_BY
 from shared.domain.models import ApplicationConfig, KeyVaultIntegration
-from shared.errors import ExternalServiceError, FieldProblem, RotationError
+from shared.errors import ExternalServiceError, FieldProblem, RotationError, TransientServiceError
 from shared.integrations.base import DeployContext, DeployOutcome
 
 CONTENT_TYPE = "application/x-entra-client-secret"
 SECRETS_OFFICER_ROLE = "Key Vault Secrets Officer"
+# Built-in role definition id of "Key Vault Secrets Officer".
+SECRETS_OFFICER_ROLE_ID = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
+ROLE_ASSIGNMENTS_API_VERSION = "2022-04-01"
+GRANT_PROPAGATION_WAITS = (2.0, 5.0, 10.0)
 
 
 def default_secret_name(display_name: str) -> str:
@@ -29,10 +33,71 @@ def secret_name(settings: KeyVaultIntegration, app: ApplicationConfig) -> str:
     return settings.secret_name or default_secret_name(app.display_name)
 
 
+def token_object_id(token: str) -> str:
+    """The ``oid`` claim of our own access token: the rotator identity's principal id."""
+    import base64
+    import json
+
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return str(claims["oid"])
+    except (IndexError, KeyError, ValueError) as error:
+        raise RotationError(
+            "Cannot tell the rotator's principal id from its token", step="deploy", code="PrincipalUnknown"
+        ) from error
+
+
+async def grant_secrets_officer(services: Any, vault_resource_id: str) -> str:
+    """Assign 'Key Vault Secrets Officer' on the vault to the rotator itself; returns its principal id."""
+    import uuid
+
+    from shared.adapters.arm import ArmClient, ArmTarget
+
+    token = await services.credential.get_token(services.settings.arm_scope)
+    principal = token_object_id(token.token)
+    subscription = vault_resource_id.split("/")[2]
+    role_definition = f"/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/{SECRETS_OFFICER_ROLE_ID}"
+    # Deterministic name: granting twice is one assignment (ARM answers 409 RoleAssignmentExists).
+    name = uuid.uuid5(
+        uuid.NAMESPACE_URL, f"{vault_resource_id.lower()}|{principal}|{SECRETS_OFFICER_ROLE_ID}"
+    )
+    target = ArmTarget(
+        vault_resource_id,
+        f"Key Vault '{vault_resource_id.rsplit('/', 1)[-1]}'",
+        "User Access Administrator",
+        role_note="or Role Based Access Control Administrator, to assign roles on the vault",
+    )
+    await ArmClient(services).request(
+        "PUT",
+        f"{vault_resource_id}/providers/Microsoft.Authorization/roleAssignments/{name}",
+        ROLE_ASSIGNMENTS_API_VERSION,
+        target,
+        action="assign a role on",
+        body={
+            "properties": {
+                "roleDefinitionId": role_definition,
+                "principalId": principal,
+                "principalType": "ServicePrincipal",
+            }
+        },
+        accept=(409,),
+    )
+    return principal
+
+
 class KeyVaultPlugin:
     kind = "keyVault"
 
     def check(self, settings: Any, app: ApplicationConfig) -> list[FieldProblem]:
+        if settings.grant_access and not settings.vault_resource_id:
+            return [
+                FieldProblem(
+                    "vaultResourceId",
+                    "is required when grantAccess is true (the role is assigned on it)",
+                    "a Microsoft.KeyVault/vaults resource id",
+                )
+            ]
         return []
 
     def describe(self, settings: Any, app: ApplicationConfig) -> str:
@@ -43,42 +108,65 @@ class KeyVaultPlugin:
     async def deploy(self, context: DeployContext) -> DeployOutcome:
         settings: KeyVaultIntegration = context.settings
         name = secret_name(settings, context.app)
-        vault = context.services.vault(settings.vault_url)
         try:
-            latest = await vault.get(name)
-            if latest is not None:
-                if latest.tags.get("managedBy") != MANAGED_BY and not settings.adopt_existing:
-                    raise RotationError(
-                        f"Secret '{name}' in {settings.vault_url} is not managed by the rotator; "
-                        "set adoptExisting to take it over",
-                        step="deploy",
-                        code="SecretNotManaged",
-                    )
-                if latest.tags.get("keyId") == context.key_id and latest.value == context.secret:
-                    return DeployOutcome(
-                        f"secret '{name}' already holds this key", details={"secretName": name}
-                    )
-            version = await vault.set(
-                name,
-                context.secret,
-                tags={
-                    "managedBy": MANAGED_BY,
-                    "appId": str(context.app.app_id),
-                    "keyId": context.key_id,
-                    "rotationId": context.rotation_id,
-                },
-                content_type=CONTENT_TYPE,
-                expires_on=context.expires_at,
-            )
+            return await self._write(context, name)
         except ExternalServiceError as error:
-            if error.status == 403:
+            if error.status != 403:
+                raise
+            if not (settings.grant_access and settings.vault_resource_id):
                 raise RotationError(
                     f"Access denied to {settings.vault_url}: the rotator's identity needs the "
-                    f"'{SECRETS_OFFICER_ROLE}' role on this vault (or secrets get/set in its access policy)",
+                    f"'{SECRETS_OFFICER_ROLE}' role on this vault (or secrets get/set in its access policy); "
+                    "set grantAccess and vaultResourceId to let the rotator assign it where it may",
                     step="deploy",
                     code="KeyVaultForbidden",
                 ) from None
-            raise
+        principal = await grant_secrets_officer(context.services, settings.vault_resource_id)
+        # Role assignments take a while to reach the vault: retry the write, then leave it to the engine.
+        for delay in (0.0, *GRANT_PROPAGATION_WAITS):
+            await context.services.sleep(delay)
+            try:
+                outcome = await self._write(context, name)
+            except ExternalServiceError as error:
+                if error.status == 403:
+                    continue
+                raise
+            granted = (
+                f"granted '{SECRETS_OFFICER_ROLE}' on {settings.vault_resource_id} to the rotator's identity "
+                f"(principal {principal})"
+            )
+            return DeployOutcome(outcome.summary, [granted, *outcome.warnings], outcome.details)
+        raise TransientServiceError(
+            f"Granted '{SECRETS_OFFICER_ROLE}' on {settings.vault_url}; waiting for it to take effect",
+            service="keyvault",
+        )
+
+    async def _write(self, context: DeployContext, name: str) -> DeployOutcome:
+        settings: KeyVaultIntegration = context.settings
+        vault = context.services.vault(settings.vault_url)
+        latest = await vault.get(name)
+        if latest is not None:
+            if latest.tags.get("managedBy") != MANAGED_BY and not settings.adopt_existing:
+                raise RotationError(
+                    f"Secret '{name}' in {settings.vault_url} is not managed by the rotator; "
+                    "set adoptExisting to take it over",
+                    step="deploy",
+                    code="SecretNotManaged",
+                )
+            if latest.tags.get("keyId") == context.key_id and latest.value == context.secret:
+                return DeployOutcome(f"secret '{name}' already holds this key", details={"secretName": name})
+        version = await vault.set(
+            name,
+            context.secret,
+            tags={
+                "managedBy": MANAGED_BY,
+                "appId": str(context.app.app_id),
+                "keyId": context.key_id,
+                "rotationId": context.rotation_id,
+            },
+            content_type=CONTENT_TYPE,
+            expires_on=context.expires_at,
+        )
         adopted = latest is not None and latest.tags.get("managedBy") != MANAGED_BY
         warnings = [f"adopted secret '{name}', which the rotator did not create"] if adopted else []
         return DeployOutcome(

@@ -36,7 +36,6 @@ from shared.errors import (
 from shared.integrations.base import DeployContext, DeployOutcome
 
 if TYPE_CHECKING:
-
     from shared.domain.secret import SecretValue
 
 logger = logging.getLogger("rotator.integrations.arm")

@@ -1,0 +1,161 @@
+"""Key Vault destination: new versions of a secret the rotator manages, ownership, access grants."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from shared.domain.models import ApplicationConfig
+from tests.rotation.conftest import Rotator
+
+VAULT_RESOURCE_ID = (
+    "/subscriptions/00000000-0000-0000-0000-0000000000aa/resourceGroups/rg-payroll"
+    "/providers/Microsoft.KeyVault/vaults/destination"
+)
+
+
+async def register_with_vault(rotator: Rotator, entra_app: Any, **integration: Any) -> ApplicationConfig:
+    config = ApplicationConfig.model_validate(
+        {
+            "appId": entra_app.app_id,
+            "objectId": entra_app.object_id,
+            "displayName": "Payroll API (prod)",
+            "rotation": {"enabled": True},
+            "integrations": [
+                {"kind": "keyVault", "vaultUrl": rotator.stack.keyvaults["destination"].url, **integration}
+            ],
+        },
+        strict=False,
+    )
+    await rotator.services.registry.put(config, if_match=None, create_only=False)
+    return config
+
+
+async def rotate(rotator: Rotator, entra_app: Any) -> str:
+    return await rotator.services.engine.handle(rotator.job(entra_app.app_id))
+
+
+async def test_writes_a_tagged_version_named_after_the_application(rotator: Rotator) -> None:
+    entra_app = rotator.seed_entra_app()
+    await register_with_vault(rotator, entra_app)
+    assert await rotate(rotator, entra_app) == "rotated"
+
+    [credential] = rotator.managed(entra_app)
+    [version] = rotator.stack.keyvaults["destination"].versions("Payroll-API-prod")
+    assert version.value == credential.secret_text
+    assert version.content_type == "application/x-entra-client-secret"
+    assert version.tags == {
+        "managedBy": "entra-secret-rotator",
+        "appId": entra_app.app_id,
+        "keyId": credential.key_id,
+        "rotationId": version.tags["rotationId"],
+    }
+    assert version.expires is not None and abs(version.expires - credential.end.timestamp()) < 2
+    status = await rotator.status(entra_app.app_id)
+    assert status.integrations["keyVault-1"].result == "succeeded"
+
+
+async def test_a_secret_the_rotator_does_not_manage_is_left_alone(rotator: Rotator) -> None:
+    vault = rotator.stack.keyvaults["destination"]
+    vault.set_secret("payroll", "someone-elses-value-0001", tags={"owner": "team-a"})
+    entra_app = rotator.seed_entra_app()
+    await register_with_vault(rotator, entra_app, secretName="payroll")
+
+    assert await rotate(rotator, entra_app) == "rotated"  # the secret rotated; this destination did not
+
+    assert [v.value for v in vault.versions("payroll")] == ["someone-elses-value-0001"]
+    status = await rotator.status(entra_app.app_id)
+    assert status.last_result == "degraded"
+    result = status.integrations["keyVault-1"]
+    assert result.result == "failed" and result.error is not None and result.error.code == "SecretNotManaged"
+
+
+async def test_adopting_an_existing_secret_is_explicit_and_logged(rotator: Rotator) -> None:
+    vault = rotator.stack.keyvaults["destination"]
+    vault.set_secret("payroll", "someone-elses-value-0001")
+    entra_app = rotator.seed_entra_app()
+    await register_with_vault(rotator, entra_app, secretName="payroll", adoptExisting=True)
+    assert await rotate(rotator, entra_app) == "rotated"
+    [credential] = rotator.managed(entra_app)
+    assert vault.get_secret("payroll").value == credential.secret_text
+    page = await rotator.services.rotation_log.list_page(entra_app.app_id, 50, None)
+    assert any(e.event == "integration.warning" and "adopted" in e.message for e in page.items)
+
+
+async def test_access_denied_names_the_role_and_the_vault(rotator: Rotator) -> None:
+    vault = rotator.stack.keyvaults["destination"]
+    vault.deny_access = True
+    entra_app = rotator.seed_entra_app()
+    await register_with_vault(rotator, entra_app)
+    assert await rotate(rotator, entra_app) == "rotated"
+    error = (await rotator.status(entra_app.app_id)).integrations["keyVault-1"].error
+    assert error is not None and error.code == "KeyVaultForbidden"
+    assert "'Key Vault Secrets Officer'" in error.message and vault.url in error.message
+
+
+async def test_the_rotator_grants_itself_access_where_allowed_and_logs_it(
+    rotator: Rotator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    vault = rotator.stack.keyvaults["destination"]
+    vault.deny_access = True
+    entra_app = rotator.seed_entra_app()
+    await register_with_vault(rotator, entra_app, grantAccess=True, vaultResourceId=VAULT_RESOURCE_ID)
+
+    assert await rotate(rotator, entra_app) == "rotated"
+
+    [assignment] = rotator.stack.arm.role_assignments.values()
+    assert assignment["scope"] == VAULT_RESOURCE_ID
+    assert assignment["roleDefinitionId"].endswith("/roleDefinitions/b86a8fe4-44ce-4948-aee5-eccb2c155cd7")
+    assert assignment["principalId"] == "rotator"  # the oid of the rotator's own token
+    [credential] = rotator.managed(entra_app)
+    assert vault.get_secret("Payroll-API-prod").value == credential.secret_text
+    page = await rotator.services.rotation_log.list_page(entra_app.app_id, 50, None)
+    assert any(
+        e.event == "integration.warning" and "granted 'Key Vault Secrets Officer'" in e.message
+        for e in page.items
+    )
+    assert credential.secret_text not in caplog.text
+
+
+async def test_grant_without_the_vault_resource_id_fails_before_touching_entra(rotator: Rotator) -> None:
+    entra_app = rotator.seed_entra_app()
+    await register_with_vault(rotator, entra_app, grantAccess=True)
+    before = len(rotator.stack.entra.requests(method="POST"))
+    assert await rotate(rotator, entra_app) == "failed"
+    assert len(rotator.stack.entra.requests(method="POST")) == before  # no addPassword was sent
+    status = await rotator.status(entra_app.app_id)
+    assert status.last_error is not None and status.last_error.code == "IntegrationMisconfigured"
+    assert "vaultResourceId" in status.last_error.message
+
+
+async def test_a_second_delivery_of_the_same_key_writes_nothing(rotator: Rotator) -> None:
+    from datetime import timedelta
+
+    from shared.domain.models import JobReason
+
+    entra_app = rotator.seed_entra_app()
+    await register_with_vault(rotator, entra_app)
+    await rotate(rotator, entra_app)
+    # Pretend the destination failed: the retry cycle delivers the staged secret again.
+    stored = await rotator.services.applications.get(entra_app.app_id)
+    failed = stored.status.integrations["keyVault-1"].model_copy(update={"result": "failed"})
+    await rotator.services.applications.save(
+        stored,
+        stored.config,
+        stored.status.model_copy(
+            update={
+                "integrations": {"keyVault-1": failed},
+                "retry_at": rotator.clock() + timedelta(minutes=15),
+            }
+        ),
+        rotator.clock(),
+    )
+    rotator.clock.advance(timedelta(minutes=16))
+    outcome = await rotator.services.engine.handle(rotator.job(entra_app.app_id, JobReason.RETRY))
+    assert outcome == "delivered"
+    assert len(rotator.stack.keyvaults["destination"].versions("Payroll-API-prod")) == 1
+    assert len(rotator.managed(entra_app)) == 1
+    assert (await rotator.status(entra_app.app_id)).last_result == "succeeded"
