@@ -126,22 +126,31 @@ def import_cost(statement: str, runs: int = 7) -> tuple[float, float]:
 def main() -> None:
     from devhost.testing import AzuriteProcess
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     args = parser.parse_args()
 
-    print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}"
+    )
     print(f"{'registered':>10} {'due':>5} {'rows read':>10} {'enqueued':>9} {'scan s':>8} {'seed s':>8}")
     now = datetime.now(UTC)
     with tempfile.TemporaryDirectory() as directory, AzuriteProcess(directory) as azurite:
         for size in args.sizes:
             seeded = seed(azurite.connection_string, size, now)
             elapsed, rows_read, enqueued = asyncio.run(scan_once(azurite.connection_string, now))
-            print(f"{size:>10} {DUE:>5} {rows_read:>10} {enqueued:>9} {elapsed:>8.2f} {seeded:>8.1f}", flush=True)
+            print(
+                f"{size:>10} {DUE:>5} {rows_read:>10} {enqueued:>9} {elapsed:>8.2f} {seeded:>8.1f}",
+                flush=True,
+            )
 
     base_ms, base_rss = import_cost("import azure.functions")
     app_ms, app_rss = import_cost("import function_app")
-    print(f"import azure.functions: {base_ms:.0f} ms, {base_rss:.0f} MiB peak RSS (median of 7 fresh interpreters)")
+    print(
+        f"import azure.functions: {base_ms:.0f} ms, {base_rss:.0f} MiB peak RSS (median of 7 fresh interpreters)"
+    )
     print(f"import function_app:    {app_ms:.0f} ms, {app_rss:.0f} MiB peak RSS")
     heavy = subprocess.run(
         [

@@ -10,6 +10,11 @@ import httpx
 DEMO_APP_ID = "6f1c2b9e-0d1a-4c55-9a3e-5d3c2f1a0b01"
 DEMO_OBJECT_ID = "2b7d4e10-8c3f-4f6a-b1d2-7e9a0c4d5f02"
 DEMO_DISPLAY_NAME = "Demo Payroll API"
+DEMO_GROUP_ID = "web-team"
+DEMO_VERCEL_TEAM = "team_demo"
+DEMO_VERCEL_PROJECT = "payroll-web"
+# The demo's Vercel token: it exists only inside the local simulator.
+DEMO_VERCEL_TOKEN = "demo-vercel-token-local-only"  # noqa: S105
 
 
 def add_integration_simulators(stack: Any) -> None:
@@ -31,28 +36,51 @@ async def register_demo(base_url: str, function_key: str, stack: Any) -> dict[st
             }
         ],
     )
+    stack.vercel.add_token(DEMO_VERCEL_TOKEN, DEMO_VERCEL_TEAM)
+    stack.vercel.add_project(DEMO_VERCEL_PROJECT, team_id=DEMO_VERCEL_TEAM)
+    stack.vercel.add_deployment(DEMO_VERCEL_PROJECT)
     demo_vault = stack.keyvaults["demo"].url
     body: dict[str, Any] = {
         "objectId": DEMO_OBJECT_ID,
         "displayName": DEMO_DISPLAY_NAME,
         "rotation": {"enabled": True, "secretLifetimeDays": 21, "updateThresholdHours": 1},
         "notifications": {"recipients": ["platform-team@contoso.example"], "thresholdAlertDays": 3},
+        "groupId": DEMO_GROUP_ID,
         "integrations": [
             {
                 "kind": "keyVault",
                 "name": "payroll-vault",
                 "vaultUrl": demo_vault,
                 "secretName": "payroll-client-secret",
-            }
+            },
+            {
+                "kind": "vercel",
+                "name": "payroll-web",
+                "projectId": DEMO_VERCEL_PROJECT,
+                "envVarName": "AZURE_CLIENT_SECRET",
+                "targets": ["production", "preview"],
+                "redeploy": True,
+            },
         ],
     }
     watch = [
         f"Key Vault 'demo' ({demo_vault}) receives secret 'payroll-client-secret': "
         f"curl -sk {demo_vault}/_sim/state",
+        f"Vercel project '{DEMO_VERCEL_PROJECT}' receives AZURE_CLIENT_SECRET and a new production deployment: "
+        f"curl -sk {stack.vercel.url}/_sim/state",
     ]
     async with httpx.AsyncClient(
         base_url=f"{base_url}/api", headers={"x-functions-key": function_key}, timeout=30
     ) as client:
+        # The group holds the Vercel token (write-only: the API stores it in the rotator's vault).
+        group = await client.put(
+            f"/groups/{DEMO_GROUP_ID}",
+            json={
+                "displayName": "Web team",
+                "vercel": {"teamId": DEMO_VERCEL_TEAM, "token": DEMO_VERCEL_TOKEN},
+            },
+        )
+        group.raise_for_status()
         response = await client.put(f"/applications/{DEMO_APP_ID}", json=body)
         response.raise_for_status()
         registered: dict[str, Any] = response.json()
