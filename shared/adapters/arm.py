@@ -7,14 +7,13 @@ operations, and generic REST is simpler to simulate and test.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import time
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from shared.adapters.http import clip, retry_after_seconds
 from shared.errors import ExternalServiceError, RotationError, ThrottledError, TransientServiceError
 
 if TYPE_CHECKING:
@@ -45,25 +44,6 @@ class ArmTarget:
 
 def resource_name(resource_id: str) -> str:
     return resource_id.rstrip("/").rsplit("/", 1)[-1]
-
-
-def retry_after_seconds(headers: Any) -> float | None:
-    """``Retry-After`` as seconds (a number or an HTTP date), or None."""
-    value = headers.get("Retry-After") if headers is not None else None
-    if not value:
-        return None
-    value = str(value).strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def arm_error(response: httpx.Response) -> tuple[str | None, str]:
@@ -191,9 +171,7 @@ class ArmClient:
 
     def scrub(self, text: str, limit: int = 300) -> str:
         """A service's message made safe for logs: the secret (if echoed) removed, length capped."""
-        if self._redact is not None:
-            text = text.replace(self._redact.reveal(), "***")
-        return text if len(text) <= limit else text[: limit - 3] + "..."
+        return clip(text, self._redact, limit=limit)
 
     def _raise_for(self, response: httpx.Response, target: ArmTarget, action: str) -> None:
         status = response.status_code

@@ -46,7 +46,8 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.adapters.arm import ArmClient, ArmTarget, obj, resource_name, retry_after_seconds
+from shared.adapters.arm import ArmClient, ArmTarget, obj, resource_name
+from shared.adapters.http import retry_after_seconds
 from shared.domain.models import ApplicationConfig, AutomationIntegration
 from shared.domain.secret import SecretValue
 from shared.errors import (

@@ -20,11 +20,10 @@ from __future__ import annotations
 import base64
 import copy
 import logging
-import time
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from shared.adapters.http import clip, retry_after_seconds
 from shared.domain.models import ApplicationConfig, AzureDevOpsIntegration
 from shared.errors import (
     FieldProblem,
@@ -50,7 +49,6 @@ MANAGE_PERMISSION = (
     "the rotator's identity needs the Endpoint Administrator role on the service connection "
     "(or the project's service connections), or a PAT with the vso.serviceendpoint_manage scope"
 )
-MAX_MESSAGE = 300
 
 
 class AzureDevOpsPlugin:
@@ -116,7 +114,7 @@ class AzureDevOpsPlugin:
         status = endpoint.get("operationStatus") or {}
         state = str(status.get("state") or "") if isinstance(status, dict) else ""
         if state.lower() == "failed":
-            message = _clip(str(status.get("statusMessage") or "no reason given"), context.secret)
+            message = clip(str(status.get("statusMessage") or "no reason given"), context.secret)
             raise RotationError(
                 f"Service connection '{name}' is in a failed state after the update: {message}",
                 step="verify",
@@ -313,7 +311,7 @@ class _Session:
         if status == 429:
             raise ThrottledError(
                 f"Azure DevOps throttled the {action} of {where}{detail}",
-                retry_after=_retry_after(response),
+                retry_after=retry_after_seconds(response.headers),
                 service=SERVICE,
                 status=status,
                 code=type_key or "TooManyRequests",
@@ -366,32 +364,9 @@ class _Session:
         if not isinstance(data, dict):
             return "", None
         type_key = data.get("typeKey")
-        return _clip(str(data.get("message") or ""), self._context.secret), (
+        return clip(str(data.get("message") or ""), self._context.secret), (
             str(type_key) if type_key else None
         )
-
-
-def _clip(text: str, *secrets: SecretValue) -> str:
-    """A service message fit for our logs: short, and never holding a secret (defence in depth)."""
-    for secret in secrets:
-        text = text.replace(secret.reveal(), "***")
-    text = text.strip()
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds from ``Retry-After`` (seconds or an HTTP date), as DevOps sends with 429."""
-    header = response.headers.get("Retry-After")
-    if not header:
-        return None
-    try:
-        return max(0.0, float(header))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(header).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 PLUGIN = AzureDevOpsPlugin()

@@ -18,10 +18,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from shared.adapters.http import clip, retry_after_seconds
 from shared.domain.models import ApplicationConfig, VercelIntegration
 from shared.errors import (
     FieldProblem,
@@ -44,7 +44,6 @@ COMMENT_PREFIX = "rotated by entra-secret-rotator key "
 # Deployment meta entry naming the key a rotator-made deployment was built for.
 META_KEY_ID = "entraSecretRotatorKeyId"
 FAILED_STATES = frozenset({"ERROR", "CANCELED"})
-MAX_MESSAGE = 300
 # Clock skew allowed between Vercel's updatedAt and ours, for variables whose comment was changed.
 SKEW_MS = 5 * 60 * 1000
 
@@ -113,7 +112,7 @@ class VercelPlugin:
             first = first if isinstance(first, dict) else {}
             # Only code and message: a failed entry may echo the value sent.
             code = str(first.get("code") or "VercelEnvRejected")
-            message = _clip(str(first.get("message") or "no reason given"), context.secret)
+            message = clip(str(first.get("message") or "no reason given"), context.secret)
             raise RotationError(
                 f"Vercel refused variable {settings.env_var_name} in project {settings.project_id}: "
                 f"{message} ({code})",
@@ -431,35 +430,19 @@ class _Client:
         if not isinstance(error, dict):
             return None, ""
         code = str(error["code"]) if error.get("code") else None
-        return code, _clip(str(error.get("message") or ""), self._secret, self._token)
-
-
-def _clip(text: str, *secrets: SecretValue) -> str:
-    """A service message fit for our logs: short, and never holding a secret (defence in depth)."""
-    for secret in secrets:
-        text = text.replace(secret.reveal(), "***")
-    text = text.strip()
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+        return code, clip(str(error.get("message") or ""), self._secret, self._token)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
     """Seconds to wait: ``Retry-After`` if sent, else ``X-RateLimit-Reset`` (Unix seconds)."""
-    header = response.headers.get("Retry-After")
-    if header:
-        try:
-            return max(0.0, float(header))
-        except ValueError:
-            try:
-                return max(0.0, parsedate_to_datetime(header).timestamp() - time.time())
-            except (TypeError, ValueError):
-                pass
+    seconds = retry_after_seconds(response.headers)
     reset = response.headers.get("X-RateLimit-Reset")
-    if reset:
+    if seconds is None and reset:
         try:
             return max(0.0, float(reset) - time.time())
         except ValueError:
             return None
-    return None
+    return seconds
 
 
 PLUGIN = VercelPlugin()
