@@ -5,11 +5,14 @@ Every trigger lives in ``shared/triggers``; every SDK client is built in ``share
 
 import azure.functions as func
 
+from shared.observability import configure_telemetry
 from shared.triggers.http_api import bp as http_api
 from shared.triggers.timer import bp as timer
 from shared.triggers.worker import bp as worker
 
 BLUEPRINTS = (http_api, timer, worker)
+
+configure_telemetry()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 for blueprint in BLUEPRINTS:

@@ -17,9 +17,9 @@ DEMO_VERCEL_PROJECT = "payroll-web"
 DEMO_VERCEL_TOKEN = "demo-vercel-token-local-only"  # noqa: S105
 
 
-def add_integration_simulators(stack: Any) -> None:
-    """Attach the destination simulators that exist (each integration brings its own)."""
-    return None
+def tune_simulators(stack: Any) -> None:
+    """Quicker answers for a demo: the email service's poll delay is 5 s by default."""
+    stack.acs.set_switches(retry_after_seconds=1)
 
 
 async def register_demo(base_url: str, function_key: str, stack: Any) -> dict[str, Any]:
@@ -68,6 +68,7 @@ async def register_demo(base_url: str, function_key: str, stack: Any) -> dict[st
         f"curl -sk {demo_vault}/_sim/state",
         f"Vercel project '{DEMO_VERCEL_PROJECT}' receives AZURE_CLIENT_SECRET and a new production deployment: "
         f"curl -sk {stack.vercel.url}/_sim/state",
+        f"Emails to platform-team@contoso.example land in the simulated ACS outbox: curl -sk {stack.acs.url}/_sim/outbox",
     ]
     async with httpx.AsyncClient(
         base_url=f"{base_url}/api", headers={"x-functions-key": function_key}, timeout=30

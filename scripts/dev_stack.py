@@ -30,11 +30,11 @@ def _print(line: str = "") -> None:
 
 
 def build_stack(state_dir: Path) -> Any:
-    from scripts.demo import add_integration_simulators
+    from scripts.demo import tune_simulators
     from simulators.stack import SimulatorStack
 
     stack = SimulatorStack(state_dir, keyvaults=("rotator", "demo"))
-    add_integration_simulators(stack)
+    tune_simulators(stack)
     return stack
 
 

@@ -266,6 +266,7 @@ _instruments: _Instruments | None = None
 _meter_provider: MeterProvider | None = None
 _instruments_lock = threading.Lock()
 _expiring: ExpirySnapshot | None = None
+_last_expiry_report: datetime | None = None
 
 
 def bind_meter_provider(provider: MeterProvider | None) -> None:
@@ -382,22 +383,48 @@ def _observe_expiring(options: Any) -> Iterable[Observation]:
 
 
 async def report_expiring_secrets(
-    applications: ApplicationStore, now: datetime, within_days: int = DEFAULT_EXPIRY_WINDOW_DAYS
+    applications: ApplicationStore,
+    now: datetime,
+    within_days: int = DEFAULT_EXPIRY_WINDOW_DAYS,
+    *,
+    min_interval: timedelta = timedelta(hours=1),
 ) -> int:
     """Count registered applications whose current secret expires within ``within_days`` (or has
     expired), publish the count as ``secrets.expiring`` and log one ``secret.expiring`` record per
-    such application (AppTraces; see docs/operations.md). Reads the registry in pages of 1000."""
+    such application (AppTraces; see docs/operations.md). Reads the registry in pages of 1000.
+
+    The timer calls this every 15 minutes; it measures at most once per ``min_interval`` (the
+    gauge keeps reporting the last count), so an application whose secret is in the window - every
+    rotated one is, for its last days - costs a record an hour, not four.
+
+    A record is a warning when the secret will not be rotated in time by itself: rotation is off or
+    the application is disabled, the last rotation failed, or the secret has already expired.
+    """
+    global _last_expiry_report
+    previous = _expiring
+    if (
+        previous is not None
+        and previous.within_days == within_days
+        and _last_expiry_report is not None
+        and timedelta(0) <= now - _last_expiry_report < min_interval
+    ):
+        return previous.count
     deadline = now + timedelta(days=within_days)
     count = 0
     token: str | None = None
     while True:
         page = await applications.list_page(1000, token)
         for stored in page.items:
-            expires_at = stored.status.expires_at
+            status = stored.status
+            expires_at = status.expires_at
             if expires_at is None or expires_at > deadline:
                 continue
             count += 1
-            events_logger.warning(
+            at_risk = (
+                not stored.config.is_schedulable or status.last_result.value == "failed" or expires_at <= now
+            )
+            events_logger.log(
+                logging.WARNING if at_risk else logging.INFO,
                 "secret.expiring: %s's secret expires %s",
                 stored.config.display_name,
                 expires_at.isoformat(),
@@ -407,23 +434,27 @@ async def report_expiring_secrets(
                     "expiresAt": expires_at.isoformat(),
                     "withinDays": within_days,
                     "rotationEnabled": stored.config.is_schedulable,
-                    "outcome": "warning",
+                    "lastResult": status.last_result.value,
+                    "atRisk": at_risk,
+                    "outcome": "warning" if at_risk else "ok",
                 },
             )
         token = page.continuation_token
         if not token:
             break
     set_expiring_secrets(count, within_days, now)
+    _last_expiry_report = now
     return count
 
 
 def _reset_for_tests() -> None:
     """Forget the configuration mode, instruments, snapshot and registered secrets."""
-    global _mode, _expiring
+    global _mode, _expiring, _last_expiry_report
     with _configure_lock:
         _mode = None
     bind_meter_provider(None)
     _expiring = None
+    _last_expiry_report = None
     SECRETS.clear()
 
 

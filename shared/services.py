@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from shared.adapters.entra import GraphDirectory, TokenVerifier
     from shared.adapters.vault import StagingVault, VaultClient
     from shared.integrations.base import PluginRegistry
+    from shared.inventory import InventoryService
+    from shared.notifications.email import EmailNotifier
     from shared.registry import RegistryService
     from shared.rotation.engine import Checkpoint, Notifier, RotationEngine
     from shared.rotation.events import EventRecorder
@@ -255,15 +257,60 @@ class Services:
 
     @cached_property
     def notifier(self) -> Notifier:
+        if self.settings.email_enabled:
+            return self.email
         from shared.rotation.engine import NullNotifier
 
         return NullNotifier()
 
     @cached_property
     def alerter(self) -> ThresholdAlerter:
+        if self.settings.email_enabled:
+            return self.email
         from shared.rotation.scanner import LogOnlyAlerter
 
         return LogOnlyAlerter(self.events)
+
+    @cached_property
+    def email(self) -> EmailNotifier:
+        from shared.notifications.email import AcsEmailTransport, EmailNotifier
+
+        settings = self.settings
+        assert settings.acs_endpoint and settings.email_sender, "email is not configured"
+        transport = AcsEmailTransport(
+            settings.acs_endpoint,
+            self.credential,
+            timeout_seconds=settings.http_timeout_seconds,
+            ca_bundle=settings.ca_bundle,
+        )
+        self._closers.append(transport.close)
+        return EmailNotifier(
+            transport,
+            sender_address=settings.email_sender,
+            clock=self.clock,
+            events=self.events,
+            applications=self.applications,
+            sleep=self.sleep,
+        )
+
+    @cached_property
+    def inventory(self) -> InventoryService:
+        from shared.inventory import GraphApplicationReader, InventoryService
+
+        reader = GraphApplicationReader(
+            self.credential,
+            self.settings.graph_url,
+            self.settings.graph_scope,
+            timeout_seconds=self.settings.http_timeout_seconds,
+            ca_bundle=self.settings.ca_bundle,
+        )
+        self._closers.append(reader.close)
+        return InventoryService(
+            reader,
+            self.clock,
+            credential_prefix=self.settings.credential_prefix,
+            applications=self.applications,
+        )
 
     @cached_property
     def engine(self) -> RotationEngine:

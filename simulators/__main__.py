@@ -86,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         endpoints = stack.endpoints()
         for key in ("tenant_id", "graph_url", "login_authority", "msi_endpoint", "msi_header", "ca_pem"):
             print(f"{key:<16} {endpoints[key]}")
+        for key in ("arm_url", "devops_url", "vercel_url", "webhook_url", "acs_endpoint"):
+            if key in endpoints:
+                print(f"{key:<16} {endpoints[key]}")
         for name, url in endpoints["keyvaults"].items():
             print(f"{'keyvault:' + name:<16} {url}")
         print(f"{'endpoints_json':<16} {endpoints_file}", flush=True)

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Self
 
+from .acs import AcsEmailSimulator
 from .arm import ArmSimulator
 from .base import JsonDict, SimClock, SimulatorServer, TokenIssuer
 from .devops import AzureDevOpsSimulator
@@ -84,10 +85,20 @@ class SimulatorStack:
         )
         self.vercel = VercelSimulator(ssl_context=self.ssl_context, clock=self.clock, host=host)
         self.arm = ArmSimulator(
-            issuer=self.issuer, ssl_context=self.ssl_context, keyvaults=self.keyvaults, clock=self.clock, host=host
+            issuer=self.issuer,
+            ssl_context=self.ssl_context,
+            keyvaults=self.keyvaults,
+            clock=self.clock,
+            host=host,
         )
         self.webhook = WebhookSimulator(ssl_context=self.ssl_context, clock=self.clock, host=host)
-        self._extra.update({"devops": self.devops, "vercel": self.vercel, "arm": self.arm, "webhook": self.webhook})
+        self.acs = AcsEmailSimulator(
+            issuer=self.issuer, ssl_context=self.ssl_context, clock=self.clock, host=host
+        )
+        self._extra["acs"] = self.acs
+        self._extra.update(
+            {"devops": self.devops, "vercel": self.vercel, "arm": self.arm, "webhook": self.webhook}
+        )
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -164,6 +175,7 @@ class SimulatorStack:
         settings["ROTATOR_DEVOPS_URL"] = self.devops.url
         settings["ROTATOR_VERCEL_URL"] = self.vercel.url
         settings["ROTATOR_ARM_URL"] = self.arm.url
+        settings.update(self.acs.app_settings())
         settings.update(self.msi.environment())
         return settings
 

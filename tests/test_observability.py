@@ -79,7 +79,9 @@ def telemetry(monkeypatch: pytest.MonkeyPatch) -> Iterator[Telemetry]:
     meter_provider = MeterProvider(metric_readers=[reader])
     observability.bind_meter_provider(meter_provider)
 
-    # The wiring the lead adds to EventRecorder.record: one call after the log record.
+    # EventRecorder.record calls record_event_metrics once wired; until then, stand in for that call.
+    import shared.rotation.events as events_module
+
     original = EventRecorder.record
 
     async def record(
@@ -100,7 +102,8 @@ def telemetry(monkeypatch: pytest.MonkeyPatch) -> Iterator[Telemetry]:
             },
         )
 
-    monkeypatch.setattr(EventRecorder, "record", record)
+    if not hasattr(events_module, "record_event_metrics"):
+        monkeypatch.setattr(EventRecorder, "record", record)
     try:
         yield Telemetry(exporter, reader)
     finally:
@@ -219,6 +222,19 @@ async def test_expiring_secrets_gauge_and_records(email_rotator: EmailRotator, t
     assert point.value == 1
     [record] = [e for e in telemetry.events() if e["event"] == "secret.expiring"]
     assert record["appId"] == entra_app.app_id and record["withinDays"] == 7 and "expiresAt" in record
+    assert record["atRisk"] is False and record["outcome"] == "ok"  # it will rotate by itself
+
+    # Measured at most hourly: a scan 15 minutes later reuses the count, logs nothing new.
+    email_rotator.clock.advance(timedelta(minutes=15))
+    assert await observability.report_expiring_secrets(applications, email_rotator.clock(), 7) == 1
+    assert len([e for e in telemetry.events() if e["event"] == "secret.expiring"]) == 1
+
+    # Rotation switched off: the secret will expire unless someone acts, so the record warns.
+    await email_rotator.register_app(entra_app, enabled=False)
+    email_rotator.clock.advance(timedelta(hours=2))
+    assert await observability.report_expiring_secrets(applications, email_rotator.clock(), 7) == 1
+    latest = [r for r in telemetry.records() if (r.attributes or {}).get("event") == "secret.expiring"][-1]
+    assert latest.attributes["atRisk"] is True and latest.severity_text == "WARN"
 
 
 def test_the_guard_refuses_records_that_carry_a_registered_secret(telemetry: Telemetry) -> None:
@@ -339,7 +355,7 @@ APPMETRICS = (
 
 KNOWN_PROPERTIES = {
     "event", "appId", "rotationId", "step", "integration", "outcome", "code", "keyId", "durationMs",
-    "expiresAt", "withinDays", "rotationEnabled", "result", "logger",
+    "expiresAt", "withinDays", "rotationEnabled", "lastResult", "atRisk", "result", "logger",
 }  # fmt: skip
 KNOWN_METRICS = {
     "rotations.succeeded", "rotations.failed", "integrations.failed", "integration.duration",

@@ -174,6 +174,27 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _json(_ref("RotationPlan"), "The plan."), **COMMON_ERRORS},
             },
         },
+        "/inventory": {
+            "get": {
+                "operationId": "listInventory",
+                "summary": "Every application the rotator can see, with each password's expiry (managed or not)",
+                "parameters": [
+                    {
+                        "name": "expiringWithinDays",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 365, "default": 30},
+                    },
+                    *PAGING,
+                ],
+                "responses": {
+                    "200": _json(_ref("InventoryPage"), "A page of applications."),
+                    "400": COMMON_ERRORS["400"],
+                    "401": COMMON_ERRORS["401"],
+                    "403": _problem("The rotator's identity lacks Application.Read.All."),
+                    "502": _problem("Microsoft Graph failed."),
+                },
+            }
+        },
         "/groups": {
             "get": {
                 "operationId": "listGroups",
@@ -305,6 +326,42 @@ def _schemas() -> dict[str, Any]:
             "steps": {"type": "array", "items": {"type": "string"}},
             "integrations": {"type": "array", "items": {"type": "object"}},
             "problems": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+    password = {
+        "type": "object",
+        "properties": {
+            "keyId": {"type": "string"},
+            "displayName": {"type": ["string", "null"]},
+            "hint": {"type": ["string", "null"]},
+            "startDateTime": {"type": ["string", "null"], "format": "date-time"},
+            "endDateTime": {"type": ["string", "null"], "format": "date-time"},
+            "expired": {"type": "boolean"},
+            "expiringSoon": {"type": "boolean"},
+            "managedByRotator": {"type": "boolean"},
+        },
+    }
+    schemas["InventoryPage"] = {
+        "type": "object",
+        "properties": {
+            "items": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "appId": {"type": "string"},
+                        "objectId": {"type": "string"},
+                        "displayName": {"type": "string"},
+                        "registered": {"type": "boolean"},
+                        "expiringSoon": {"type": "boolean"},
+                        "nextExpiry": {"type": ["string", "null"], "format": "date-time"},
+                        "passwords": {"type": "array", "items": password},
+                    },
+                },
+            },
+            "continuationToken": {"type": ["string", "null"]},
+            "expiringWithinDays": {"type": "integer"},
+            "generatedAt": {"type": "string", "format": "date-time"},
         },
     }
     schemas["GroupList"] = {

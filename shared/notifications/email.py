@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from shared.adapters.retry import RetryPolicy, retry
 from shared.domain.models import ApplicationConfig, LogLevel
 from shared.domain.schedule import next_update_at
-from shared.errors import ExternalServiceError, ThrottledError, TransientServiceError
+from shared.errors import ExternalServiceError, ThrottledError, TransientServiceError, is_retryable
 from shared.notifications import templates
 from shared.notifications.templates import EmailContent
 
@@ -51,7 +51,13 @@ OPERATION_NAMESPACE = uuid.UUID("6c1d3c1e-5a0f-4f7e-9a57-5d2f0c0a7e11")
 
 
 class EmailSendError(ExternalServiceError):
-    """An email could not be sent (after retries). Never carries the message."""
+    """An email could not be sent (after retries). Never carries the message.
+
+    ``transient`` says whether trying later may help (throttling, 5xx, timeouts) or not (ACS
+    refused the message or dropped it).
+    """
+
+    transient = False
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,7 @@ class AcsEmailTransport:
         *,
         timeout_seconds: float,
         ca_bundle: str | None = None,
-        poll_timeout_seconds: float = 60.0,
+        poll_timeout_seconds: float = 30.0,
         polling_interval_seconds: float = 5.0,
     ) -> None:
         self._endpoint = endpoint
@@ -170,7 +176,9 @@ class _acs_errors:  # noqa: N801 - used as a context manager
         message = f"Sending the {self._kind} email failed"
         if isinstance(error, ClientAuthenticationError) and getattr(error, "status_code", None) is None:
             # No HTTP status: the managed identity could not get a token.
-            raise EmailSendError(f"{message}: no token for ACS", service=SERVICE, code="NoToken") from None
+            failure = EmailSendError(f"{message}: no token for ACS", service=SERVICE, code="NoToken")
+            failure.transient = True  # the identity endpoint may answer next time
+            raise failure from None
         if isinstance(error, HttpResponseError):
             status = error.status_code
             code = getattr(getattr(error, "error", None), "code", None)
@@ -318,16 +326,19 @@ class EmailNotifier:
         # One alert per secret: the id names the current key, so a repeat is deduplicated by ACS.
         await self._try(app, None, "threshold", content, errors, key=status.current_key_id or "none")
         if errors:
+            error = errors[0]
+            # A transient failure is tried again at the next scan; one ACS refused for good is not
+            # (the same message would be refused every 15 minutes until the rotation).
             await self._record(
                 app,
                 None,
                 "notification.failed",
-                f"Threshold alert email failed ({errors[0].code or type(errors[0]).__name__}); "
-                "the next scan tries again",
+                f"Threshold alert email failed ({error.code or type(error).__name__}); "
+                + ("the next scan tries again" if error.transient else "not retried"),
                 level=LogLevel.WARNING,
-                code=errors[0].code,
+                code=error.code,
             )
-            return False
+            return not error.transient
         return True
 
     # --- sending -------------------------------------------------------------------------------
@@ -409,12 +420,17 @@ def _as_send_error(error: BaseException, kind: str) -> EmailSendError:
     if isinstance(error, EmailSendError):
         return error
     if isinstance(error, ExternalServiceError):
-        return EmailSendError(
+        failure = EmailSendError(
             f"Sending the {kind} email failed", service=SERVICE, status=error.status, code=error.code
         )
-    if isinstance(error, TimeoutError):
-        return EmailSendError(f"Sending the {kind} email timed out", service=SERVICE, code="Timeout")
-    return EmailSendError(f"Sending the {kind} email failed", service=SERVICE, code=type(error).__name__)
+    elif isinstance(error, TimeoutError):
+        failure = EmailSendError(f"Sending the {kind} email timed out", service=SERVICE, code="Timeout")
+    else:
+        failure = EmailSendError(
+            f"Sending the {kind} email failed", service=SERVICE, code=type(error).__name__
+        )
+    failure.transient = is_retryable(error) or isinstance(error, TimeoutError | ConnectionError)
+    return failure
 
 
 __all__ = [

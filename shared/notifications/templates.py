@@ -141,7 +141,7 @@ class Bullets:
 
 
 @dataclass(frozen=True)
-class Warning:  # noqa: A001 - a block kind, not the builtin
+class WarningBlock:
     text: str
 
 
@@ -151,7 +151,7 @@ class Secret:
     value: SecretValue
 
 
-Block = Heading | Paragraph | Facts | Bullets | Warning | Secret
+Block = Heading | Paragraph | Facts | Bullets | WarningBlock | Secret
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ class _Message:
 def render_text(title: str, blocks: Sequence[Block]) -> str:
     lines: list[str] = []
     for block in blocks:
-        if isinstance(block, Warning):
+        if isinstance(block, WarningBlock):
             lines += [f"WARNING: {block.text}", ""]
     lines += [title, "=" * len(title), ""]
     for block in blocks:
@@ -209,7 +209,7 @@ def render_html(title: str, blocks: Sequence[Block]) -> str:
         '<body style="font-family:Segoe UI,Helvetica,Arial,sans-serif;font-size:14px;color:#1b1b1b">',
     ]
     for block in blocks:
-        if isinstance(block, Warning):
+        if isinstance(block, WarningBlock):
             parts.append(
                 '<p style="background:#fde7e9;border:1px solid #a4262c;padding:8px;color:#a4262c">'
                 "<strong>WARNING:</strong> " + esc(block.text) + "</p>"
@@ -271,9 +271,12 @@ def format_in(moment: datetime | None, now: datetime) -> str:
         return f"{format_time(moment)} (already passed)"
     days = delta.days
     hours = delta.seconds // 3600
-    relative = (
-        f"in {days} day{'s' if days != 1 else ''}" if days else f"in {hours} hour{'s' if hours != 1 else ''}"
-    )
+    if days:
+        relative = f"in {days} day{'s' if days != 1 else ''}"
+    elif hours:
+        relative = f"in {hours} hour{'s' if hours != 1 else ''}"
+    else:
+        relative = "in less than an hour"
     return f"{format_time(moment)} ({relative})"
 
 
@@ -300,8 +303,8 @@ def _integration_line(name: str, kind: str | None, status: IntegrationStatus) ->
     return f"{label}: FAILED{detail}"
 
 
-def _secret_warning(app: ApplicationConfig) -> Warning:
-    return Warning(
+def _secret_warning(app: ApplicationConfig) -> WarningBlock:
+    return WarningBlock(
         f"This email contains the new client secret of {app.display_name}. Email is not encrypted end to "
         "end: store the secret where it belongs now, then delete this email. It was sent because "
         "'include secret in email' is on for this application and its risk was acknowledged."

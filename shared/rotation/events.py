@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.domain.models import LogLevel, RotationLogEntry
+from shared.observability import record_event_metrics
 from shared.storage.rotation_log import RotationLogStore
 
 logger = logging.getLogger("rotator.events")
@@ -71,6 +72,7 @@ class EventRecorder:
             message,
             extra={key: value for key, value in dimensions.items() if value is not None},
         )
+        record_event_metrics(event, dimensions)
         try:
             await self._log_store.append(entry)
         except Exception as error:  # noqa: BLE001 - the audit log must not break a rotation

@@ -268,3 +268,22 @@ async def delete_group(req: func.HttpRequest) -> func.HttpResponse:
     await services.groups.get(group_id)
     await services.groups.delete(group_id)
     return func.HttpResponse(status_code=204)
+
+
+@bp.route(route="inventory", methods=["GET"])
+@handle_errors
+async def list_inventory(req: func.HttpRequest) -> func.HttpResponse:
+    """Every application the rotator can see, with each password's expiry (managed or not)."""
+    from shared.api.http import problem_response
+    from shared.errors import ExternalServiceError
+    from shared.inventory import expiry_window
+
+    days = expiry_window(req.params.get("expiringWithinDays"))
+    page_size, token = page_params(req)
+    try:
+        page = await get_services().inventory.list(days, page_size, token)
+    except ExternalServiceError as error:
+        if error.code == "InsufficientPermission":
+            return problem_response(403, "Missing Graph permission", error.message, "insufficient-permission")
+        raise
+    return json_response(page.to_json())

@@ -16,4 +16,11 @@ SCHEDULE = "0 */15 * * * *"
 async def scan_due_rotations(timer: func.TimerRequest) -> None:
     if timer.past_due:
         logger.warning("scan is running late (past due)")
-    await get_services().scanner.scan()
+    services = get_services()
+    await services.scanner.scan()
+    try:
+        from shared.observability import report_expiring_secrets
+
+        await report_expiring_secrets(services.applications, services.clock())
+    except Exception as error:  # noqa: BLE001 - the expiry report must not fail the scan
+        logger.warning("expiry report failed: %s", type(error).__name__)

@@ -297,3 +297,22 @@ async def test_scheduled_rotation_sends_the_notice_too(email_rotator: EmailRotat
         == "rotated"
     )
     assert len(email_rotator.emails("new client secret")) == 1
+
+
+async def test_a_threshold_alert_acs_refuses_for_good_is_not_sent_every_scan(
+    email_rotator: EmailRotator,
+) -> None:
+    entra_app = email_rotator.seed_entra_app()
+    await email_rotator.register_app(entra_app, notifications={"thresholdAlertDays": 3})
+    services = email_rotator.services
+    await services.engine.handle(email_rotator.job(entra_app.app_id))
+    email_rotator.clock.advance(days(18))
+
+    email_rotator.acs.fail_delivery_next()  # accepted, then dropped
+    assert (await services.scanner.scan()).alerts == 1  # marked: the same message would fail again
+    page = await services.rotation_log.list_page(entra_app.app_id, 20, None)
+    failed = next(e for e in page.items if e.event == "notification.failed")
+    assert failed.code == "EmailDropped" and failed.message.endswith("not retried")
+    email_rotator.clock.advance(timedelta(minutes=15))
+    assert (await services.scanner.scan()).alerts == 0
+    assert len(email_rotator.acs.requests(method="POST")) == 2  # the rotation notice and the alert
