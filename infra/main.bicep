@@ -26,6 +26,9 @@ param resourceGroupName string = ''
 ])
 param graphPermission string = 'Application.ReadWrite.OwnedBy'
 
+@description('Also grant Application.Read.All for the tenant-wide expiry inventory (GET /api/inventory). Off by default: least privilege.')
+param grantInventoryRead bool = false
+
 @description('Grant the Graph permission in this deployment (the deployer needs Privileged Role Administrator). False leaves the grant to an Entra admin afterwards.')
 param grantGraphPermission bool = true
 
@@ -187,6 +190,7 @@ module graphGrant 'app/graph-permission.bicep' = if (grantGraphPermission) {
   params: {
     principalId: identity.outputs.principalId
     graphPermission: graphPermission
+    grantInventoryRead: grantInventoryRead
   }
 }
 

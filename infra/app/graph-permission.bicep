@@ -14,6 +14,9 @@ param principalId string
 ])
 param graphPermission string = 'Application.ReadWrite.OwnedBy'
 
+@description('Also grant Application.Read.All, so the expiry inventory (GET /api/inventory) sees every app in the tenant, not only owned ones.')
+param grantInventoryRead bool = false
+
 // The Microsoft Graph first-party application: this appId is the same in every tenant.
 var microsoftGraphAppId = '00000003-0000-0000-c000-000000000000'
 
@@ -23,6 +26,9 @@ var microsoftGraphAppId = '00000003-0000-0000-c000-000000000000'
 var applicationReadWriteOwnedBy = '18a4783c-866b-4cc7-a460-3d5e5662c884'
 // Application.ReadWrite.All: "Read and write all applications" (tenant-wide; opt-in only).
 var applicationReadWriteAll = '1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9'
+
+// Application.Read.All: "Read all applications" (only for the tenant-wide expiry inventory; opt-in).
+var applicationReadAll = '9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30'
 
 var appRoleIds = {
   'Application.ReadWrite.OwnedBy': applicationReadWriteOwnedBy
@@ -35,6 +41,12 @@ resource microsoftGraph 'Microsoft.Graph/servicePrincipals@v1.0' existing = {
 
 resource graphAppRole 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
   appRoleId: appRoleIds[graphPermission]
+  principalId: principalId
+  resourceId: microsoftGraph.id
+}
+
+resource inventoryAppRole 'Microsoft.Graph/appRoleAssignedTo@v1.0' = if (grantInventoryRead) {
+  appRoleId: applicationReadAll
   principalId: principalId
   resourceId: microsoftGraph.id
 }

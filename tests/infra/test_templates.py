@@ -438,7 +438,15 @@ def test_graph_app_role_is_assigned_with_the_graph_extension() -> None:
     assert resolve(tree, graph.body["appId"]) == GRAPH_APP_ID
     role_ids = {key.strip("'"): resolve(tree, value) for key, value in variable(tree, "appRoleIds").items()}
     assert role_ids == GRAPH_APP_ROLES
-    grant = one_resource(tree, "Microsoft.Graph/appRoleAssignedTo")
+    grants = {r.symbol: r for r in resources(tree, "Microsoft.Graph/appRoleAssignedTo")}
+    assert set(grants) == {"graphAppRole", "inventoryAppRole"}
+    # The inventory's tenant-wide read permission is opt-in only.
+    inventory = grants["inventoryAppRole"]
+    assert inventory.condition == "grantInventoryRead"
+    assert param_default(tree, "grantInventoryRead") is False
+    assert resolve(tree, inventory.body["appRoleId"]) == "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30"
+    grant = grants["graphAppRole"]
+    assert grant.condition is None
     assert grant.body["appRoleId"] == {
         "operator": {
             "type": "index_accessor",
