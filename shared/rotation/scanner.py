@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from shared.domain.models import JobReason, LogLevel, RotationJob
+from shared.domain.models import ApplicationStatus, JobReason, LogLevel, RotationJob
 from shared.domain.schedule import Attention, SchedulePolicy, attention_needed
 from shared.errors import ConflictError
 from shared.registry import new_rotation_id
@@ -138,8 +138,8 @@ class Scanner:
             # the claim absorbs; the mark stops the next scans from enqueueing it again.
             await self._save(stored, stored.status.model_copy(update={"enqueued_at": now}), now)
 
-    async def _save(self, stored: StoredApplication, status: object, now: datetime) -> None:
+    async def _save(self, stored: StoredApplication, status: ApplicationStatus, now: datetime) -> None:
         try:
-            await self._applications.save(stored, stored.config, status, now)  # type: ignore[arg-type]
+            await self._applications.save(stored, stored.config, status, now)
         except ConflictError:
             pass  # changed meanwhile (a worker claimed it): nothing to mark
