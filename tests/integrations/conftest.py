@@ -25,44 +25,14 @@ from tests.rotation.conftest import (  # noqa: F401 - fixtures re-exported for t
 # --- Azure DevOps and Vercel (test_azure_devops.py, test_vercel.py) --------------------------------
 
 
-def _attached(sim_stack: Any, key: str, build: Any) -> Any:
-    """One simulator per session, attached to the session's stack (reset with it per test)."""
-    server = sim_stack.servers.get(key)
-    return server if server is not None else sim_stack.add(build(), key)
-
-
-@pytest.fixture(scope="session")
-def _devops_server(sim_stack: Any) -> Any:
-    from simulators.devops import AzureDevOpsSimulator
-
-    return _attached(
-        sim_stack,
-        "devops",
-        lambda: AzureDevOpsSimulator(
-            issuer=sim_stack.issuer, ssl_context=sim_stack.ssl_context, clock=sim_stack.clock
-        ),
-    )
-
-
-@pytest.fixture(scope="session")
-def _vercel_server(sim_stack: Any) -> Any:
-    from simulators.vercel import VercelSimulator
-
-    return _attached(
-        sim_stack,
-        "vercel",
-        lambda: VercelSimulator(ssl_context=sim_stack.ssl_context, clock=sim_stack.clock),
-    )
+@pytest.fixture
+def devops_sim(stack: Any) -> Any:
+    return stack.devops  # ``stack`` has reset it
 
 
 @pytest.fixture
-def devops_sim(stack: Any, _devops_server: Any) -> Any:
-    return _devops_server  # ``stack`` has reset it
-
-
-@pytest.fixture
-def vercel_sim(stack: Any, _vercel_server: Any) -> Any:
-    return _vercel_server
+def vercel_sim(stack: Any) -> Any:
+    return stack.vercel
 
 
 @pytest.fixture
@@ -169,41 +139,14 @@ ACCOUNT_ID = f"{ARM_GROUP}/Microsoft.Automation/automationAccounts/ops-automatio
 NEW_SECRET = "Nw8Q~new-client-secret-VALUE-0123456789abcdef"
 
 
-@pytest.fixture(scope="session")
-def _arm_server(sim_stack: Any) -> Any:
-    from simulators.arm import ArmSimulator
-
-    return _attached(
-        sim_stack,
-        "arm",
-        lambda: ArmSimulator(
-            issuer=sim_stack.issuer,
-            ssl_context=sim_stack.ssl_context,
-            keyvaults=sim_stack.keyvaults,
-            clock=sim_stack.clock,
-        ),
-    )
-
-
-@pytest.fixture(scope="session")
-def _webhook_server(sim_stack: Any) -> Any:
-    from simulators.webhook import WebhookSimulator
-
-    return _attached(
-        sim_stack,
-        "webhook",
-        lambda: WebhookSimulator(ssl_context=sim_stack.ssl_context, clock=sim_stack.clock),
-    )
+@pytest.fixture
+def arm_sim(stack: Any) -> Any:
+    return stack.arm  # ``stack`` has reset it
 
 
 @pytest.fixture
-def arm_sim(stack: Any, _arm_server: Any) -> Any:
-    return _arm_server  # ``stack`` has reset it
-
-
-@pytest.fixture
-def webhook_sim(stack: Any, _webhook_server: Any) -> Any:
-    return _webhook_server
+def webhook_sim(stack: Any) -> Any:
+    return stack.webhook
 
 
 @pytest.fixture
@@ -211,7 +154,9 @@ async def arm_services(stack: Any, arm_sim: Any, monkeypatch: pytest.MonkeyPatch
     """Services for calling the ARM / webhook plugins directly: the stack's identity, vaults and ARM."""
     from tests.conftest import base_environment
 
-    env = base_environment("UseDevelopmentStorage=true", **{**stack.app_settings(), "ROTATOR_ARM_URL": arm_sim.url})
+    env = base_environment(
+        "UseDevelopmentStorage=true", **{**stack.app_settings(), "ROTATOR_ARM_URL": arm_sim.url}
+    )
     for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER"):
         monkeypatch.setenv(name, env[name])
     services = Services(load_settings(env), clock=FakeClock(stack))
