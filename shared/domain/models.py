@@ -361,6 +361,8 @@ class ApplicationStatus(Model):
     integrations: dict[str, IntegrationStatus] = {}
     # When failed integrations should be tried again from the staged secret.
     retry_at: datetime | None = None
+    # When the credential this rotation superseded expires, to be removed then.
+    retire_at: datetime | None = None
     threshold_alert_sent_for: str | None = None
 
 

@@ -49,6 +49,7 @@ class Attention(StrEnum):
     TAKE_OVER = "takeOver"  # a claim went stale: the worker died
     REQUEUE = "requeue"  # a job was enqueued long ago and never claimed (lost or poisoned)
     RETRY_INTEGRATIONS = "retryIntegrations"  # deliver the staged secret to failed integrations
+    RETIRE = "retire"  # the superseded credential has expired: remove it
     ALERT = "alert"  # warn that rotation is approaching
     NOTHING = "nothing"
 
@@ -72,8 +73,9 @@ def attention_at(
     if status.enqueued_at is not None:
         return status.enqueued_at + policy.requeue_after
     candidates = [next_update_at(config, status) or EPOCH]
-    if status.retry_at is not None:
-        candidates.append(status.retry_at)
+    for moment in (status.retry_at, status.retire_at):
+        if moment is not None:
+            candidates.append(moment)
     alert = threshold_alert_at(config, status)
     if alert is not None:
         candidates.append(alert)
@@ -94,6 +96,8 @@ def attention_needed(
         return Attention.ROTATE
     if status.retry_at is not None and now >= status.retry_at:
         return Attention.RETRY_INTEGRATIONS
+    if status.retire_at is not None and now >= status.retire_at:
+        return Attention.RETIRE
     alert = threshold_alert_at(config, status)
     if alert is not None and now >= alert:
         return Attention.ALERT

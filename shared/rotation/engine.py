@@ -33,6 +33,7 @@ from shared.adapters.retry import RetryPolicy, retry
 from shared.adapters.vault import StagingVault, VaultSecret
 from shared.domain.models import (
     ApplicationConfig,
+    ApplicationStatus,
     ErrorInfo,
     IntegrationStatus,
     JobReason,
@@ -64,6 +65,8 @@ POLICY_ERROR = "CredentialInvalidLifetimeAsPerAppPolicy"
 POLICY_STEP_DOWN_DAYS = (60, 30, 14, 7, 3, 1)
 # Failed integrations are tried again from the staged secret after this long.
 INTEGRATION_RETRY_DELAY = timedelta(minutes=15)
+# A superseded credential is removed this long after it expires (clock skew against Entra).
+RETIRE_MARGIN = timedelta(minutes=1)
 
 
 class Checkpoint(Protocol):
@@ -180,7 +183,7 @@ class RotationEngine:
                 await self._rotate(run)
                 return "rotated"
             await self._set_step(run, "delivering")
-            await self._deliver_pending(run)
+            await self._maintain(run)
             return "delivered"
         except RotationError as error:
             await self._fail(run, error)
@@ -233,7 +236,7 @@ class RotationEngine:
                     return "rotation already finished"
                 if job.reason != JobReason.MANUAL:
                     due = is_due(stored.config, status, now)
-                    pending = status.retry_at is not None and now >= status.retry_at
+                    pending = any(t is not None and now >= t for t in (status.retry_at, status.retire_at))
                     if not (due or pending or compromised):
                         await self._clear_enqueued(stored)
                         return "not due"
@@ -727,6 +730,7 @@ class RotationEngine:
                 **results,
             },
             retry_at=now + INTEGRATION_RETRY_DELAY if failed else None,
+            retire_at=self._retire_time(run.stored.status, staged.tags["keyId"], now, run.compromised),
             threshold_alert_sent_for=None,
         )
         outcome = "degraded: " + ", ".join(failed) + " failed" if failed else "succeeded"
@@ -770,7 +774,30 @@ class RotationEngine:
             )
 
     # --- retries of failed integrations, from the staged secret ---------------------------------
-    async def _deliver_pending(self, run: _Run) -> None:
+    @staticmethod
+    def _retire_time(
+        previous: ApplicationStatus, new_key_id: str, now: datetime, compromised: bool
+    ) -> datetime | None:
+        """When the credential being superseded expires (it keeps working until then: zero downtime)."""
+        if compromised or previous.current_key_id in (None, new_key_id) or previous.expires_at is None:
+            return None
+        return previous.expires_at + RETIRE_MARGIN if previous.expires_at > now else None
+
+    async def _maintain(self, run: _Run) -> None:
+        """Between rotations: deliver the staged secret to integrations that failed, and remove the
+        superseded credential once it has expired."""
+        status = run.stored.status
+        now = self._clock()
+        changes: dict[str, Any] = {"in_progress": None}
+        if status.retry_at is not None and now >= status.retry_at:
+            changes.update(await self._retry_integrations(run))
+        if status.retire_at is not None and now >= status.retire_at:
+            if status.current_key_id:
+                await self._retire(run, status.current_key_id)
+            changes["retire_at"] = None
+        await self._update(run, **changes)
+
+    async def _retry_integrations(self, run: _Run) -> dict[str, Any]:
         status = run.stored.status
         failed = {name for name, result in status.integrations.items() if result.result != "succeeded"}
         configured = {i.name for i in run.config.integrations if i.enabled}
@@ -779,22 +806,10 @@ class RotationEngine:
         if status.current_key_id:
             staged = await self._staging.find(run.app_id, keyId=status.current_key_id)
         if not pending or staged is None:
-            await self._update(
-                run,
-                in_progress=None,
-                retry_at=None,
-                last_result=RotationResult.SUCCEEDED if staged else status.last_result,
-            )
-            return
+            recovered = staged is not None and status.last_result == RotationResult.DEGRADED
+            return {"retry_at": None, **({"last_result": RotationResult.SUCCEEDED} if recovered else {})}
         results = await self._deploy_all(run, staged, staged.tags["keyId"], only=pending)
         still_failed = [n for n, r in results.items() if r.result == "failed"]
-        await self._update(
-            run,
-            in_progress=None,
-            integrations={**run.stored.status.integrations, **results},
-            last_result=RotationResult.DEGRADED if still_failed else RotationResult.SUCCEEDED,
-            retry_at=self._clock() + INTEGRATION_RETRY_DELAY if still_failed else None,
-        )
         await self._event(
             run,
             "integrations.retried",
@@ -803,6 +818,11 @@ class RotationEngine:
             level=LogLevel.WARNING if still_failed else LogLevel.INFO,
             step="deploy",
         )
+        return {
+            "integrations": {**run.stored.status.integrations, **results},
+            "last_result": RotationResult.DEGRADED if still_failed else RotationResult.SUCCEEDED,
+            "retry_at": self._clock() + INTEGRATION_RETRY_DELAY if still_failed else None,
+        }
 
     # --- failure paths ---------------------------------------------------------------------------
     async def _fail(self, run: _Run, error: RotationError) -> None:

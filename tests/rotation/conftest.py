@@ -41,7 +41,9 @@ def stack(sim_stack: Any) -> Iterator[Any]:
 
 
 def rotator_environment(azurite: str, stack: Any, **overrides: str) -> dict[str, str]:
-    return base_environment(azurite, **{**stack.app_settings(), "ROTATOR_VERIFY_TIMEOUT_SECONDS": "30", **overrides})
+    return base_environment(
+        azurite, **{**stack.app_settings(), "ROTATOR_VERIFY_TIMEOUT_SECONDS": "30", **overrides}
+    )
 
 
 @dataclass

@@ -313,3 +313,31 @@ async def test_a_worker_killed_after_any_step_ends_with_one_working_credential(
     assert status.current_key_id == credential.key_id and status.in_progress is None
     current = [v for v in staged_versions(rotator, entra_app.app_id) if v.tags["stage"] == "current"]
     assert [v.value for v in current] == [credential.secret_text]
+
+
+async def test_the_superseded_credential_is_removed_once_it_expires(rotator: Rotator) -> None:
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await rotator.register(entra_app, secretLifetimeDays=1, updateThresholdHours=2)
+    await rotator.services.engine.handle(rotator.job(entra_app.app_id))
+    [first] = rotator.managed(entra_app)
+    rotator.clock.advance(timedelta(hours=22, minutes=1))  # due: 2 hours before expiry
+    assert (await rotator.services.scanner.scan()).enqueued == {"rotate": 1}
+    assert (
+        await rotator.services.engine.handle(rotator.job(entra_app.app_id, JobReason.SCHEDULED)) == "rotated"
+    )
+    status = await rotator.status(entra_app.app_id)
+    assert status.retire_at is not None and status.retire_at > first.end
+    assert len(rotator.managed(entra_app)) == 2  # zero downtime: the old one works until it expires
+
+    rotator.clock.advance(timedelta(hours=1))
+    assert (await rotator.services.scanner.scan()).enqueued == {}  # not expired yet
+    rotator.clock.advance(timedelta(hours=1))
+    assert (await rotator.services.scanner.scan()).enqueued == {"retire": 1}
+    assert await rotator.services.engine.handle(rotator.job(entra_app.app_id, JobReason.RETRY)) == "delivered"
+    [current] = rotator.managed(entra_app)
+    assert (
+        current.key_id != first.key_id
+        and current.key_id == (await rotator.status(entra_app.app_id)).current_key_id
+    )
+    assert (await rotator.status(entra_app.app_id)).retire_at is None
+    assert "credential.retired" in await rotator.log_events(entra_app.app_id)

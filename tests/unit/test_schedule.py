@@ -73,3 +73,10 @@ def test_threshold_alert_comes_days_before_the_update_once_per_key() -> None:
     assert attention_needed(app, status, POLICY, alert) == Attention.ALERT
     sent = status.model_copy(update={"threshold_alert_sent_for": "k1"})
     assert attention_at(app, sent, POLICY) == NOW + timedelta(days=10)
+
+
+def test_the_superseded_credential_is_retired_when_it_expires() -> None:
+    status = ApplicationStatus(expires_at=NOW + timedelta(days=20), retire_at=NOW + timedelta(hours=1))
+    assert attention_at(config(), status, POLICY) == NOW + timedelta(hours=1)
+    assert attention_needed(config(), status, POLICY, NOW) == Attention.NOTHING
+    assert attention_needed(config(), status, POLICY, NOW + timedelta(hours=1)) == Attention.RETIRE
