@@ -7,23 +7,44 @@ a manual refresh into a queued job.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from shared.domain.models import (
     ApplicationConfig,
     ApplicationState,
     ApplicationStatus,
     JobReason,
+    PendingRotation,
     RotationJob,
     RotationLogEntry,
+    RotationStep,
+    step_index,
 )
-from shared.errors import ConflictError
+from shared.errors import ConflictError, FieldProblem, ValidationError
 from shared.storage.applications import ApplicationStore, Page, StoredApplication
 from shared.storage.queue import RotationQueue
 from shared.storage.rotation_log import RotationLogStore
+
+if TYPE_CHECKING:
+    from shared.rotation.ports import EventSink
+
+
+logger = logging.getLogger("rotator.registry")
+
+
+@dataclass(frozen=True)
+class RefreshOutcome:
+    """The rotation a refresh request is answered with; ``joined`` when it already existed."""
+
+    rotation_id: str
+    compromised: bool
+    joined: bool
+    state: str  # "queued" | "running"
 
 
 @dataclass(frozen=True)
@@ -47,11 +68,13 @@ class RegistryService:
         rotation_log: RotationLogStore,
         queue: RotationQueue,
         clock: Callable[[], datetime],
+        events: EventSink | None = None,
     ) -> None:
         self._applications = applications
         self._log = rotation_log
         self._queue = queue
         self._clock = clock
+        self._events = events
 
     async def get(self, app_id: str) -> StoredApplication:
         return await self._applications.get(app_id)
@@ -59,8 +82,20 @@ class RegistryService:
     async def list(self, page_size: int, continuation_token: str | None) -> Page[StoredApplication]:
         return await self._applications.list_page(page_size, continuation_token)
 
-    async def put(self, config: ApplicationConfig, *, if_match: str | None, create_only: bool) -> PutResult:
-        """Create, or replace the configuration of, an application. Status is kept on replace."""
+    async def put(
+        self,
+        config: ApplicationConfig,
+        *,
+        if_match: str | None,
+        create_only: bool,
+        allow_object_id_change: bool = False,
+    ) -> PutResult:
+        """Create, or replace the configuration of, an application. Status is kept on replace.
+
+        The objectId of an existing registration changes only with ``allow_object_id_change``
+        (``allowObjectIdChange: true`` in the body): a typo there would point every rotation at
+        another application. ``ValidationError`` on ``objectId`` otherwise.
+        """
         app_id = str(config.app_id)
         now = self._clock()
         current = await self._applications.find(app_id)
@@ -71,6 +106,17 @@ class RegistryService:
             return PutResult(created, created=True)
         if create_only:
             raise PreconditionFailed("Application already exists (If-None-Match: *)", app_id=app_id)
+        if current.config.object_id != config.object_id and not allow_object_id_change:
+            raise ValidationError(
+                "objectId differs from the registered one",
+                [
+                    FieldProblem(
+                        "objectId",
+                        f"differs from the registered objectId {current.config.object_id}",
+                        "the registered objectId, or a new one with allowObjectIdChange: true",
+                    )
+                ],
+            )
         if if_match is not None and if_match != "*" and if_match != current.etag:
             raise PreconditionFailed(
                 "Application was changed since it was read (stale If-Match)", app_id=app_id
@@ -104,6 +150,16 @@ class RegistryService:
                 rotation_id=claim.rotation_id,
             )
         await self._applications.delete(current)
+        pending = current.status.pending
+        if pending is not None and self._events is not None:
+            await self._events.record(
+                app_id,
+                pending.rotation_id,
+                "rotation.superseded",
+                "The application was deleted before its queued rotation ran",
+                step="request",
+                details={"outcome": "superseded"},
+            )
 
     async def log(
         self, app_id: str, page_size: int, continuation_token: str | None
@@ -111,23 +167,107 @@ class RegistryService:
         await self._applications.get(app_id)  # 404 for an unknown application, not an empty log
         return await self._log.list_page(app_id, page_size, continuation_token)
 
-    async def request_refresh(self, app_id: str, *, compromised: bool) -> RotationJob:
-        """Queue a manual rotation now. The worker runs the same protocol as a scheduled one."""
-        current = await self._applications.get(app_id)
-        if current.config.state != ApplicationState.ACTIVE:
-            raise ConflictError("Application is Disabled; set its state to Active first", app_id=app_id)
-        claim = current.status.in_progress
-        now = self._clock()
-        if claim is not None and claim.expires_at > now:
-            raise ConflictError(
-                "A rotation is already in progress", app_id=app_id, rotation_id=claim.rotation_id
+    async def request_refresh(
+        self, app_id: str, *, compromised: bool, revoke_unmanaged: bool = False
+    ) -> RefreshOutcome:
+        """A manual rotation now, or the one already pending, which this request joins.
+
+        Never a silent no-op: the answer is either a rotation id that will reach a terminal outcome
+        in the log, or an error. A compromised request escalates the pending rotation, or the
+        running one while it has not yet decided about revocation; past that point it queues a
+        new rotation after the running one.
+        """
+        for _ in range(8):
+            current = await self._applications.get(app_id)
+            if current.config.state != ApplicationState.ACTIVE:
+                raise ConflictError("Application is Disabled; set its state to Active first", app_id=app_id)
+            status, now = current.status, self._clock()
+            claim = status.in_progress
+            try:
+                if (
+                    claim is not None
+                    and (not compromised or step_index(claim.step) < step_index(RotationStep.RETIRED))
+                    and claim.step != RotationStep.MAINTENANCE
+                ):
+                    if compromised and not (claim.compromised and claim.revoke_unmanaged >= revoke_unmanaged):
+                        escalated = claim.model_copy(
+                            update={
+                                "compromised": True,
+                                "revoke_unmanaged": claim.revoke_unmanaged or revoke_unmanaged,
+                            }
+                        )
+                        await self._save_status(current, status.model_copy(update={"in_progress": escalated}))
+                        await self._record(app_id, claim.rotation_id, "rotation.escalated", compromised=True)
+                    return RefreshOutcome(
+                        claim.rotation_id, compromised or claim.compromised, joined=True, state="running"
+                    )
+                pending = status.pending
+                if pending is not None:
+                    if (compromised and not pending.compromised) or (
+                        revoke_unmanaged and not pending.revoke_unmanaged
+                    ):
+                        escalated_pending = pending.model_copy(
+                            update={
+                                "compromised": True,
+                                "revoke_unmanaged": pending.revoke_unmanaged or revoke_unmanaged,
+                            }
+                        )
+                        await self._save_status(
+                            current, status.model_copy(update={"pending": escalated_pending})
+                        )
+                        await self._record(
+                            app_id, pending.rotation_id, "rotation.escalated", compromised=True
+                        )
+                    return RefreshOutcome(
+                        pending.rotation_id, compromised or pending.compromised, joined=True, state="queued"
+                    )
+                rotation_id = new_rotation_id()
+                queued = PendingRotation(
+                    rotation_id=rotation_id,
+                    requested_at=now,
+                    reason=JobReason.MANUAL,
+                    compromised=compromised,
+                    revoke_unmanaged=revoke_unmanaged,
+                )
+                saved = await self._save_status(
+                    current, status.model_copy(update={"pending": queued, "enqueued_at": now})
+                )
+            except ConflictError:
+                continue  # another request or the engine wrote first: decide again on the fresh row
+            job = RotationJob(
+                app_id=app_id,
+                rotation_id=rotation_id,
+                reason=JobReason.MANUAL,
+                requested_at=now,
+                compromised=compromised,
+                generation=status.generation,
             )
-        job = RotationJob(
-            app_id=app_id,
-            rotation_id=new_rotation_id(),
-            reason=JobReason.MANUAL,
-            requested_at=now,
-            compromised=compromised,
+            try:
+                await self._queue.enqueue(job)
+            except Exception:
+                # Not queued: take the request back so nobody waits for it (the timer requeues it if
+                # this fails too, and the rotation then still happens).
+                try:
+                    await self._save_status(
+                        saved, saved.status.model_copy(update={"pending": None, "enqueued_at": None})
+                    )
+                except Exception as rollback_error:  # noqa: BLE001 - the timer's requeue covers it
+                    logger.warning("pending request kept for the timer: %s", type(rollback_error).__name__)
+                raise
+            await self._record(app_id, rotation_id, "rotation.requested", compromised=compromised)
+            return RefreshOutcome(rotation_id, compromised, joined=False, state="queued")
+        raise ConflictError("Application is changing too often; try again", app_id=app_id)
+
+    async def _save_status(self, current: StoredApplication, status: ApplicationStatus) -> StoredApplication:
+        return await self._applications.save(current, current.config, status, self._clock())
+
+    async def _record(self, app_id: str, rotation_id: str, event: str, *, compromised: bool) -> None:
+        if self._events is None:
+            return
+        message = {
+            "rotation.requested": "Manual rotation requested" + (" (compromised)" if compromised else ""),
+            "rotation.escalated": "Escalated to compromised by a manual request",
+        }[event]
+        await self._events.record(
+            app_id, rotation_id, event, message, step="request", details={"compromised": compromised}
         )
-        await self._queue.enqueue(job)
-        return job

@@ -29,8 +29,9 @@ if TYPE_CHECKING:
     from shared.inventory import InventoryService
     from shared.notifications.email import EmailNotifier
     from shared.registry import RegistryService
-    from shared.rotation.engine import Checkpoint, Notifier, RotationEngine
+    from shared.rotation.engine import RotationEngine
     from shared.rotation.events import EventRecorder
+    from shared.rotation.ports import Checkpoint, Notifier
     from shared.rotation.scanner import Scanner, ThresholdAlerter
     from shared.storage.applications import ApplicationStore
     from shared.storage.groups import GroupStore
@@ -178,7 +179,9 @@ class Services:
     def registry(self) -> RegistryService:
         from shared.registry import RegistryService
 
-        return RegistryService(self.applications, self.rotation_log, self.rotation_queue, self.clock)
+        return RegistryService(
+            self.applications, self.rotation_log, self.rotation_queue, self.clock, events=self.events
+        )
 
     # --- rotation -----------------------------------------------------------------------------
     @cached_property
@@ -259,7 +262,7 @@ class Services:
     def notifier(self) -> Notifier:
         if self.settings.email_enabled:
             return self.email
-        from shared.rotation.engine import NullNotifier
+        from shared.rotation.ports import NullNotifier
 
         return NullNotifier()
 

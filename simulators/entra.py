@@ -157,6 +157,9 @@ class EntraSimulator(SimulatorServer):
 
     * ``max_lifetime`` - seconds or None: addPassword with endDateTime - now above it (the
       default 2-year end included) gets 400 ``CredentialInvalidLifetimeAsPerAppPolicy``.
+    * ``policies_readable`` - whether ``GET /policies/defaultAppManagementPolicy`` and
+      ``GET /applications/{id}/appManagementPolicies`` answer (Policy.Read.All) or 403; the
+      tenant default policy carries ``max_lifetime`` as a ``passwordLifetime`` restriction.
     * ``msa_password_limit`` - passwords an app with a personal-account audience may hold (2).
     * ``throttle_writes`` - next N addPassword/removePassword get 429 + ``Retry-After``.
     * ``fail_next`` - next N requests matching method/path get a 5xx (base switch).
@@ -192,6 +195,8 @@ class EntraSimulator(SimulatorServer):
         self.route("POST", _APP_BY_ID + "/addPassword", self._add_password)
         self.route("POST", _APP_BY_APP_ID + "/addPassword", self._add_password)
         self.route("POST", _APP_BY_ID + "/removePassword", self._remove_password)
+        self.route("GET", _APP_BY_ID + "/appManagementPolicies", self._app_management_policies)
+        self.route("GET", r"/v1\.0/policies/defaultAppManagementPolicy", self._default_app_management_policy)
         self.route("POST", _APP_BY_APP_ID + "/removePassword", self._remove_password)
 
         self.route(
@@ -212,6 +217,8 @@ class EntraSimulator(SimulatorServer):
 
     def _reset_switches(self) -> None:
         self.max_lifetime_seconds: float | None = None
+        # Whether the caller may read app management policies (Policy.Read.All); 403 otherwise.
+        self.policies_readable = False
         self.msa_password_limit = 2
         self.propagation_delay_seconds = 0.0
         self.broken_new_secrets = False
@@ -379,6 +386,8 @@ class EntraSimulator(SimulatorServer):
     def apply_switch(self, name: str, value: Any) -> bool:
         if name in ("max_lifetime", "max_lifetime_seconds"):
             self.max_lifetime_seconds = None if value is None else float(value)
+        elif name == "policies_readable":
+            self.policies_readable = bool(value)
         elif name == "msa_password_limit":
             self.msa_password_limit = int(value)
         elif name == "propagation_delay_seconds":
@@ -560,6 +569,58 @@ class EntraSimulator(SimulatorServer):
             raise self._bad_request(request, f"Invalid request body: {exc}", "BadRequest") from exc
 
     # ----------------------------------------------------------------- Graph handlers
+
+    # ----------------------------------------------------------------- app management policies
+    # Shapes: learn.microsoft.com/graph/api/tenantappmanagementpolicy-get (tenantAppManagementPolicy
+    # with applicationRestrictions.passwordCredentials[] of passwordCredentialConfiguration:
+    # restrictionType, maxLifetime as an ISO 8601 duration, restrictForAppsCreatedAfterDateTime,
+    # state) and learn.microsoft.com/graph/api/application-list-appmanagementpolicies (a
+    # collection of appManagementPolicy; none is assigned here). Both need Policy.Read.All.
+
+    def _policy_denied(self, request: SimRequest) -> SimResponse | None:
+        if self.policies_readable:
+            return None
+        return self.graph_error(
+            request, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."
+        )
+
+    def _default_app_management_policy(self, request: SimRequest) -> SimResponse:
+        denied = self._policy_denied(request)
+        if denied is not None:
+            return denied
+        restrictions = []
+        if self.max_lifetime_seconds is not None:
+            restrictions.append(
+                {
+                    "restrictionType": "passwordLifetime",
+                    "maxLifetime": _iso_duration(self.max_lifetime_seconds),
+                    "restrictForAppsCreatedAfterDateTime": None,
+                    "state": "enabled",
+                }
+            )
+        payload = {
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#policies/defaultAppManagementPolicy/$entity",
+            "id": "00000000-0000-0000-0000-000000000000",
+            "displayName": "Default app management tenant policy",
+            "description": "Default tenant policy that enforces app management restrictions on applications.",
+            "isEnabled": True,
+            "applicationRestrictions": {"passwordCredentials": restrictions, "keyCredentials": []},
+            "servicePrincipalRestrictions": {"passwordCredentials": [], "keyCredentials": []},
+        }
+        return self.graph_ok(request, payload)
+
+    def _app_management_policies(self, request: SimRequest) -> SimResponse:
+        self._resolve(request)
+        denied = self._policy_denied(request)
+        if denied is not None:
+            return denied
+        return self.graph_ok(
+            request,
+            {
+                "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#policies/appManagementPolicies",
+                "value": [],
+            },
+        )
 
     def _get_application(self, request: SimRequest) -> SimResponse:
         app = self._resolve(request)
@@ -918,6 +979,15 @@ class EntraSimulator(SimulatorServer):
             tenant_id=self.tenant_id,
         )
         return json_response(200, {"access_token": issued.token, "expires_on": issued.expires_on})
+
+
+def _iso_duration(seconds: float) -> str:
+    """ISO 8601 duration as Graph writes maxLifetime (``P10D``, ``P1DT2H``)."""
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    time = "".join(f"{v}{u}" for v, u in ((hours, "H"), (minutes, "M"), (secs, "S")) if v)
+    return f"P{days}D" + (f"T{time}" if time else "") if days or not time else f"PT{time}"
 
 
 def _quote(value: str) -> str:

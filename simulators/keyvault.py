@@ -202,6 +202,19 @@ class KeyVaultSimulator(SimulatorServer):
         with self._lock:
             return [versions[-1].name for versions in self._secrets.values()]
 
+    def versions_named(self, prefix: str, *, include_deleted: bool = False) -> list[SecretVersion]:
+        """Every version of every secret whose name starts with ``prefix`` (test inspection)."""
+        with self._lock:
+            found: list[SecretVersion] = []
+            for key, versions in self._secrets.items():
+                if key.startswith(prefix.lower()):
+                    found.extend(versions)
+            if include_deleted:
+                for key, deleted in self._deleted.items():
+                    if key.startswith(prefix.lower()):
+                        found.extend(deleted.versions)
+            return found
+
     def deleted_names(self) -> list[str]:
         with self._lock:
             return [deleted.versions[-1].name for deleted in self._deleted.values()]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
 
@@ -50,6 +50,7 @@ class EntraApplication:
     display_name: str
     sign_in_audience: str | None
     passwords: tuple[PasswordInfo, ...]
+    created: datetime | None = None
 
     @property
     def password_cap(self) -> int | None:
@@ -63,6 +64,11 @@ class EntraDirectory(Protocol):
     async def add_password(self, object_id: str, display_name: str, end: datetime) -> NewPassword: ...
 
     async def remove_password(self, object_id: str, key_id: str) -> None: ...
+
+    async def password_lifetime_limit(self, app: EntraApplication) -> timedelta | None:
+        """The longest password lifetime the app management policies allow this app (None: no
+        limit). Raises ``ExternalServiceError`` (403) when the identity may not read policies."""
+        ...
 
 
 class SecretVerifier(Protocol):
@@ -111,7 +117,7 @@ class GraphDirectory:
         )
 
         query = ApplicationItemRequestBuilder.ApplicationItemRequestBuilderGetQueryParameters(
-            select=["id", "appId", "displayName", "signInAudience", "passwordCredentials"]
+            select=["id", "appId", "displayName", "signInAudience", "passwordCredentials", "createdDateTime"]
         )
         async with _graph_errors("get application", object_id=object_id):
             app = await self._client.applications.by_application_id(object_id).get(
@@ -125,6 +131,7 @@ class GraphDirectory:
             display_name=app.display_name or "",
             sign_in_audience=app.sign_in_audience,
             passwords=tuple(_password_info(p) for p in app.password_credentials or []),
+            created=app.created_date_time,
         )
 
     async def add_password(self, object_id: str, display_name: str, end: datetime) -> NewPassword:
@@ -162,6 +169,54 @@ class GraphDirectory:
             ):
                 return
             raise
+
+    async def password_lifetime_limit(self, app: EntraApplication) -> timedelta | None:
+        """The effective ``passwordLifetime`` restriction for one application.
+
+        An app management policy assigned to the application takes precedence over the tenant
+        default (``GET /applications/{id}/appManagementPolicies``, then
+        ``GET /policies/defaultAppManagementPolicy``; both need ``Policy.Read.All``). Docs:
+        learn.microsoft.com/graph/api/resources/tenantappmanagementpolicy and
+        learn.microsoft.com/graph/api/resources/appmanagementpolicy. A restriction counts when its
+        ``state`` is not ``disabled`` and the app was created after its
+        ``restrictForAppsCreatedAfterDateTime`` (when set).
+        """
+        object_id = app.object_id
+        async with _graph_errors("read app management policies", object_id=object_id):
+            assigned = await self._client.applications.by_application_id(
+                object_id
+            ).app_management_policies.get()
+        restrictions: list[Any] = []
+        for policy in (assigned.value if assigned else None) or []:
+            if getattr(policy, "is_enabled", True) is False:
+                continue
+            restrictions.extend(getattr(policy.restrictions, "password_credentials", None) or [])
+        if not restrictions:
+            async with _graph_errors("read tenant app management policy", object_id=object_id):
+                default = await self._client.policies.default_app_management_policy.get()
+            if default is not None and default.is_enabled is not False:
+                config = default.application_restrictions
+                restrictions.extend(getattr(config, "password_credentials", None) or [])
+        return effective_lifetime_limit(restrictions, app.created)
+
+
+def effective_lifetime_limit(restrictions: list[Any], created: datetime | None) -> timedelta | None:
+    """The smallest ``maxLifetime`` of the ``passwordLifetime`` restrictions that apply to an app."""
+    limits: list[timedelta] = []
+    for restriction in restrictions:
+        kind = getattr(restriction, "restriction_type", None)
+        state = getattr(restriction, "state", None)
+        if str(getattr(kind, "value", kind)) != "passwordLifetime":
+            continue
+        if str(getattr(state, "value", state)) == "disabled":
+            continue
+        after = getattr(restriction, "restrict_for_apps_created_after_date_time", None)
+        if after is not None and created is not None and created <= after:
+            continue
+        limit = getattr(restriction, "max_lifetime", None)
+        if isinstance(limit, timedelta):
+            limits.append(limit)
+    return min(limits) if limits else None
 
 
 def _gone_codes(code: str | None) -> bool:

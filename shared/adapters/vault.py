@@ -1,9 +1,13 @@
 """Key Vault secrets: the rotator's own vault (staging) and, later, destination vaults.
 
-Staging layout in the rotator's vault: one secret per application, ``app-{appId}``; each rotation
-adds a version tagged ``appId``, ``keyId``, ``rotationId`` and ``stage`` (pending → current, or
-failed). The tags let a resumed rotation find its own staged secret, and let a failed integration
-be retried from the current one, without any secret in a table or queue.
+Staging layout in the rotator's vault: one secret per rotation, ``app-{appId}-{rotationId}``,
+tagged ``appId``, ``keyId``, ``rotationId`` and ``stage`` (pending → current → previous, or
+failed). The engine records the version id the write returns and reads that version directly, so
+a lookup costs one GET however many rotations came before; a rotation resumed after a crash finds
+its secret by its own name, never by listing. Secrets of rotations older than the current and the
+previous one are deleted (Key Vault keeps them soft-deleted for its retention period).
+Applications staged before this layout (one secret ``app-{appId}`` with a version per rotation)
+are still read, by tag, until their next rotation.
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ class VaultSecret:
     expires_on: datetime | None
 
 
-def staging_name(app_id: str) -> str:
-    return f"app-{app_id}"
+def staging_name(app_id: str, rotation_id: str | None = None) -> str:
+    """``app-{appId}-{rotationId}`` (``app-{appId}``: the layout before per-rotation secrets)."""
+    return f"app-{app_id}-{rotation_id}" if rotation_id else f"app-{app_id}"
 
 
 class VaultClient:
@@ -119,6 +124,17 @@ class VaultClient:
         newest = max(matches, key=lambda p: p.created_on or datetime.min)
         return await self.get(name, str(newest.version))
 
+    async def delete(self, name: str) -> None:
+        """Delete a secret (all versions); soft-deleted where the vault has soft delete. Idempotent."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            async with _vault_errors("delete secret", self.vault_url, name):
+                # The aio client's delete waits (polling) until the deletion is done.
+                await self._client.delete_secret(name)
+        except (NotFoundError, ResourceNotFoundError):
+            return
+
     async def update_tags(
         self, name: str, version: str, tags: dict[str, str], *, enabled: bool = True
     ) -> None:
@@ -176,7 +192,10 @@ class _vault_errors:  # noqa: N801 - used as a context manager
 
 
 class StagingVault:
-    """The rotator's own vault, where every new secret is written before anything else happens."""
+    """The rotator's own vault, where every new secret is written before anything else happens.
+
+    Implements the engine's ``StagingStore`` port (``shared.rotation.ports``).
+    """
 
     def __init__(self, vault: VaultClient) -> None:
         self._vault = vault
@@ -184,8 +203,9 @@ class StagingVault:
     async def stage(
         self, app_id: str, rotation_id: str, key_id: str, secret: SecretValue, expires_on: datetime | None
     ) -> str:
+        """Write the secret; returns the new version id (Key Vault's ``SetSecret`` answer)."""
         return await self._vault.set(
-            staging_name(app_id),
+            staging_name(app_id, rotation_id),
             secret,
             tags={
                 "managedBy": MANAGED_BY,
@@ -198,8 +218,13 @@ class StagingVault:
             expires_on=expires_on,
         )
 
-    async def find(self, app_id: str, **tags: str) -> VaultSecret | None:
-        return await self._vault.find_version(staging_name(app_id), **tags)
+    async def get(self, app_id: str, rotation_id: str, version: str | None = None) -> VaultSecret | None:
+        """One GET: the given version of a rotation's secret, or its latest; None if absent."""
+        return await self._vault.get(staging_name(app_id, rotation_id), version)
+
+    async def find_legacy(self, app_id: str, key_id: str) -> VaultSecret | None:
+        """A secret staged under the single-secret layout (before per-rotation secrets), by keyId."""
+        return await self._vault.find_version(staging_name(app_id), keyId=key_id)
 
     async def set_stage(self, staged: VaultSecret, stage: str) -> None:
         if staged.tags.get("stage") == stage:
@@ -207,6 +232,10 @@ class StagingVault:
         await self._vault.update_tags(
             staged.name, staged.version, {**staged.tags, "stage": stage}, enabled=stage != "failed"
         )
+
+    async def discard(self, app_id: str, rotation_id: str) -> None:
+        """Delete a rotation's staged secret (pruning); nothing happens if it is already gone."""
+        await self._vault.delete(staging_name(app_id, rotation_id))
 
 
 def credential_secret_name(*parts: str) -> str:

@@ -117,7 +117,9 @@ def _paths() -> dict[str, Any]:
                 "`updatedAt` in the body are ignored, so a GET body can be edited and sent back. "
                 "Write-only credentials: `personalAccessToken` on an azureDevOps integration and "
                 "`webhookUrl` on an automation webhook are stored in the rotator's Key Vault and "
-                "replaced by a reference (`patSecretName`, `webhookSecretName`); they are never returned.",
+                "replaced by a reference (`patSecretName`, `webhookSecretName`); they are never returned. "
+                "Changing the `objectId` of an existing registration needs `allowObjectIdChange: true` "
+                "in the body (400 naming `objectId` otherwise).",
                 "parameters": [
                     IF_MATCH,
                     {
@@ -241,9 +243,14 @@ def _paths() -> dict[str, Any]:
                     "content": {"application/json": {"schema": _ref("RefreshRequest")}},
                 },
                 "responses": {
-                    "202": _json(_ref("RefreshAccepted"), "Queued; follow the log for progress."),
+                    "202": _json(
+                        _ref("RefreshAccepted"),
+                        "Queued, or joined the rotation already queued or running (``joined``: the same "
+                        "rotation id; a compromised request escalates it). The rotation id always ends in "
+                        "the log with a terminal outcome: succeeded, degraded, failed, merged or superseded.",
+                    ),
                     **COMMON_ERRORS,
-                    "409": _problem("The application is Disabled or a rotation is already in progress."),
+                    "409": _problem("The application is Disabled."),
                 },
             },
         },
@@ -311,7 +318,8 @@ def _schemas() -> dict[str, Any]:
         "properties": {
             "appId": {"type": "string"},
             "rotationId": {"type": "string"},
-            "status": {"type": "string", "enum": ["queued"]},
+            "status": {"type": "string", "enum": ["queued", "running"]},
+            "joined": {"type": "boolean"},
             "compromised": {"type": "boolean"},
             "log": {"type": "string"},
         },

@@ -63,6 +63,13 @@ class Model(BaseModel):
         return self.model_dump(mode="json", by_alias=True)
 
 
+class StatusModel(Model):
+    """What the rotator itself records. Fields a newer version added are ignored when read, so
+    instances of two versions can share the table during a deployment."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
 _SUB = r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[-\w.()]{1,90}/providers/"
 
 LifetimeDays = Annotated[int, int_range(*LIFETIME_DAYS, "days")]
@@ -321,31 +328,113 @@ class RotationResult(StrEnum):
     FAILED = "failed"
 
 
-class ErrorInfo(Model):
+class ErrorInfo(StatusModel):
     code: str
     message: str
     step: str | None = None
     at: datetime
 
 
-class RotationClaim(Model):
+class JobReason(StrEnum):
+    SCHEDULED = "scheduled"
+    MANUAL = "manual"
+    RETRY = "retry"
+
+
+class RotationStep(StrEnum):
+    """Where a claimed rotation stands, persisted with the claim so any worker can resume it.
+
+    The order is the protocol's; every step's handler checks its own precondition and is safe to
+    run again. From ``DELIVERING`` on the rotation only moves forward: a destination may already
+    hold the new secret, so nothing removes the new credential any more.
+    """
+
+    CLAIMED = "claimed"  # lease taken; no credential yet
+    CREATED = "created"  # addPassword answered; keyId recorded, secret not yet staged
+    STAGED = "staged"  # secret in the rotator's vault; its version id recorded
+    VERIFIED = "verified"  # Entra issues tokens for the new secret
+    DELIVERING = "delivering"  # destinations are being written (forward only from here)
+    DELIVERED = "delivered"  # every destination attempted; the new credential is current
+    RETIRED = "retired"  # revocation (compromised) and superseded credentials handled
+    NOTIFYING = "notifying"  # the notice is recorded as sent before sending: at most once
+    MAINTENANCE = "maintenance"  # not a rotation: retry destinations, revoke, retire, clean up
+
+
+STEP_ORDER = tuple(RotationStep)
+
+
+def step_index(step: RotationStep) -> int:
+    return STEP_ORDER.index(step)
+
+
+def is_forward_only(step: RotationStep) -> bool:
+    """Whether a destination may already hold this rotation's secret (then nothing rolls back)."""
+    return step_index(RotationStep.DELIVERING) <= step_index(step) < step_index(RotationStep.MAINTENANCE)
+
+
+class RotationOutcome(StrEnum):
+    """How a rotation id ends. Every rotation id the API returns ends with exactly one of these."""
+
+    SUCCEEDED = "succeeded"  # every destination holds the new secret
+    DEGRADED = "degraded"  # the new secret is current; a destination or a clean-up is retried
+    FAILED = "failed"  # no new secret; the previous one is untouched
+    MERGED = "merged"  # the request joined another rotation (named in the log entry)
+    SUPERSEDED = "superseded"  # a newer rotation happened first; this one never touched anything
+
+
+class RotationClaim(StatusModel):
     rotation_id: str
     # Which invocation holds the claim; a takeover changes it, so a slow old worker's writes fail.
     owner: str
     claimed_at: datetime
     expires_at: datetime
-    step: str = "claimed"
+    step: RotationStep = RotationStep.CLAIMED
     compromised: bool = False
+    # Revoke credentials the rotator did not create too (only on the caller's explicit request).
+    revoke_unmanaged: bool = False
+    generation: int = 0
+    # Set as the protocol goes: the new credential, its staged version, addPassword attempts.
+    key_id: str | None = None
+    key_hint: str | None = None
+    staged_version: str | None = None
+    create_attempts: int = 0
+    notified: bool = False
+    warnings: list[str] = []
 
 
-class IntegrationStatus(Model):
+class PendingRotation(StatusModel):
+    """A rotation that is queued but not yet claimed; later requests join it instead of queueing."""
+
+    rotation_id: str
+    requested_at: datetime
+    reason: JobReason
+    compromised: bool = False
+    revoke_unmanaged: bool = False
+
+
+class PendingRevocation(StatusModel):
+    """Compromised mode waits for every destination to confirm the new secret before revoking."""
+
+    rotation_id: str
+    key_id: str
+    revoke_unmanaged: bool = False
+
+
+class IntegrationStatus(StatusModel):
     result: Literal["succeeded", "failed", "pending"]
     at: datetime
     key_id: str | None = None
     error: ErrorInfo | None = None
+    # The newest credential this destination confirmed holding, and credentials sent to it since
+    # without confirmation (it may hold any of them): none of these may be removed.
+    confirmed_key_id: str | None = None
+    unconfirmed_key_ids: list[str] = []
+
+    def key_ids_in_use(self) -> set[str]:
+        return {k for k in (self.confirmed_key_id, *self.unconfirmed_key_ids) if k}
 
 
-class ApplicationStatus(Model):
+class ApplicationStatus(StatusModel):
     """What the rotator records about an application; only the engine writes it."""
 
     current_key_id: str | None = None
@@ -364,6 +453,22 @@ class ApplicationStatus(Model):
     # When the credential this rotation superseded expires, to be removed then.
     retire_at: datetime | None = None
     threshold_alert_sent_for: str | None = None
+    # Rotations claimed so far: a job queued before the latest one started can never roll back.
+    generation: int = 0
+    # The current credential's rotation and staged version (read by version id, never listed), and
+    # the credential it superseded (kept live until it expires) with its rotation.
+    current_rotation_id: str | None = None
+    current_version: str | None = None
+    previous_key_id: str | None = None
+    previous_rotation_id: str | None = None
+    pending: PendingRotation | None = None
+    pending_revocation: PendingRevocation | None = None
+    # Credentials this rotator created that must go (failed rotations); removal is retried.
+    cleanup_key_ids: list[str] = []
+    # The last rotation ids that ended (a re-delivered job for one of them is acknowledged).
+    recent_rotation_ids: list[str] = []
+    # Failed rotations in a row: scheduled retries back off (``shared.domain.schedule``).
+    consecutive_failures: int = 0
 
 
 class LogLevel(StrEnum):
@@ -386,26 +491,41 @@ class RotationLogEntry(Model):
     details: dict[str, Any] = {}
 
 
-class JobReason(StrEnum):
-    SCHEDULED = "scheduled"
-    MANUAL = "manual"
-    RETRY = "retry"
-
-
 class RotationJob(Model):
-    """A queue message. It names what to rotate; it never carries a secret."""
+    """A queue message. It names what to rotate; it never carries a secret.
+
+    ``generation`` is the application's generation when the job was queued: a job older than the
+    application's latest rotation is acknowledged as superseded and never touches anything.
+    """
 
     app_id: str
     rotation_id: str
     reason: JobReason
     requested_at: datetime
     compromised: bool = False
+    generation: int | None = None
 
 
 class RefreshRequest(Model):
-    """Body of a manual refresh. ``compromised`` revokes every other password once the new one works."""
+    """Body of a manual refresh.
+
+    ``compromised`` revokes the rotator's other passwords once every destination confirmed the new
+    one; ``revokeUnmanagedCredentials`` (with ``compromised``) revokes the passwords the rotator did
+    not create as well. Without it those are listed in the outcome, never removed.
+    """
 
     compromised: bool = False
+    revoke_unmanaged_credentials: bool = False
+
+    @model_validator(mode="after")
+    def _revoke_needs_compromised(self) -> RefreshRequest:
+        if self.revoke_unmanaged_credentials and not self.compromised:
+            raise PydanticCustomError(
+                "compromised",
+                "revokeUnmanagedCredentials needs compromised set to true",
+                {"field": "revokeUnmanagedCredentials", "allowed": "true only with compromised: true"},
+            )
+        return self
 
 
 class VercelGroupSettings(Model):

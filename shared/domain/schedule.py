@@ -36,19 +36,43 @@ def threshold_alert_at(config: ApplicationConfig, status: ApplicationStatus) -> 
     return next_update - timedelta(days=days)
 
 
+# After a failed scheduled rotation, the next one waits this long, doubling per consecutive failure
+# up to the cap: a rotation that fails for a lasting reason must not create credentials every scan.
+FAILURE_BACKOFF = timedelta(minutes=15)
+FAILURE_BACKOFF_CAP = timedelta(hours=2)
+
+
+def failure_retry_at(status: ApplicationStatus) -> datetime | None:
+    """When a scheduled rotation may try again after ``consecutiveFailures`` failures in a row."""
+    if status.consecutive_failures <= 0 or status.last_error is None:
+        return None
+    backoff = min(FAILURE_BACKOFF * (1 << (min(status.consecutive_failures, 10) - 1)), FAILURE_BACKOFF_CAP)
+    return status.last_error.at + backoff
+
+
+def scheduled_at(config: ApplicationConfig, status: ApplicationStatus) -> datetime:
+    """When the next scheduled rotation may start (EPOCH: now, for an app never rotated)."""
+    moments = [next_update_at(config, status) or EPOCH]
+    retry = failure_retry_at(status)
+    if retry is not None:
+        moments.append(retry)
+    return max(moments)
+
+
 def is_due(config: ApplicationConfig, status: ApplicationStatus, now: datetime) -> bool:
     """Whether a scheduled rotation should start now."""
     if not config.is_schedulable:
         return False
-    next_update = next_update_at(config, status)
-    return next_update is None or now >= next_update
+    return now >= scheduled_at(config, status)
 
 
 class Attention(StrEnum):
     ROTATE = "rotate"  # due for a new secret
     TAKE_OVER = "takeOver"  # a claim went stale: the worker died
     REQUEUE = "requeue"  # a job was enqueued long ago and never claimed (lost or poisoned)
-    RETRY_INTEGRATIONS = "retryIntegrations"  # deliver the staged secret to failed integrations
+    RETRY_INTEGRATIONS = (
+        "retryIntegrations"  # maintenance: failed destinations, deferred revocation, clean-up
+    )
     RETIRE = "retire"  # the superseded credential has expired: remove it
     ALERT = "alert"  # warn that rotation is approaching
     NOTHING = "nothing"
@@ -68,11 +92,17 @@ def attention_at(
     if status.in_progress is not None:
         # Even a disabled app's running rotation must finish or be taken over.
         return status.in_progress.expires_at
+    if status.pending is not None:
+        # A requested rotation whose job may be lost: requeue it (at once if it was never queued).
+        return status.enqueued_at + policy.requeue_after if status.enqueued_at else EPOCH
+    if status.cleanup_key_ids and status.retry_at is not None:
+        # A failed rotation's credential to remove, even while the application is disabled.
+        return status.retry_at
     if not config.is_schedulable:
         return None
     if status.enqueued_at is not None:
         return status.enqueued_at + policy.requeue_after
-    candidates = [next_update_at(config, status) or EPOCH]
+    candidates = [scheduled_at(config, status)]
     for moment in (status.retry_at, status.retire_at):
         if moment is not None:
             candidates.append(moment)
@@ -88,6 +118,11 @@ def attention_needed(
     """What the timer should do for an application whose attention time has come."""
     if status.in_progress is not None:
         return Attention.TAKE_OVER if now >= status.in_progress.expires_at else Attention.NOTHING
+    if status.pending is not None:
+        waited = status.enqueued_at is None or now >= status.enqueued_at + policy.requeue_after
+        return Attention.REQUEUE if waited else Attention.NOTHING
+    if status.cleanup_key_ids and status.retry_at is not None and not config.is_schedulable:
+        return Attention.RETRY_INTEGRATIONS if now >= status.retry_at else Attention.NOTHING
     if not config.is_schedulable:
         return Attention.NOTHING
     if status.enqueued_at is not None:

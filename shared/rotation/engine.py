@@ -1,19 +1,36 @@
-"""The rotation protocol. Every step can run again safely; a crash anywhere resumes cleanly.
+"""The rotation protocol as an explicit, persisted step machine.
 
-1. Claim    conditional (ETag) write of ``status.inProgress`` with the rotation id and an owner
-            nonce. A fresh claim held by someone else makes this job back off; a stale one (its
-            worker died) is taken over and *its* rotation id resumed.
-2. Create   ``addPassword`` named ``<prefix>:<rotationId>``, end = now + lifetime (stepped down if
-            the tenant policy refuses it). Credentials with this rotation's name but no staged
-            secret are orphans (their text is lost): they are removed before creating again.
-3. Stage    the secret goes at once to the rotator's own vault, tagged with the rotation id. From
-            here on every step, and every retry, reads it from there.
-4. Verify   a token is acquired with the new secret, retrying through Entra's propagation delay.
-            A secret that never works is removed and the rotation fails; the old one is untouched.
-5. Deploy   each integration independently, with bounded retries; results recorded per integration.
-6. Notify, 7. Finish (status, staged version marked current, claim released), 8. Retire expired
-            credentials the rotator created (others only if the operator opted in); in
-            "compromised" mode every other password is removed once the new one is delivered.
+A job claims the application (``shared.rotation.lease``), then the engine runs the handler of the
+claim's persisted ``RotationStep`` until the claim is released. Each handler checks its own
+precondition, does one small thing, and records the next step with an ETag-conditional write, so
+a crash anywhere, a duplicate job or a takeover simply runs the current step again.
+
+========== ============================================================= ==========================
+step       handler does                                                  on failure
+========== ============================================================= ==========================
+claimed    check settings; read the app (its appId must match); remove   failed: nothing created,
+           orphans of this rotation; make room under the password cap;   or this rotation's
+           addPassword within the lifetime policy → ``created``; stage   credential removed
+           it in the rotator's vault → ``staged`` (version id recorded)
+created    (resume) find the staged secret by its own name, or remove    as above
+           the unstaged credential and create again (bounded attempts)
+staged     read the staged version; prove it works (token request)       credential removed;
+           → ``verified``                                                 previous one untouched
+verified   → ``delivering`` (recorded before any destination is written)  –
+delivering deliver to each destination not yet confirmed; then commit:   forward only: warnings,
+           the new credential is current → ``delivered``                 retried later
+delivered  compromised: revoke once every destination confirmed (else    forward only
+           defer); otherwise remove superseded credentials no destination
+           uses, keeping current + previous → ``retired``
+retired    record "notified", then send the notice (at most once)        forward only
+notifying  release the claim; outcome succeeded/degraded in the log      –
+maintenance (not a rotation) clean up, retry destinations from the        warnings, retried
+           current staged version, deferred revocation, retirement
+========== ============================================================= ==========================
+
+Jobs never go backwards: a job queued before the application's latest rotation started
+(``RotationJob.generation`` below ``status.generation``) is acknowledged as *superseded*. Every
+rotation id ends in the log with one terminal outcome (``RotationOutcome``).
 """
 
 from __future__ import annotations
@@ -21,92 +38,82 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
-from shared.adapters.entra import EntraApplication, EntraDirectory, NewPassword, PasswordInfo, SecretVerifier
+from shared.adapters.entra import EntraApplication, PasswordInfo, SecretVerifier
 from shared.adapters.retry import RetryPolicy, retry
-from shared.adapters.vault import StagingVault, VaultSecret
+from shared.adapters.vault import VaultSecret
 from shared.domain.models import (
-    ApplicationConfig,
     ApplicationStatus,
-    ErrorInfo,
     IntegrationStatus,
     JobReason,
     LogLevel,
+    PendingRevocation,
     RotationClaim,
     RotationJob,
+    RotationOutcome,
     RotationResult,
+    RotationStep,
+    is_forward_only,
 )
 from shared.domain.schedule import is_due
-from shared.domain.secret import SecretValue
 from shared.errors import (
     ConflictError,
     ExternalServiceError,
-    FieldProblem,
     NotFoundError,
     RotationError,
-    RotatorError,
     TransientServiceError,
     is_retryable,
 )
-from shared.integrations.base import DeployContext, PluginRegistry
-from shared.rotation.events import EventRecorder
-from shared.storage.applications import ApplicationStore, StoredApplication
+from shared.integrations.base import PluginRegistry
+from shared.rotation.credentials import POLICY_ERROR, Credentials, describe
+from shared.rotation.delivery import Delivery, error_info, integration_problems
+from shared.rotation.lease import Lease, LeaseLost, Run, StepConflict, remember
+from shared.rotation.ports import (
+    ApplicationRepo,
+    Checkpoint,
+    EntraDirectory,
+    EventSink,
+    Notifier,
+    NullNotifier,
+    RotationSummary,
+    StagingStore,
+)
+from shared.storage.applications import StoredApplication
 
 logger = logging.getLogger("rotator.engine")
 
-POLICY_ERROR = "CredentialInvalidLifetimeAsPerAppPolicy"
-# Tenant policies usually cap lifetimes at round numbers of days; try these below the request.
-POLICY_STEP_DOWN_DAYS = (60, 30, 14, 7, 3, 1)
-# Failed integrations are tried again from the staged secret after this long.
+# Failed destinations, deferred revocations and clean-ups are tried again after this long.
 INTEGRATION_RETRY_DELAY = timedelta(minutes=15)
 # A superseded credential is removed this long after it expires (clock skew against Entra).
 RETIRE_MARGIN = timedelta(minutes=1)
+# A rotation creates at most this many credentials before it fails (a secret that cannot be
+# staged, or found again, must not loop).
+MAX_CREATE_ATTEMPTS = 3
+# Step handler runs per invocation before the engine pauses (a full rotation takes about 10).
+MAX_STEP_RUNS = 60
+# A finished rotation runs, in the same invocation, at most this many rotations requested meanwhile.
+MAX_CHAINED = 2
 
+TERMINAL_EVENTS = {
+    "rotation.completed",
+    "rotation.failed",
+    "rotation.merged",
+    "rotation.superseded",
+}
 
-class Checkpoint(Protocol):
-    """Called after each durable step; tests use it to kill the worker at every step in turn."""
-
-    def __call__(self, step: str) -> None: ...
+_NEXT = {
+    RotationStep.DELIVERING: RotationStep.DELIVERED,
+    RotationStep.DELIVERED: RotationStep.RETIRED,
+    RotationStep.RETIRED: RotationStep.NOTIFYING,
+}
 
 
 def _no_checkpoint(step: str) -> None:
     return None
-
-
-class Notifier(Protocol):
-    async def rotation_succeeded(self, app: ApplicationConfig, summary: RotationSummary) -> None: ...
-
-    async def rotation_failed(self, app: ApplicationConfig, summary: RotationSummary) -> None: ...
-
-
-class NullNotifier:
-    async def rotation_succeeded(self, app: ApplicationConfig, summary: RotationSummary) -> None:
-        return None
-
-    async def rotation_failed(self, app: ApplicationConfig, summary: RotationSummary) -> None:
-        return None
-
-
-@dataclass
-class RotationSummary:
-    """What happened, for notifications. ``secret`` is set only for the opt-in secret email."""
-
-    app_id: str
-    rotation_id: str
-    key_id: str | None = None
-    hint: str | None = None
-    expires_at: datetime | None = None
-    integrations: dict[str, IntegrationStatus] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    error: ErrorInfo | None = None
-    compromised: bool = False
-    secret: SecretValue | None = None
 
 
 @dataclass(frozen=True)
@@ -119,35 +126,15 @@ class EngineSettings:
     verify_max_delay: float = 10.0
 
 
-@dataclass
-class _Run:
-    """One claimed rotation: the freshest stored row and what this invocation owns."""
-
-    stored: StoredApplication
-    rotation_id: str
-    owner: str
-    compromised: bool
-    resumed: bool
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def app_id(self) -> str:
-        return self.stored.app_id
-
-    @property
-    def config(self) -> ApplicationConfig:
-        return self.stored.config
-
-
 class RotationEngine:
     def __init__(
         self,
         *,
-        applications: ApplicationStore,
-        events: EventRecorder,
+        applications: ApplicationRepo,
+        events: EventSink,
         directory: EntraDirectory,
         verifier: SecretVerifier,
-        staging: StagingVault,
+        staging: StagingStore,
         plugins: PluginRegistry,
         notifier: Notifier,
         settings: EngineSettings,
@@ -158,122 +145,241 @@ class RotationEngine:
     ) -> None:
         self._applications = applications
         self._events = events
-        self._directory = directory
         self._verifier = verifier
         self._staging = staging
         self._plugins = plugins
         self._notifier = notifier
         self._settings = settings
         self._clock = clock
-        self._services = services
         self._sleep = sleep
         self._checkpoint = checkpoint
+        self._lease = Lease(applications, clock, settings.claim_timeout)
+        self._credentials = Credentials(
+            directory,
+            prefix=settings.credential_prefix,
+            retry_policy=settings.retry_policy,
+            sleep=sleep,
+            clock=clock,
+        )
+        self._delivery = Delivery(
+            plugins, events, retry_policy=settings.retry_policy, sleep=sleep, clock=clock, services=services
+        )
+        self._handlers: dict[RotationStep, Callable[[Run], Awaitable[str | None]]] = {
+            RotationStep.CLAIMED: self._create_and_stage,
+            RotationStep.CREATED: self._recover_created,
+            RotationStep.STAGED: self._verify,
+            RotationStep.VERIFIED: self._start_delivery,
+            RotationStep.DELIVERING: self._deliver_and_commit,
+            RotationStep.DELIVERED: self._revoke_or_retire,
+            RotationStep.RETIRED: self._notify_once,
+            RotationStep.NOTIFYING: self._finish,
+            RotationStep.MAINTENANCE: self._maintain,
+        }
 
     # --- entry point ----------------------------------------------------------------------------
     async def handle(self, job: RotationJob) -> str:
-        """Process one queue job. Returns what happened; raises only to have the job retried."""
-        run = await self._claim(job)
-        if isinstance(run, str):
-            logger.info("job %s for %s skipped: %s", job.rotation_id, job.app_id, run)
-            return run
-        claim = run.stored.status.in_progress
-        resuming_delivery = run.resumed and claim is not None and claim.step == "delivering"
-        try:
-            if not resuming_delivery and (run.resumed or self._should_rotate(job, run)):
-                await self._rotate(run)
-                return "rotated"
-            await self._set_step(run, "delivering")
-            await self._maintain(run)
-            return "delivered"
-        except RotationError as error:
-            await self._fail(run, error)
-            return "failed"
-        except ExternalServiceError as error:
-            if is_retryable(error):
+        """Process one queue job; returns what happened. Raises only to have the job retried."""
+        claimed = await self._claim(job)
+        if isinstance(claimed, str):
+            logger.info("job %s for %s: %s", job.rotation_id, job.app_id, claimed)
+            return claimed
+        outcome = await self._drive(claimed)
+        # Rotations requested while this one ran wait in ``status.pending``: run them now.
+        for _ in range(MAX_CHAINED):
+            pending = claimed.status.pending
+            if claimed.status.in_progress is not None or pending is None:
+                break
+            follow = RotationJob(
+                app_id=job.app_id,
+                rotation_id=pending.rotation_id,
+                reason=pending.reason,
+                requested_at=pending.requested_at,
+                compromised=pending.compromised,
+            )
+            chained = await self._claim(follow)
+            if isinstance(chained, str):
+                break
+            await self._drive(chained)
+            claimed = chained
+        return outcome
+
+    async def _drive(self, run: Run) -> str:
+        """Run step handlers until one finishes the claim; the failure policy decides the rest."""
+        for _ in range(MAX_STEP_RUNS):
+            try:
+                step = run.step
+            except LeaseLost:
+                return "claim taken over by another worker"
+            try:
+                done = await self._handlers[step](run)
+                if done is not None:
+                    return done
+            except StepConflict:
+                continue
+            except LeaseLost:
+                await self._event(
+                    run, "rotation.handedOver", "Another worker took this rotation over", step=step
+                )
+                return "claim taken over by another worker"
+            except Exception as error:
+                if isinstance(error, RotationError | NotFoundError) or (
+                    isinstance(error, ExternalServiceError) and not is_retryable(error)
+                ):
+                    if is_forward_only(step):
+                        # A destination may hold the new secret: never roll back, note and go on.
+                        await self._warn_and_skip(run, step, error)
+                        continue
+                    if step == RotationStep.MAINTENANCE:
+                        return await self._end_maintenance_with(run, error)
+                    return await self._fail(run, _as_rotation_error(error, step))
                 await self._pause(run, error)
                 raise
-            # A refusal (403, 400, ...) will not change by retrying the same job.
-            await self._fail(run, RotationError(error.message, step=self._current_step(run), code=error.code))
-            return "failed"
-        except NotFoundError as error:
-            await self._fail(run, RotationError(error.message, step=self._current_step(run), code="NotFound"))
-            return "failed"
-        except Exception as error:
-            await self._pause(run, error)
-            raise
+        # Steps keep re-running (the row keeps changing, or a step keeps being refused): let the
+        # queue deliver the job again later rather than spin here.
+        stalled = TransientServiceError("The rotation made no progress; it will resume", service="rotator")
+        await self._pause(run, stalled)
+        raise stalled
 
-    def _current_step(self, run: _Run) -> str:
-        claim = run.stored.status.in_progress
-        return claim.step if claim else "unknown"
-
-    def _should_rotate(self, job: RotationJob, run: _Run) -> bool:
-        if job.reason == JobReason.MANUAL or run.compromised:
-            return True
-        return is_due(run.config, run.stored.status, self._clock())
-
-    # --- 1. claim ------------------------------------------------------------------------------
-    async def _claim(self, job: RotationJob) -> _Run | str:
+    # --- claim ----------------------------------------------------------------------------------
+    async def _claim(self, job: RotationJob) -> Run | str:
         for _ in range(5):
             stored = await self._applications.find(job.app_id)
             if stored is None:
                 return "application is not registered"
-            status = stored.status
-            now = self._clock()
+            status, now = stored.status, self._clock()
+            owner = self._lease.new_owner()
             claim = status.in_progress
             resumed = False
-            compromised = job.compromised
             if claim is not None:
                 if claim.expires_at > now:
-                    # Held by a live worker, or by a dead one whose lease still runs: either way
-                    # nobody may act before it expires, and then the timer enqueues a takeover.
-                    # So this copy is acknowledged, not retried into the poison queue.
+                    # Held by a live worker, or a dead one whose lease still runs: nobody may act
+                    # before it expires, and then the timer enqueues a takeover. Acknowledged.
+                    if status.pending is not None and status.pending.rotation_id == job.rotation_id:
+                        return f"rotation {job.rotation_id} is queued behind rotation {claim.rotation_id}"
                     return f"rotation {claim.rotation_id} is in progress"
                 # The worker that held this claim died: resume its rotation, not a new one.
-                rotation_id, resumed = claim.rotation_id, True
-                compromised = compromised or claim.compromised
-            else:
-                if job.rotation_id == status.last_rotation_id:
-                    return "rotation already finished"
-                if job.reason != JobReason.MANUAL:
-                    due = is_due(stored.config, status, now)
-                    pending = any(t is not None and now >= t for t in (status.retry_at, status.retire_at))
-                    if not (due or pending or compromised):
-                        await self._clear_enqueued(stored)
-                        return "not due"
-                elif stored.config.state != "Active":
-                    return "application is Disabled"
-                rotation_id = job.rotation_id
-            owner = uuid.uuid4().hex
-            new_claim = RotationClaim(
-                rotation_id=rotation_id,
-                owner=owner,
-                claimed_at=claim.claimed_at if claim and resumed else now,
-                expires_at=now + self._settings.claim_timeout,
-                step=claim.step if claim and resumed else "claimed",
-                compromised=compromised,
-            )
-            try:
-                saved = await self._applications.save(
-                    stored,
-                    stored.config,
-                    status.model_copy(update={"in_progress": new_claim, "enqueued_at": None}),
-                    now,
+                new_status = status.model_copy(
+                    update={
+                        "in_progress": claim.model_copy(
+                            update={"owner": owner, "expires_at": self._lease.expiry()}
+                        )
+                    }
                 )
+                resumed = True
+            else:
+                decided = await self._decide(job, stored)
+                if isinstance(decided, str):
+                    return decided
+                new_status = status.model_copy(update=decided(owner))
+            try:
+                run = await self._lease.take(stored, new_status, owner)
             except ConflictError:
                 continue
-            run = _Run(saved, rotation_id, owner, compromised, resumed)
+            run.resumed = resumed
+            claim = run.claim
             await self._event(
                 run,
-                "rotation.resumed" if resumed else "rotation.started",
-                f"Rotation {'resumed after a stale claim' if resumed else 'started'} ({job.reason.value})",
+                "rotation.resumed"
+                if resumed
+                else (
+                    "maintenance.started" if claim.step == RotationStep.MAINTENANCE else "rotation.started"
+                ),
+                "Rotation resumed after a stale claim (step " + claim.step.value + ")"
+                if resumed
+                else f"{'Maintenance' if claim.step == RotationStep.MAINTENANCE else 'Rotation'} started ({job.reason.value})",
                 step="claim",
-                details={"reason": job.reason.value, "compromised": compromised},
+                details={
+                    "reason": job.reason.value,
+                    "compromised": claim.compromised,
+                    "generation": claim.generation,
+                },
             )
             return run
         raise TransientServiceError("Could not claim the application", service="rotator", app_id=job.app_id)
 
+    async def _decide(
+        self, job: RotationJob, stored: StoredApplication
+    ) -> Callable[[str], dict[str, Any]] | str:
+        """For an unclaimed application: what this job may start (status changes for a new claim)."""
+        status, config, now = stored.status, stored.config, self._clock()
+        if job.rotation_id in status.recent_rotation_ids or job.rotation_id == status.last_rotation_id:
+            return "rotation already finished"
+        pending = status.pending if status.pending and status.pending.rotation_id == job.rotation_id else None
+        if pending is None and job.generation is not None and job.generation < status.generation:
+            await self._terminal_without_claim(
+                stored,
+                job.rotation_id,
+                "rotation.superseded",
+                RotationOutcome.SUPERSEDED,
+                "A newer rotation ran since this job was queued; it was acknowledged and changed nothing",
+            )
+            return "superseded"
+        if pending is None and status.pending is not None and job.reason != JobReason.RETRY:
+            await self._terminal_without_claim(
+                stored,
+                job.rotation_id,
+                "rotation.merged",
+                RotationOutcome.MERGED,
+                f"Joined the queued rotation {status.pending.rotation_id}",
+                merged_into=status.pending.rotation_id,
+            )
+            return "merged"
+        compromised = pending.compromised if pending else job.compromised
+        revoke_unmanaged = pending.revoke_unmanaged if pending else False
+        if status.pending_revocation is not None:
+            # A compromised rotation's revocation still waits: the next rotation carries it on.
+            compromised = True
+            revoke_unmanaged = revoke_unmanaged or status.pending_revocation.revoke_unmanaged
+        reason = pending.reason if pending else job.reason
+        if reason == JobReason.RETRY:
+            if not self._maintenance_due(status, now):
+                await self._clear_enqueued(stored)
+                return "not due"
+            step, generation = RotationStep.MAINTENANCE, status.generation
+        else:
+            if reason == JobReason.SCHEDULED and not (compromised or is_due(config, status, now)):
+                if pending is not None:
+                    await self._terminal_without_claim(
+                        stored,
+                        job.rotation_id,
+                        "rotation.superseded",
+                        RotationOutcome.SUPERSEDED,
+                        "The application is no longer due (disabled, or rotated meanwhile)",
+                    )
+                    return "superseded"
+                await self._clear_enqueued(stored)
+                return "not due"
+            if reason == JobReason.MANUAL and pending is None and config.state != "Active":
+                return "application is Disabled"
+            step, generation = RotationStep.CLAIMED, status.generation + 1
+
+        def changes(owner: str) -> dict[str, Any]:
+            claim = RotationClaim(
+                rotation_id=job.rotation_id,
+                owner=owner,
+                claimed_at=now,
+                expires_at=self._lease.expiry(),
+                step=step,
+                compromised=compromised,
+                revoke_unmanaged=revoke_unmanaged,
+                generation=generation,
+            )
+            update: dict[str, Any] = {"in_progress": claim, "generation": generation}
+            if step != RotationStep.MAINTENANCE:
+                update.update(pending=None, enqueued_at=None)
+            elif status.pending is None:
+                update["enqueued_at"] = None
+            return update
+
+        return changes
+
+    def _maintenance_due(self, status: ApplicationStatus, now: datetime) -> bool:
+        return bool(status.cleanup_key_ids) or any(
+            t is not None and now >= t for t in (status.retry_at, status.retire_at)
+        )
+
     async def _clear_enqueued(self, stored: StoredApplication) -> None:
-        if stored.status.enqueued_at is None:
+        if stored.status.enqueued_at is None or stored.status.pending is not None:
             return
         try:
             await self._applications.save(
@@ -282,44 +388,38 @@ class RotationEngine:
         except ConflictError:
             pass  # someone else wrote meanwhile; the timer will look again
 
-    async def _update(self, run: _Run, **status_changes: Any) -> None:
-        """Write status changes under our claim; survives concurrent config edits, not takeovers."""
-        for _ in range(5):
-            status = run.stored.status
-            claim = status.in_progress
-            if claim is None or claim.owner != run.owner:
-                raise TransientServiceError(
-                    "Claim was taken over by another worker", service="rotator", app_id=run.app_id
-                )
-            changes = dict(status_changes)
-            if "in_progress" not in changes:
-                # Each durable step renews the lease.
-                changes["in_progress"] = claim.model_copy(
-                    update={"expires_at": self._clock() + self._settings.claim_timeout}
-                )
-            try:
-                run.stored = await self._applications.save(
-                    run.stored, run.stored.config, status.model_copy(update=changes), self._clock()
-                )
-                return
-            except ConflictError:
-                run.stored = await self._applications.get(run.app_id)
-        raise TransientServiceError("Could not update status", service="rotator", app_id=run.app_id)
-
-    async def _set_step(self, run: _Run, step: str) -> None:
-        claim = run.stored.status.in_progress
-        assert claim is not None
-        await self._update(
-            run,
-            in_progress=claim.model_copy(
-                update={"step": step, "expires_at": self._clock() + self._settings.claim_timeout}
-            ),
+    async def _terminal_without_claim(
+        self,
+        stored: StoredApplication,
+        rotation_id: str,
+        event: str,
+        outcome: RotationOutcome,
+        message: str,
+        **details: Any,
+    ) -> None:
+        """Record a job's end that needed no claim (superseded, merged), once per rotation id."""
+        update: dict[str, Any] = {
+            "recent_rotation_ids": remember(stored.status.recent_rotation_ids, rotation_id)
+        }
+        if stored.status.pending is not None and stored.status.pending.rotation_id == rotation_id:
+            update.update(pending=None, enqueued_at=None)
+        try:
+            await self._applications.save(
+                stored, stored.config, stored.status.model_copy(update=update), self._clock()
+            )
+        except ConflictError:
+            return  # the row changed: the job is acknowledged; its next copy decides again
+        await self._events.record(
+            stored.app_id,
+            rotation_id,
+            event,
+            message,
+            step="claim",
+            details={"outcome": outcome.value, **details},
         )
-        self._checkpoint(step)
 
-    # --- the rotation --------------------------------------------------------------------------
-    async def _rotate(self, run: _Run) -> None:
-        # A misconfigured integration fails the rotation before Entra is touched.
+    # --- claimed: create and stage --------------------------------------------------------------
+    async def _create_and_stage(self, run: Run) -> None:
         problems = integration_problems(run.config, self._plugins)
         if problems:
             raise RotationError(
@@ -327,55 +427,21 @@ class RotationEngine:
                 step="validate",
                 code="IntegrationMisconfigured",
             )
-        app = await self._call(
-            lambda: self._directory.get_application(str(run.config.object_id)), "read application"
-        )
-        staged = await self._staging.find(run.app_id, rotationId=run.rotation_id)
-        if staged is None:
-            staged = await self._create_and_stage(run, app)
-        elif run.resumed:
-            await self._event(
-                run,
-                "secret.reused",
-                "Resumed with the secret staged earlier",
-                step="stage",
-                key_id=staged.tags.get("keyId"),
+        claim = run.claim
+        if claim.create_attempts >= MAX_CREATE_ATTEMPTS:
+            raise RotationError(
+                f"Created {claim.create_attempts} credentials and none could be staged and read back from the "
+                "rotator's vault; each was removed. Check the vault (access, firewall, soft-deleted secrets)",
+                step="create",
+                code="StagingFailed",
             )
-        key_id = staged.tags["keyId"]
-        await self._verify(run, key_id, staged.value)
-        await self._set_step(run, "verified")
-
-        results = await self._deploy_all(run, staged, key_id, only=None)
-        self._checkpoint("deployed")
-
-        if run.compromised:
-            await self._revoke_others(run, key_id)
-
-        password = await self._find_password(run, key_id)
-        summary = RotationSummary(
-            app_id=run.app_id,
-            rotation_id=run.rotation_id,
-            key_id=key_id,
-            hint=password.hint if password else None,
-            expires_at=staged.expires_on or (password.end if password else None),
-            integrations=results,
-            warnings=run.warnings,
-            compromised=run.compromised,
-            secret=staged.value if run.config.notifications.include_secret_in_email else None,
-        )
-        await self._notify(run, summary, succeeded=True)
-        await self._finish(run, staged, password, results)
-        self._checkpoint("finished")
-        await self._retire(run, key_id)
-
-    async def _create_and_stage(self, run: _Run, app: EntraApplication) -> VaultSecret:
-        name = f"{self._settings.credential_prefix}:{run.rotation_id}"
-        object_id = app.object_id
-        # A credential named for this rotation but not staged lost its text in a crash: remove it.
-        for orphan in [p for p in app.passwords if p.display_name == name]:
-            await self._call(
-                partial(self._directory.remove_password, object_id, orphan.key_id), "remove orphan"
-            )
+        credentials = self._credentials
+        app = await credentials.read(run.config)
+        name = credentials.name_for(claim.rotation_id)
+        in_use = credentials.in_use(run.config, run.status)
+        # A credential named for this rotation but never recorded lost its text in a crash.
+        for orphan in [p for p in app.passwords if p.display_name == name and p.key_id not in in_use]:
+            await credentials.remove(app.object_id, orphan.key_id, "remove orphan")
             await self._event(
                 run,
                 "credential.orphanRemoved",
@@ -384,309 +450,712 @@ class RotationEngine:
                 step="create",
                 key_id=orphan.key_id,
             )
-            app = EntraApplication(
-                app.object_id,
-                app.app_id,
-                app.display_name,
-                app.sign_in_audience,
-                tuple(p for p in app.passwords if p.key_id != orphan.key_id),
-            )
-        await self._make_room(run, app)
-        new = await self._add_password(run, object_id, name)
-        self._checkpoint("created")
-        await self._event(
-            run,
-            "secret.created",
-            f"Created credential (hint {new.info.hint}, expires "
-            f"{new.info.end.isoformat() if new.info.end else 'unknown'})",
-            step="create",
-            key_id=new.info.key_id,
-        )
+            app = _without(app, orphan.key_id)
         try:
-            await retry(
-                lambda: self._staging.stage(
-                    run.app_id, run.rotation_id, new.info.key_id, new.secret, new.info.end
-                ),
-                policy=self._settings.retry_policy,
-                describe="stage secret",
-                sleep=self._sleep,
+            removed = await credentials.make_room(app, run.config, run.status)
+        except RotationError as error:
+            await self._event(
+                run,
+                "credential.capReached",
+                error.message,
+                level=LogLevel.WARNING,
+                step="create",
+                code=error.code,
             )
-        except Exception:
-            # Never leave a credential nobody can trace or use: take it back before failing.
-            try:
-                await self._directory.remove_password(object_id, new.info.key_id)
-            except Exception as cleanup_error:  # noqa: BLE001 - a later resume removes it by name
-                logger.warning("could not remove unstaged credential: %s", type(cleanup_error).__name__)
             raise
-        self._checkpoint("staged_written")
-        await self._set_step(run, "staged")
-        staged = await self._staging.find(run.app_id, rotationId=run.rotation_id)
-        if staged is None:
-            raise TransientServiceError(
-                "Staged secret not readable yet", service="keyvault", app_id=run.app_id
+        for password in removed:
+            await self._event(
+                run,
+                "credential.retired",
+                "Removed a credential no destination uses, to make room under the password cap",
+                step="create",
+                key_id=password.key_id,
+                details={"credential": describe([password])[0]},
             )
-        await self._event(
-            run, "secret.staged", "Secret staged in the rotator's vault", step="stage", key_id=new.info.key_id
-        )
-        return staged
-
-    async def _add_password(self, run: _Run, object_id: str, name: str) -> NewPassword:
-        requested = run.config.rotation.secret_lifetime_days
-        candidates = [requested, *[d for d in POLICY_STEP_DOWN_DAYS if d < requested]]
-        for index, days in enumerate(candidates):
-            # A margin under a capped lifetime absorbs clock skew against the policy's own clock.
-            margin = timedelta(minutes=5) if index else timedelta(0)
-            end = self._clock() + timedelta(days=days) - margin
-            try:
-                new = await self._add_once(run, object_id, name, end)
-            except ExternalServiceError as error:
-                if error.code == POLICY_ERROR and index + 1 < len(candidates):
-                    continue
-                if error.code == POLICY_ERROR:
-                    raise RotationError(
-                        "The tenant's app management policy refuses every lifetime tried",
-                        step="create",
-                        code=POLICY_ERROR,
-                    ) from None
-                if error.status == 400 and "password" in error.message.lower():
-                    raise RotationError(
-                        "Entra refused another password: the credential cap is reached",
-                        step="create",
-                        code=error.code or "CredentialCapReached",
-                    ) from None
-                raise
-            if days != requested:
-                warning = f"Tenant policy capped the lifetime: {days} days instead of {requested}"
-                run.warnings.append(warning)
-                await self._event(
-                    run,
-                    "policy.capped",
-                    warning,
-                    level=LogLevel.WARNING,
-                    step="create",
-                    code=POLICY_ERROR,
-                    details={"requestedDays": requested, "appliedDays": days},
-                )
-            return new
-        raise AssertionError("unreachable")
-
-    async def _add_once(self, run: _Run, object_id: str, name: str, end: datetime) -> NewPassword:
-        attempt = 1
-        policy = self._settings.retry_policy
-        while True:
-            try:
-                return await self._directory.add_password(object_id, name, end)
-            except Exception as error:
-                delay = policy.delay(attempt, error)
-                if delay is None:
-                    raise
-                # The lost answer may have created a credential whose text we never saw: remove it.
-                await self._remove_named(run, object_id, name)
-                await self._sleep(delay)
-                attempt += 1
-
-    async def _remove_named(self, run: _Run, object_id: str, name: str) -> None:
-        app = await self._call(lambda: self._directory.get_application(object_id), "read application")
-        for password in app.passwords:
-            if password.display_name == name:
-                await self._call(
-                    partial(self._directory.remove_password, object_id, password.key_id),
-                    "remove unseen credential",
-                )
+            await self._forget_staged(run.app_id, password)
+        lifetime = await credentials.lifetime(run.config, app)
+        duplicates: list[str] = []
+        try:
+            new, applied = await credentials.add(run.config, name, lifetime, removed=duplicates)
+        finally:
+            for key_id in duplicates:
                 await self._event(
                     run,
                     "credential.duplicateRemoved",
                     "Removed a credential created by a request whose answer was lost",
                     level=LogLevel.WARNING,
                     step="create",
-                    key_id=password.key_id,
+                    key_id=key_id,
                 )
-
-    async def _make_room(self, run: _Run, app: EntraApplication) -> None:
-        cap = app.password_cap
-        if cap is None or len(app.passwords) < cap:
-            return
-        now = self._clock()
-        removable = [p for p in app.passwords if p.is_expired(now) and self._may_retire(run, p)]
-        for password in sorted(removable, key=lambda p: p.end or now)[: len(app.passwords) - cap + 1]:
-            await self._call(
-                partial(self._directory.remove_password, app.object_id, password.key_id),
-                "remove expired credential",
+        await self._lease.write(
+            run,
+            claim={
+                "step": RotationStep.CREATED,
+                "key_id": new.info.key_id,
+                "key_hint": new.info.hint,
+                "create_attempts": claim.create_attempts + 1,
+            },
+        )
+        self._checkpoint("created")
+        await self._event(
+            run,
+            "secret.created",
+            f"Created credential (hint {new.info.hint}, expires {new.info.end.isoformat() if new.info.end else 'unknown'})",
+            step="create",
+            key_id=new.info.key_id,
+        )
+        if applied.capped_by is not None:
+            days = round(applied.applied.total_seconds() / 86400, 2)
+            warning = (
+                f"Tenant app management policy capped the lifetime: {days} days instead of "
+                f"{applied.requested_days} ({'policy read' if applied.capped_by == 'policy' else 'found by refusals'})"
             )
+            await self._lease.write(run, claim={"warnings": [*run.claim.warnings, warning]})
             await self._event(
                 run,
-                "credential.retired",
-                "Removed an expired credential to make room",
-                step="create",
-                key_id=password.key_id,
-            )
-        if len(app.passwords) - len(removable) >= cap:
-            message = (
-                f"The application allows at most {cap} passwords and none can be removed safely "
-                "(remove one, or opt in to retiring credentials the rotator did not create)"
-            )
-            await self._event(
-                run,
-                "credential.capReached",
-                message,
+                "policy.capped",
+                warning,
                 level=LogLevel.WARNING,
                 step="create",
-                code="CredentialCapReached",
+                code=POLICY_ERROR,
+                details={
+                    "requestedDays": applied.requested_days,
+                    "appliedDays": days,
+                    "source": applied.capped_by,
+                },
             )
-            raise RotationError(message, step="create", code="CredentialCapReached")
+        try:
+            version = await retry(
+                lambda: self._staging.stage(
+                    run.app_id, claim.rotation_id, new.info.key_id, new.secret, new.info.end
+                ),
+                policy=self._settings.retry_policy,
+                describe="stage secret",
+                sleep=self._sleep,
+            )
+        except Exception:
+            # Never leave a credential nobody can use: take it back (the claim names it, so a crash
+            # here is cleaned up by the resume).
+            try:
+                await self._credentials.directory.remove_password(app.object_id, new.info.key_id)
+                await self._lease.write(run, claim={"step": RotationStep.CLAIMED, "key_id": None})
+            except Exception as cleanup_error:  # noqa: BLE001 - the resume removes it
+                logger.warning("could not remove unstaged credential: %s", type(cleanup_error).__name__)
+            raise
+        run.staged_version = version
+        self._checkpoint("staged_written")
+        await self._lease.write(run, claim={"step": RotationStep.STAGED, "staged_version": version})
+        await self._event(
+            run, "secret.staged", "Secret staged in the rotator's vault", step="stage", key_id=new.info.key_id
+        )
+        self._checkpoint("staged")
 
-    def _may_retire(self, run: _Run, password: PasswordInfo) -> bool:
-        return self._is_ours(password) or run.config.rotation.retire_unmanaged_credentials
+    async def _recover_created(self, run: Run) -> None:
+        """Resumed between addPassword and the record of its staging: find it by name, or start over."""
+        claim = run.claim
+        staged = await self._staging.get(run.app_id, claim.rotation_id, run.staged_version)
+        if staged is not None and staged.tags.get("keyId") == claim.key_id:
+            await self._lease.write(
+                run, claim={"step": RotationStep.STAGED, "staged_version": staged.version}
+            )
+            await self._event(
+                run,
+                "secret.reused",
+                "Resumed with the secret staged earlier",
+                step="stage",
+                key_id=claim.key_id,
+            )
+            return
+        await self._discard_unstaged(run, "its secret was never staged")
 
-    def _is_ours(self, password: PasswordInfo) -> bool:
-        return (password.display_name or "").startswith(f"{self._settings.credential_prefix}:")
+    async def _discard_unstaged(self, run: Run, why: str) -> None:
+        claim = run.claim
+        if claim.key_id:
+            await self._credentials.remove(
+                str(run.config.object_id), claim.key_id, "remove unstaged credential"
+            )
+            await self._event(
+                run,
+                "credential.orphanRemoved",
+                f"Removed this rotation's credential: {why}; creating another",
+                level=LogLevel.WARNING,
+                step="stage",
+                key_id=claim.key_id,
+            )
+        await self._lease.write(
+            run, claim={"step": RotationStep.CLAIMED, "key_id": None, "staged_version": None}
+        )
 
-    async def _verify(self, run: _Run, key_id: str, secret: SecretValue) -> None:
+    async def _staged_secret(self, run: Run) -> VaultSecret | None:
+        """This rotation's staged secret, read once per invocation by its recorded version id."""
+        claim = run.claim
+        cached = run.staged
+        if (
+            cached is not None
+            and cached.version == claim.staged_version
+            and cached.tags.get("keyId") == claim.key_id
+        ):
+            return cached
+        staged = await self._staging.get(run.app_id, claim.rotation_id, claim.staged_version)
+        if staged is None or staged.tags.get("keyId") != claim.key_id:
+            return None
+        run.staged = staged
+        return staged
+
+    # --- staged: verify -------------------------------------------------------------------------
+    async def _verify(self, run: Run) -> None:
+        claim = run.claim
+        staged = await self._staged_secret(run)
+        if staged is None:
+            await self._discard_unstaged(run, "its staged version cannot be read back from the vault")
+            return
+        key_id = str(claim.key_id)
         started = time.monotonic()
         delay = self._settings.verify_first_delay
         attempts = 0
         while True:
             attempts += 1
             try:
-                works = await self._verifier.works(str(run.config.app_id), secret)
+                works = await self._verifier.works(str(run.config.app_id), staged.value)
             except TransientServiceError:
                 works = False
             elapsed = time.monotonic() - started
             if works:
-                await self._event(
-                    run,
-                    "secret.verified",
-                    f"New secret works (after {attempts} attempts, {elapsed:.0f}s)",
-                    step="verify",
-                    key_id=key_id,
-                    duration_ms=int(elapsed * 1000),
-                )
-                return
-            if elapsed + delay > self._settings.verify_timeout_seconds:
                 break
+            if elapsed + delay > self._settings.verify_timeout_seconds:
+                # It never worked: the failure policy removes it; nobody received it.
+                raise RotationError(
+                    f"The new secret was never accepted by Entra ID within "
+                    f"{self._settings.verify_timeout_seconds:.0f}s; it was removed and the current secret is untouched",
+                    step="verify",
+                    code="SecretNeverWorked",
+                )
             await self._sleep(delay)
             delay = min(delay * 2, self._settings.verify_max_delay)
-        # It never worked: take it back so nobody receives a dead secret; the old one stays.
-        object_id = str(run.config.object_id)
-        await self._call(
-            lambda: self._directory.remove_password(object_id, key_id), "remove failed credential"
-        )
-        staged = await self._staging.find(run.app_id, rotationId=run.rotation_id)
-        if staged is not None:
-            await self._staging.set_stage(staged, "failed")
-        raise RotationError(
-            f"The new secret was never accepted by Entra ID within {self._settings.verify_timeout_seconds:.0f}s; "
-            "it was removed and the current secret is untouched",
-            step="verify",
-            code="SecretNeverWorked",
-        )
-
-    async def _deploy_all(
-        self, run: _Run, staged: VaultSecret, key_id: str, only: set[str] | None
-    ) -> dict[str, IntegrationStatus]:
-        results: dict[str, IntegrationStatus] = {}
-        for integration in run.config.integrations:
-            name = integration.name or integration.kind
-            if not integration.enabled or (only is not None and name not in only):
-                continue
-            results[name] = await self._deploy_one(run, integration, name, staged, key_id)
-            await self._update(run, integrations={**run.stored.status.integrations, name: results[name]})
-        return results
-
-    async def _deploy_one(
-        self, run: _Run, integration: Any, name: str, staged: VaultSecret, key_id: str
-    ) -> IntegrationStatus:
-        plugin = self._plugins.get(integration.kind)
-        started = time.monotonic()
-        try:
-            if plugin is None:
-                raise RotationError(
-                    f"No plugin for {integration.kind}", step="deploy", code="IntegrationNotAvailable"
-                )
-            context = DeployContext(
-                app=run.config,
-                settings=integration,
-                rotation_id=run.rotation_id,
-                key_id=key_id,
-                secret=staged.value,
-                expires_at=staged.expires_on,
-                services=self._services,
-            )
-            outcome = await retry(
-                lambda: plugin.deploy(context),
-                policy=self._settings.retry_policy,
-                describe=f"deploy {name}",
-                sleep=self._sleep,
-            )
-            await retry(
-                lambda: plugin.verify(context),
-                policy=self._settings.retry_policy,
-                describe=f"verify {name}",
-                sleep=self._sleep,
-            )
-        except Exception as error:  # noqa: BLE001 - one integration failing must not stop the others
-            info = _error_info(error, "deploy", self._clock())
-            await self._event(
-                run,
-                "integration.failed",
-                f"{name}: {info.message}",
-                level=LogLevel.ERROR,
-                step="deploy",
-                integration=name,
-                key_id=key_id,
-                code=info.code,
-                duration_ms=int((time.monotonic() - started) * 1000),
-            )
-            return IntegrationStatus(result="failed", at=self._clock(), key_id=key_id, error=info)
-        for warning in outcome.warnings:
-            await self._event(
-                run,
-                "integration.warning",
-                f"{name}: {warning}",
-                level=LogLevel.WARNING,
-                step="deploy",
-                integration=name,
-                key_id=key_id,
-            )
+        await self._lease.write(run, claim={"step": RotationStep.VERIFIED})
         await self._event(
             run,
-            "integration.deployed",
-            f"{name}: {outcome.summary}",
-            step="deploy",
-            integration=name,
+            "secret.verified",
+            f"New secret works (after {attempts} attempts, {elapsed:.0f}s)",
+            step="verify",
             key_id=key_id,
-            details=outcome.details,
-            duration_ms=int((time.monotonic() - started) * 1000),
+            duration_ms=int(elapsed * 1000),
         )
-        return IntegrationStatus(result="succeeded", at=self._clock(), key_id=key_id)
+        self._checkpoint("verified")
 
-    async def _revoke_others(self, run: _Run, key_id: str) -> None:
-        object_id = str(run.config.object_id)
-        app = await self._call(lambda: self._directory.get_application(object_id), "read application")
-        revoked = []
-        for password in app.passwords:
-            if password.key_id != key_id:
-                await self._call(
-                    partial(self._directory.remove_password, object_id, password.key_id),
-                    "revoke credential",
+    async def _start_delivery(self, run: Run) -> None:
+        # Recorded before any destination is written: from here nothing removes the new credential.
+        await self._lease.write(run, claim={"step": RotationStep.DELIVERING})
+
+    # --- delivering: deliver, then commit ---------------------------------------------------------
+    async def _deliver_and_commit(self, run: Run) -> None:
+        claim = run.claim
+        key_id = str(claim.key_id)
+        staged = await self._staged_secret(run)
+        if staged is None:
+            raise RotationError(
+                "The staged secret can no longer be read from the rotator's vault; destinations not yet "
+                "written keep the previous secret",
+                step="deploy",
+                code="StagedSecretMissing",
+            )
+        for name in self._delivery.names(run.config):
+            held = run.status.integrations.get(name)
+            if held is not None and held.confirmed_key_id == key_id:
+                continue  # delivered by an earlier run of this step
+            result = await self._delivery.deliver(run.config, name, staged, claim.rotation_id, held)
+            await self._lease.write(run, integrations={**run.status.integrations, name: result})
+        self._checkpoint("deployed")
+        await self._commit(run, staged)
+
+    async def _commit(self, run: Run, staged: VaultSecret) -> None:
+        """The new credential becomes current; the one it supersedes becomes previous."""
+        status, claim = run.status, run.claim
+        key_id = str(claim.key_id)
+        if status.current_key_id == key_id:
+            await self._lease.write(run, claim={"step": RotationStep.DELIVERED})
+            return
+        await self._staging.set_stage(staged, "current")
+        if status.current_rotation_id and status.current_rotation_id != claim.rotation_id:
+            await self._best_effort(
+                self._mark_previous(run.app_id, status.current_rotation_id, status.current_version)
+            )
+        await self._lease.write(
+            run,
+            claim={"step": RotationStep.DELIVERED},
+            current_key_id=key_id,
+            current_rotation_id=claim.rotation_id,
+            current_version=staged.version,
+            previous_key_id=status.current_key_id,
+            previous_rotation_id=status.current_rotation_id,
+            expires_at=staged.expires_on,
+            last_updated_at=self._clock(),
+            threshold_alert_sent_for=None,
+        )
+        self._checkpoint("delivered")
+
+    async def _mark_previous(self, app_id: str, rotation_id: str, version: str | None) -> None:
+        old = await self._staging.get(app_id, rotation_id, version)
+        if old is not None:
+            await self._staging.set_stage(old, "previous")
+
+    # --- delivered: revoke (compromised) or retire superseded -------------------------------------
+    async def _revoke_or_retire(self, run: Run) -> None:
+        claim, status, config = run.claim, run.status, run.config
+        key_id = str(claim.key_id)
+        app = await self._credentials.read(config)
+        warnings = list(claim.warnings)
+        changes: dict[str, Any] = {}
+        if claim.compromised:
+            waiting = self._not_confirmed(run, key_id)
+            if waiting:
+                warning = (
+                    "Compromised: the old credentials stay valid until every destination holds the new secret "
+                    f"({', '.join(waiting)} did not confirm it); they are revoked when delivery completes"
                 )
-                revoked.append(password.key_id)
+                warnings.append(warning)
+                changes["pending_revocation"] = PendingRevocation(
+                    rotation_id=claim.rotation_id, key_id=key_id, revoke_unmanaged=claim.revoke_unmanaged
+                )
+                await self._event(
+                    run,
+                    "credential.revocationDeferred",
+                    warning,
+                    level=LogLevel.WARNING,
+                    step="retire",
+                    key_id=key_id,
+                )
+            else:
+                leftover, revoke_warnings = await self._revoke(run, app, key_id, claim.revoke_unmanaged)
+                warnings += revoke_warnings
+                changes["pending_revocation"] = leftover
+                changes["previous_key_id"] = None if leftover is None else status.previous_key_id
+        else:
+            removable = self._credentials.superseded(app, config, status, keep_previous=True)
+            removable += self._credentials.expired_foreign(app, config)
+            warnings += await self._remove_all(
+                run, app, removable, "Removed a superseded credential no destination uses"
+            )
+        previous = next((p for p in app.passwords if p.key_id == status.previous_key_id), None)
+        changes["retire_at"] = (
+            previous.end + RETIRE_MARGIN
+            if previous is not None and previous.end is not None and not claim.compromised
+            else None
+        )
+        await self._lease.write(
+            run, claim={"step": RotationStep.RETIRED, "warnings": warnings[-20:]}, reapply=False, **changes
+        )
+        self._checkpoint("retired")
+
+    def _not_confirmed(self, run: Run, key_id: str) -> list[str]:
+        integrations = run.status.integrations
+        return [
+            name
+            for name in self._delivery.names(run.config)
+            if integrations.get(name) is None or integrations[name].confirmed_key_id != key_id
+        ]
+
+    async def _revoke(
+        self, run: Run, app: EntraApplication, key_id: str, include_foreign: bool
+    ) -> tuple[PendingRevocation | None, list[str]]:
+        """Remove every other password we own (foreign ones with the opt-in); what is left to retry."""
+        revoke, kept = self._credentials.revocable(app, key_id, include_foreign=include_foreign)
+        warnings = await self._remove_all(run, app, revoke, "Compromised mode: revoked")
+        left = [p for p in revoke if p.key_id in _failed_keys(warnings)]
+        if kept:
+            message = (
+                f"Compromised: {len(kept)} credential(s) the rotator did not create are still valid "
+                "(revoke them by hand, or refresh with revokeUnmanagedCredentials)"
+            )
+            warnings.append(message)
         await self._event(
             run,
             "credential.revokedAll",
-            f"Compromised mode: removed every other password ({len(revoked)}) immediately",
+            f"Compromised mode: revoked {len(revoke) - len(left)} other password(s)"
+            + (f", {len(left)} to retry" if left else "")
+            + (f"; {len(kept)} foreign credential(s) left valid" if kept else ""),
             level=LogLevel.WARNING,
             step="retire",
             key_id=key_id,
-            details={"revokedKeyIds": revoked},
+            details={
+                "revokedKeyIds": [p.key_id for p in revoke if p not in left],
+                "foreignStillValid": describe(kept),
+            },
+        )
+        pending = (
+            PendingRevocation(
+                rotation_id=run.claim.rotation_id, key_id=key_id, revoke_unmanaged=include_foreign
+            )
+            if left
+            else None
+        )
+        return pending, warnings
+
+    async def _remove_all(
+        self, run: Run, app: EntraApplication, passwords: list[PasswordInfo], what: str
+    ) -> list[str]:
+        """Remove each; a refusal becomes a warning (``could not remove <keyId>``) and is retried later."""
+        warnings = []
+        for password in passwords:
+            try:
+                await self._credentials.remove(app.object_id, password.key_id, "remove credential")
+            except Exception as error:  # noqa: BLE001 - forward only: note it, retry later
+                info = error_info(error, "retire", self._clock())
+                warnings.append(f"could not remove {password.key_id}: {info.code}")
+                await self._event(
+                    run,
+                    "retire.failed",
+                    f"Could not remove credential: {info.message}",
+                    level=LogLevel.WARNING,
+                    step="retire",
+                    key_id=password.key_id,
+                    code=info.code,
+                )
+                continue
+            await self._event(run, "credential.retired", what, step="retire", key_id=password.key_id)
+            await self._forget_staged(run.app_id, password)
+        return warnings
+
+    async def _forget_staged(self, app_id: str, password: PasswordInfo) -> None:
+        """A removed credential's staged copy goes too: staged secrets exist only for live credentials."""
+        rotation_id = self._credentials.rotation_of(password)
+        if rotation_id:
+            await self._best_effort(self._staging.discard(app_id, rotation_id))
+
+    # --- retired: notify exactly once -------------------------------------------------------------
+    async def _notify_once(self, run: Run) -> None:
+        claim = run.claim
+        if claim.notified:
+            await self._lease.write(run, claim={"step": RotationStep.NOTIFYING})
+            return
+        # Recorded before sending: a resume after this point never sends a second notice.
+        await self._lease.write(run, claim={"step": RotationStep.NOTIFYING, "notified": True})
+        include_secret = run.config.notifications.include_secret_in_email
+        staged = await self._staged_secret(run) if include_secret else None
+        status = run.status
+        summary = RotationSummary(
+            app_id=run.app_id,
+            rotation_id=claim.rotation_id,
+            key_id=claim.key_id,
+            hint=claim.key_hint,
+            expires_at=status.expires_at,
+            integrations={
+                k: v for k, v in status.integrations.items() if k in self._delivery.names(run.config)
+            },
+            warnings=list(claim.warnings),
+            compromised=claim.compromised,
+            secret=staged.value
+            if staged is not None and run.config.notifications.include_secret_in_email
+            else None,
+        )
+        await self._notify(run, summary, succeeded=True)
+        self._checkpoint("notified")
+
+    # --- notifying: finish ------------------------------------------------------------------------
+    async def _finish(self, run: Run) -> str:
+        claim, status = run.claim, run.status
+        now = self._clock()
+        failed = [
+            n
+            for n in self._delivery.names(run.config)
+            if (status.integrations.get(n) or _PENDING).result != "succeeded"
+        ]
+        retry_needed = bool(
+            failed or status.pending_revocation or status.cleanup_key_ids or _needs_retry(claim.warnings)
+        )
+        outcome = RotationOutcome.DEGRADED if retry_needed else RotationOutcome.SUCCEEDED
+        await self._lease.write(
+            run,
+            in_progress=None,
+            enqueued_at=status.enqueued_at if status.pending is not None else None,
+            last_result=RotationResult.DEGRADED if retry_needed else RotationResult.SUCCEEDED,
+            last_error=None,
+            consecutive_failures=0,
+            last_rotation_id=claim.rotation_id,
+            recent_rotation_ids=remember(status.recent_rotation_ids, claim.rotation_id),
+            retry_at=now + INTEGRATION_RETRY_DELAY if retry_needed else None,
+        )
+        detail = ", ".join(failed) + " failed" if failed else ""
+        if status.pending_revocation is not None:
+            detail = (detail + "; " if detail else "") + "revocation pending"
+        await self._event(
+            run,
+            "rotation.completed",
+            f"Rotation {outcome.value}" + (f": {detail}" if detail else ""),
+            step="finish",
+            level=LogLevel.WARNING if retry_needed else LogLevel.INFO,
+            key_id=claim.key_id,
+            details={
+                "outcome": outcome.value,
+                "integrations": {
+                    k: v.result
+                    for k, v in status.integrations.items()
+                    if k in self._delivery.names(run.config)
+                },
+                "warnings": list(claim.warnings),
+                "compromised": claim.compromised,
+            },
+        )
+        self._checkpoint("finished")
+        return "rotated"
+
+    # --- maintenance between rotations -------------------------------------------------------------
+    async def _maintain(self, run: Run) -> str:
+        """Remove failed rotations' credentials, deliver the current secret to destinations that
+        missed it, revoke what a compromised rotation deferred, retire the expired previous one."""
+        status, config = run.status, run.config
+        now = self._clock()
+        object_id = str(config.object_id)
+        cleanup = []
+        for key_id in status.cleanup_key_ids:
+            try:
+                await self._credentials.remove(object_id, key_id, "remove failed rotation's credential")
+                await self._event(
+                    run,
+                    "credential.orphanRemoved",
+                    "Removed a failed rotation's credential",
+                    step="retire",
+                    key_id=key_id,
+                )
+            except Exception as error:  # noqa: BLE001 - kept for the next pass
+                cleanup.append(key_id)
+                logger.warning("cleanup of %s failed: %s", key_id, type(error).__name__)
+        if cleanup != status.cleanup_key_ids:
+            await self._lease.write(run, cleanup_key_ids=cleanup)
+        if status.retry_at is not None and now >= status.retry_at:
+            await self._retry_destinations(run)
+        status = run.status
+        warnings: list[str] = []
+        changes: dict[str, Any] = {}
+        revocation = status.pending_revocation
+        current = status.current_key_id
+        if revocation is not None and current is not None and not self._not_confirmed(run, current):
+            # Revoke everything but the current credential (a newer rotation may have replaced the
+            # compromised one's: the intent carries on to whatever is current).
+            app = await self._credentials.read(config)
+            left, warnings = await self._revoke(run, app, current, revocation.revoke_unmanaged)
+            changes["pending_revocation"] = left
+            if left is None:
+                changes["previous_key_id"] = None
+        if status.retire_at is not None and now >= status.retire_at:
+            app = await self._credentials.read(config)
+            superseded = self._credentials.superseded(app, config, status, keep_previous=False)
+            expired = [p for p in superseded if p.key_id == status.previous_key_id and p.is_expired(now)]
+            others = [p for p in superseded if p.key_id != status.previous_key_id]
+            warnings += await self._remove_all(
+                run, app, [*expired, *others], "Removed a superseded credential"
+            )
+            warnings += await self._remove_all(
+                run,
+                app,
+                self._credentials.expired_foreign(app, config),
+                "Removed an expired credential (opted in)",
+            )
+            changes["retire_at"] = None
+            if not _failed_keys(warnings):
+                changes["previous_key_id"] = None if expired else status.previous_key_id
+        failed = [
+            n
+            for n in self._delivery.names(config)
+            if (status.integrations.get(n) or _PENDING).result != "succeeded"
+        ]
+        revocation_left = changes.get("pending_revocation", status.pending_revocation)
+        retry_needed = bool(failed or revocation_left or cleanup or _needs_retry(warnings))
+        result = status.last_result
+        if status.last_result in (RotationResult.DEGRADED, RotationResult.SUCCEEDED):
+            result = RotationResult.DEGRADED if retry_needed else RotationResult.SUCCEEDED
+        await self._lease.write(
+            run,
+            in_progress=None,
+            enqueued_at=status.enqueued_at if status.pending is not None else None,
+            retry_at=now + INTEGRATION_RETRY_DELAY if retry_needed else None,
+            last_result=result,
+            recent_rotation_ids=remember(status.recent_rotation_ids, run.claim.rotation_id),
+            **changes,
+        )
+        return "delivered"
+
+    async def _retry_destinations(self, run: Run) -> None:
+        status = run.status
+        configured = set(self._delivery.names(run.config))
+        pending = [
+            n
+            for n in self._delivery.names(run.config)
+            if (status.integrations.get(n) or _PENDING).result != "succeeded"
+        ]
+        if not pending or status.current_key_id is None:
+            return
+        staged = await self._current_staged(run.app_id, status)
+        if staged is None:
+            await self._event(
+                run,
+                "integrations.retried",
+                "The current secret is not in the rotator's vault any more: rotate to deliver a new one",
+                level=LogLevel.WARNING,
+                step="deploy",
+                code="StagedSecretMissing",
+            )
+            return
+        for name in pending:
+            result = await self._delivery.deliver(
+                run.config, name, staged, run.claim.rotation_id, status.integrations.get(name)
+            )
+            await self._lease.write(run, integrations={**run.status.integrations, name: result})
+        still = [n for n in pending if n in configured and run.status.integrations[n].result != "succeeded"]
+        await self._event(
+            run,
+            "integrations.retried",
+            "Retried failed integrations from the staged secret: "
+            + (", ".join(still) + " still failing" if still else "all delivered"),
+            level=LogLevel.WARNING if still else LogLevel.INFO,
+            step="deploy",
         )
 
-    async def _find_password(self, run: _Run, key_id: str) -> PasswordInfo | None:
-        object_id = str(run.config.object_id)
-        app = await self._call(lambda: self._directory.get_application(object_id), "read application")
-        return next((p for p in app.passwords if p.key_id == key_id), None)
+    async def _current_staged(self, app_id: str, status: ApplicationStatus) -> VaultSecret | None:
+        if status.current_rotation_id:
+            staged = await self._staging.get(app_id, status.current_rotation_id, status.current_version)
+            if staged is not None and staged.tags.get("keyId") == status.current_key_id:
+                return staged
+            return None
+        return await self._staging.find_legacy(app_id, str(status.current_key_id))
 
-    async def _notify(self, run: _Run, summary: RotationSummary, *, succeeded: bool) -> None:
+    async def _end_maintenance_with(self, run: Run, error: Exception) -> str:
+        info = error_info(error, "maintenance", self._clock())
+        await self._event(
+            run,
+            "maintenance.failed",
+            f"Maintenance stopped: {info.message}",
+            level=LogLevel.WARNING,
+            step="retire",
+            code=info.code,
+        )
+        await self._lease.write(
+            run, in_progress=None, retry_at=self._clock() + INTEGRATION_RETRY_DELAY, last_error=info
+        )
+        return "delivered"
+
+    # --- failure policy -------------------------------------------------------------------------
+    async def _warn_and_skip(self, run: Run, step: RotationStep, error: Exception) -> None:
+        """A refusal after delivery began: record it, keep going, and have the timer retry the rest."""
+        info = error_info(error, step.value, self._clock())
+        warning = f"could not complete {step.value}: {info.message} ({info.code})"
+        await self._event(
+            run, "rotation.warning", warning, level=LogLevel.WARNING, step=step.value, code=info.code
+        )
+        claim, status = run.claim, run.status
+        extra: dict[str, Any] = {}
+        if step == RotationStep.DELIVERING and claim.key_id and status.current_key_id != claim.key_id:
+            # Commit anyway: a destination may hold the new secret, so it must become current.
+            extra = {
+                "current_key_id": claim.key_id,
+                "current_rotation_id": claim.rotation_id,
+                "current_version": claim.staged_version,
+                "previous_key_id": status.current_key_id,
+                "previous_rotation_id": status.current_rotation_id,
+                "last_updated_at": self._clock(),
+            }
+        if step == RotationStep.DELIVERED and claim.compromised and claim.key_id:
+            extra["pending_revocation"] = PendingRevocation(
+                rotation_id=claim.rotation_id, key_id=claim.key_id, revoke_unmanaged=claim.revoke_unmanaged
+            )
+        await self._lease.write(
+            run,
+            claim={
+                "step": _NEXT.get(step, RotationStep.NOTIFYING),
+                "warnings": [*claim.warnings, warning][-20:],
+            },
+            **extra,
+        )
+
+    async def _fail(self, run: Run, error: RotationError) -> str:
+        """Before delivery: remove only this rotation's credential; the previous one is untouched."""
+        claim, status = run.claim, run.status
+        info = error_info(error, error.step, self._clock())
+        cleanup = list(status.cleanup_key_ids)
+        if error.code != "ApplicationIdMismatch":
+            for key_id in await self._credentials_of(run):
+                try:
+                    await self._credentials.remove(
+                        str(run.config.object_id), key_id, "remove failed credential"
+                    )
+                except Exception as cleanup_error:  # noqa: BLE001 - recorded, the timer retries it
+                    logger.warning("could not remove failed credential: %s", type(cleanup_error).__name__)
+                    cleanup.append(key_id)
+        await self._best_effort(self._staging.discard(run.app_id, claim.rotation_id))
+        await self._lease.write(
+            run,
+            in_progress=None,
+            enqueued_at=status.enqueued_at if status.pending is not None else None,
+            last_result=RotationResult.FAILED,
+            last_error=info,
+            consecutive_failures=status.consecutive_failures + 1,
+            last_rotation_id=claim.rotation_id,
+            recent_rotation_ids=remember(status.recent_rotation_ids, claim.rotation_id),
+            cleanup_key_ids=cleanup,
+            retry_at=self._clock() + INTEGRATION_RETRY_DELAY if cleanup else status.retry_at,
+        )
+        await self._events.record(
+            run.app_id,
+            claim.rotation_id,
+            "rotation.failed",
+            info.message,
+            level=LogLevel.ERROR,
+            step=error.step,
+            code=info.code,
+            details={"outcome": RotationOutcome.FAILED.value},
+        )
+        await self._notify(
+            run,
+            RotationSummary(
+                app_id=run.app_id, rotation_id=claim.rotation_id, warnings=list(claim.warnings), error=info
+            ),
+            succeeded=False,
+        )
+        return "failed"
+
+    async def _credentials_of(self, run: Run) -> list[str]:
+        """The credentials this rotation created: the recorded one and any named for it (a lost
+        answer, a crash before the record) that nothing uses. If Entra cannot be read now, the
+        rotation pauses and fails later, so no credential of its is left untraced."""
+        claim = run.claim
+        found = [claim.key_id] if claim.key_id else []
+        try:
+            app = await self._credentials.read(run.config)
+        except RotationError:
+            return found
+        except Exception as error:
+            raise TransientServiceError(
+                "Entra ID cannot be read to clean up a failed rotation; it will be tried again",
+                service="graph",
+                app_id=run.app_id,
+            ) from error
+        name = self._credentials.name_for(claim.rotation_id)
+        in_use = self._credentials.in_use(run.config, run.status)
+        found += [p.key_id for p in app.passwords if p.display_name == name and p.key_id not in in_use]
+        return list(dict.fromkeys(found))
+
+    async def _pause(self, run: Run, error: Exception) -> None:
+        """A retryable failure: leave the claim resumable at once by the job's next delivery."""
+        try:
+            step = run.step.value
+        except LeaseLost:
+            return
+        info = error_info(error, step, self._clock())
+        await self._event(
+            run,
+            "rotation.paused",
+            f"Will retry: {info.message}",
+            level=LogLevel.WARNING,
+            step=step,
+            code=info.code,
+        )
+        try:
+            await self._lease.release_now(run, last_error=info)
+        except Exception:  # noqa: BLE001 - the claim then goes stale by itself
+            logger.warning("could not release claim for %s", run.app_id)
+
+    # --- helpers --------------------------------------------------------------------------------
+    async def _notify(self, run: Run, summary: RotationSummary, *, succeeded: bool) -> None:
         try:
             if succeeded:
                 await self._notifier.rotation_succeeded(run.config, summary)
@@ -701,230 +1170,57 @@ class RotationEngine:
                 step="notify",
             )
 
-    async def _finish(
-        self,
-        run: _Run,
-        staged: VaultSecret,
-        password: PasswordInfo | None,
-        results: dict[str, IntegrationStatus],
-    ) -> None:
-        now = self._clock()
-        failed = [name for name, result in results.items() if result.result == "failed"]
-        await self._staging.set_stage(staged, "current")
-        await self._update(
-            run,
-            current_key_id=staged.tags["keyId"],
-            last_updated_at=(password.start if password and password.start else now),
-            expires_at=password.end if password and password.end else staged.expires_on,
-            last_result=RotationResult.DEGRADED if failed else RotationResult.SUCCEEDED,
-            last_error=None,
-            last_rotation_id=run.rotation_id,
-            in_progress=None,
-            enqueued_at=None,
-            integrations={
-                **{
-                    k: v
-                    for k, v in run.stored.status.integrations.items()
-                    if k in {i.name for i in run.config.integrations}
-                },
-                **results,
-            },
-            retry_at=now + INTEGRATION_RETRY_DELAY if failed else None,
-            retire_at=self._retire_time(run.stored.status, staged.tags["keyId"], now, run.compromised),
-            threshold_alert_sent_for=None,
-        )
-        outcome = "degraded: " + ", ".join(failed) + " failed" if failed else "succeeded"
-        await self._event(
-            run,
-            "rotation.completed",
-            f"Rotation {outcome}",
-            step="finish",
-            level=LogLevel.WARNING if failed else LogLevel.INFO,
-            key_id=staged.tags["keyId"],
-            details={"integrations": {k: v.result for k, v in results.items()}},
-        )
-
-    async def _retire(self, run: _Run, key_id: str) -> None:
-        object_id = str(run.config.object_id)
-        now = self._clock()
+    async def _best_effort(self, operation: Awaitable[Any]) -> None:
         try:
-            app = await self._directory.get_application(object_id)
-            for password in app.passwords:
-                if (
-                    password.key_id == key_id
-                    or not password.is_expired(now)
-                    or not self._may_retire(run, password)
-                ):
-                    continue
-                await self._directory.remove_password(object_id, password.key_id)
-                await self._event(
-                    run,
-                    "credential.retired",
-                    "Removed an expired credential",
-                    step="retire",
-                    key_id=password.key_id,
-                )
-        except Exception as error:  # noqa: BLE001 - retiring is tidying up; the next rotation tries again
-            await self._event(
-                run,
-                "retire.failed",
-                f"Could not retire old credentials: {type(error).__name__}",
-                level=LogLevel.WARNING,
-                step="retire",
-            )
+            await operation
+        except Exception as error:  # noqa: BLE001 - tidying up; never decides an outcome
+            logger.warning("best-effort step failed: %s", type(error).__name__, exc_info=True)
 
-    # --- retries of failed integrations, from the staged secret ---------------------------------
-    @staticmethod
-    def _retire_time(
-        previous: ApplicationStatus, new_key_id: str, now: datetime, compromised: bool
-    ) -> datetime | None:
-        """When the credential being superseded expires (it keeps working until then: zero downtime)."""
-        if compromised or previous.current_key_id in (None, new_key_id) or previous.expires_at is None:
-            return None
-        return previous.expires_at + RETIRE_MARGIN if previous.expires_at > now else None
-
-    async def _maintain(self, run: _Run) -> None:
-        """Between rotations: deliver the staged secret to integrations that failed, and remove the
-        superseded credential once it has expired."""
-        status = run.stored.status
-        now = self._clock()
-        changes: dict[str, Any] = {"in_progress": None}
-        if status.retry_at is not None and now >= status.retry_at:
-            changes.update(await self._retry_integrations(run))
-        if status.retire_at is not None and now >= status.retire_at:
-            if status.current_key_id:
-                await self._retire(run, status.current_key_id)
-            changes["retire_at"] = None
-        await self._update(run, **changes)
-
-    async def _retry_integrations(self, run: _Run) -> dict[str, Any]:
-        status = run.stored.status
-        failed = {name for name, result in status.integrations.items() if result.result != "succeeded"}
-        configured = {i.name for i in run.config.integrations if i.enabled}
-        pending = failed & configured
-        staged = None
-        if status.current_key_id:
-            staged = await self._staging.find(run.app_id, keyId=status.current_key_id)
-        if not pending or staged is None:
-            recovered = staged is not None and status.last_result == RotationResult.DEGRADED
-            return {"retry_at": None, **({"last_result": RotationResult.SUCCEEDED} if recovered else {})}
-        results = await self._deploy_all(run, staged, staged.tags["keyId"], only=pending)
-        still_failed = [n for n, r in results.items() if r.result == "failed"]
-        await self._event(
-            run,
-            "integrations.retried",
-            "Retried failed integrations from the staged secret: "
-            + (", ".join(still_failed) + " still failing" if still_failed else "all delivered"),
-            level=LogLevel.WARNING if still_failed else LogLevel.INFO,
-            step="deploy",
-        )
-        return {
-            "integrations": {**run.stored.status.integrations, **results},
-            "last_result": RotationResult.DEGRADED if still_failed else RotationResult.SUCCEEDED,
-            "retry_at": self._clock() + INTEGRATION_RETRY_DELAY if still_failed else None,
-        }
-
-    # --- failure paths ---------------------------------------------------------------------------
-    async def _fail(self, run: _Run, error: RotationError) -> None:
-        info = _error_info(error, error.step, self._clock())
-        await self._event(
-            run, "rotation.failed", info.message, level=LogLevel.ERROR, step=error.step, code=info.code
-        )
-        await self._discard_new_credential(run)
-        await self._notify(
-            run,
-            RotationSummary(
-                app_id=run.app_id, rotation_id=run.rotation_id, warnings=run.warnings, error=info
-            ),
-            succeeded=False,
-        )
-        await self._update(
-            run,
-            in_progress=None,
-            enqueued_at=None,
-            last_result=RotationResult.FAILED,
-            last_error=info,
-            last_rotation_id=run.rotation_id,
-        )
-
-    async def _discard_new_credential(self, run: _Run) -> None:
-        """A failed rotation leaves nothing behind: its credential is removed, its staged copy disabled."""
-        object_id = str(run.config.object_id)
-        name = f"{self._settings.credential_prefix}:{run.rotation_id}"
-        try:
-            staged = await self._staging.find(run.app_id, rotationId=run.rotation_id)
-            if staged is not None and staged.tags.get("stage") != "current":
-                await self._directory.remove_password(object_id, staged.tags["keyId"])
-                await self._staging.set_stage(staged, "failed")
-            app = await self._directory.get_application(object_id)
-            for password in app.passwords:
-                if password.display_name == name and password.key_id != run.stored.status.current_key_id:
-                    await self._directory.remove_password(object_id, password.key_id)
-        except Exception as cleanup_error:  # noqa: BLE001 - retire removes leftovers by name later
-            logger.warning("cleanup after failed rotation incomplete: %s", type(cleanup_error).__name__)
-
-    async def _pause(self, run: _Run, error: Exception) -> None:
-        """A retryable failure: leave the claim resumable at once by the job's next delivery."""
-        info = _error_info(
-            error,
-            (run.stored.status.in_progress.step if run.stored.status.in_progress else None),
-            self._clock(),
-        )
-        await self._event(
-            run,
-            "rotation.paused",
-            f"Will retry: {info.message}",
-            level=LogLevel.WARNING,
-            step=info.step,
-            code=info.code,
-        )
-        claim = run.stored.status.in_progress
-        if claim is None or claim.owner != run.owner:
-            return
-        try:
-            await self._update(
-                run, in_progress=claim.model_copy(update={"expires_at": self._clock()}), last_error=info
-            )
-        except Exception:  # noqa: BLE001 - the claim then goes stale by itself
-            logger.warning("could not release claim for %s", run.app_id)
-
-    async def _call(self, operation: Callable[[], Awaitable[Any]], describe: str) -> Any:
-        return await retry(
-            operation, policy=self._settings.retry_policy, describe=describe, sleep=self._sleep
-        )
-
-    async def _event(self, run: _Run, event: str, message: str, **fields: Any) -> None:
-        await self._events.record(run.app_id, run.rotation_id, event, message, **fields)
+    async def _event(self, run: Run, event: str, message: str, **fields: Any) -> None:
+        status = run.stored.status.in_progress
+        rotation_id = status.rotation_id if status is not None else run.status.last_rotation_id
+        await self._events.record(run.app_id, rotation_id, event, message, **fields)
 
 
-def integration_problems(config: ApplicationConfig, plugins: PluginRegistry) -> list[FieldProblem]:
-    """Problems each enabled integration's plugin finds in its settings (no network calls)."""
-    problems: list[FieldProblem] = []
-    for index, integration in enumerate(config.integrations):
-        if not integration.enabled:
-            continue
-        plugin = plugins.get(integration.kind)
-        if plugin is None:
-            problems.append(
-                FieldProblem(
-                    f"integrations.{index}.kind",
-                    "has no delivery plugin installed",
-                    ", ".join(plugins.kinds()),
-                )
-            )
-            continue
-        for problem in plugin.check(integration, config):
-            problems.append(
-                FieldProblem(f"integrations.{index}.{problem.field}", problem.message, problem.allowed)
-            )
-    return problems
+_PENDING = IntegrationStatus(result="pending", at=datetime.min)
 
 
-def _error_info(error: BaseException, step: str | None, now: datetime) -> ErrorInfo:
-    if isinstance(error, RotatorError):
-        code = getattr(error, "code", None) or type(error).__name__
-        return ErrorInfo(code=str(code), message=error.message, step=step, at=now)
-    return ErrorInfo(code=type(error).__name__, message="Unexpected error", step=step, at=now)
+def _without(app: EntraApplication, key_id: str) -> EntraApplication:
+    return EntraApplication(
+        app.object_id,
+        app.app_id,
+        app.display_name,
+        app.sign_in_audience,
+        tuple(p for p in app.passwords if p.key_id != key_id),
+    )
 
 
-__all__ = ["EngineSettings", "NotFoundError", "RotationEngine", "RotationSummary"]
+def _failed_keys(warnings: list[str]) -> set[str]:
+    prefix = "could not remove "
+    return {w[len(prefix) :].split(":")[0] for w in warnings if w.startswith(prefix)}
+
+
+def _needs_retry(warnings: list[str]) -> bool:
+    """Warnings of the form ``could not ...`` name work the timer must try again."""
+    return any(w.startswith("could not") for w in warnings)
+
+
+def _as_rotation_error(error: Exception, step: RotationStep) -> RotationError:
+    if isinstance(error, RotationError):
+        return error
+    code = getattr(error, "code", None) or (
+        "NotFound" if isinstance(error, NotFoundError) else type(error).__name__
+    )
+    message = getattr(error, "message", None) or "Unexpected error"
+    return RotationError(str(message), step=step.value, code=str(code))
+
+
+__all__ = [
+    "TERMINAL_EVENTS",
+    "EngineSettings",
+    "NotFoundError",
+    "NullNotifier",
+    "RotationEngine",
+    "RotationSummary",
+    "integration_problems",
+]

@@ -11,7 +11,7 @@ from typing import Any
 
 from shared.domain.schedule import is_due, next_update_at
 from shared.integrations.base import PluginRegistry
-from shared.rotation.engine import integration_problems
+from shared.rotation.delivery import integration_problems
 from shared.storage.applications import StoredApplication
 
 
@@ -38,7 +38,10 @@ def build_plan(
                 "problems": own,
             }
         )
-    retire = "remove credentials the rotator created once expired"
+    retire = (
+        "keep the current and the previous credential (the previous until it expires); remove older "
+        "credentials the rotator created once no destination uses them"
+    )
     if config.rotation.retire_unmanaged_credentials:
         retire += ", and expired credentials it did not create (opted in)"
     return {
@@ -47,9 +50,10 @@ def build_plan(
         "nextUpdateAt": next_update.isoformat() if next_update else None,
         "ready": not problems and config.state == "Active",
         "steps": [
+            f"check that objectId {config.object_id} is application {config.app_id} in Entra ID",
             f"create a password named '{credential_prefix}:<rotationId>' valid {lifetime} days "
-            f"(until about {(now + timedelta(days=lifetime)).date().isoformat()}), stepped down if the "
-            "tenant policy allows less",
+            f"(until about {(now + timedelta(days=lifetime)).date().isoformat()}), or the longest the "
+            "tenant's app management policy allows",
             "stage it in the rotator's Key Vault",
             "verify it by acquiring a token with it",
             *[f"deliver to {item['name']}: {item['action']}" for item in integrations if item["enabled"]],

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from shared.domain.models import ApplicationStatus, JobReason, LogLevel, RotationJob
+from shared.domain.models import ApplicationStatus, JobReason, LogLevel, PendingRotation, RotationJob
 from shared.domain.schedule import Attention, SchedulePolicy, attention_needed
 from shared.errors import ConflictError
 from shared.registry import new_rotation_id
@@ -121,25 +121,65 @@ class Scanner:
                 )
                 await self._save(stored, status, now)
             return
-        claim = stored.status.in_progress
-        job = RotationJob(
-            app_id=app_id,
+        status = stored.status
+        claim = status.in_progress
+        if attention == Attention.ROTATE:
+            # Recorded as pending first (joined by any manual request meanwhile), then queued; a crash
+            # in between leaves a pending rotation the next scan requeues.
+            pending = PendingRotation(
+                rotation_id=new_rotation_id(), requested_at=now, reason=JobReason.SCHEDULED
+            )
+            if not await self._save(
+                stored, status.model_copy(update={"pending": pending, "enqueued_at": now}), now
+            ):
+                report.skipped += 1
+                return
+            job = self._job(app_id, pending.rotation_id, JobReason.SCHEDULED, now, status.generation)
+        elif attention == Attention.REQUEUE and status.pending is not None:
+            pending = status.pending
+            if not await self._save(stored, status.model_copy(update={"enqueued_at": now}), now):
+                report.skipped += 1
+                return
+            job = self._job(
+                app_id, pending.rotation_id, pending.reason, now, status.generation, pending.compromised
+            )
+        else:
             # A takeover resumes the dead worker's rotation under its own id.
-            rotation_id=claim.rotation_id
-            if attention == Attention.TAKE_OVER and claim
-            else new_rotation_id(),
-            reason=JobReason.SCHEDULED if attention == Attention.ROTATE else JobReason.RETRY,
-            requested_at=now,
-        )
+            rotation_id = (
+                claim.rotation_id if attention == Attention.TAKE_OVER and claim else new_rotation_id()
+            )
+            job = self._job(app_id, rotation_id, JobReason.RETRY, now, status.generation)
+            if attention != Attention.TAKE_OVER:
+                # Enqueued first, then marked: a crash in between only risks a duplicate job, which
+                # the claim absorbs; the mark stops the next scans from enqueueing it again.
+                await self._queue.enqueue(job)
+                report.enqueued[attention.value] = report.enqueued.get(attention.value, 0) + 1
+                await self._save(stored, status.model_copy(update={"enqueued_at": now}), now)
+                return
         await self._queue.enqueue(job)
         report.enqueued[attention.value] = report.enqueued.get(attention.value, 0) + 1
-        if attention != Attention.TAKE_OVER:
-            # Enqueued first, then marked: a crash in between only risks a duplicate job, which
-            # the claim absorbs; the mark stops the next scans from enqueueing it again.
-            await self._save(stored, stored.status.model_copy(update={"enqueued_at": now}), now)
 
-    async def _save(self, stored: StoredApplication, status: ApplicationStatus, now: datetime) -> None:
+    @staticmethod
+    def _job(
+        app_id: str,
+        rotation_id: str,
+        reason: JobReason,
+        now: datetime,
+        generation: int,
+        compromised: bool = False,
+    ) -> RotationJob:
+        return RotationJob(
+            app_id=app_id,
+            rotation_id=rotation_id,
+            reason=reason,
+            requested_at=now,
+            compromised=compromised,
+            generation=generation,
+        )
+
+    async def _save(self, stored: StoredApplication, status: ApplicationStatus, now: datetime) -> bool:
         try:
             await self._applications.save(stored, stored.config, status, now)
+            return True
         except ConflictError:
-            pass  # changed meanwhile (a worker claimed it): nothing to mark
+            return False  # changed meanwhile (a worker claimed it): nothing to mark

@@ -119,8 +119,20 @@ async def put_application(req: func.HttpRequest) -> func.HttpResponse:
 
     app_id = _app_id(req)
     data = read_json(req)
+    allow_object_id_change = False
     if isinstance(data, dict):
-        data = {key: value for key, value in data.items() if key not in READ_ONLY_FIELDS}
+        allow = data.get("allowObjectIdChange", False)
+        if not isinstance(allow, bool):
+            raise ValidationError(
+                "allowObjectIdChange must be a boolean",
+                [FieldProblem("allowObjectIdChange", "must be true or false", "true or false")],
+            )
+        allow_object_id_change = allow
+        data = {
+            key: value
+            for key, value in data.items()
+            if key not in READ_ONLY_FIELDS and key != "allowObjectIdChange"
+        }
         body_app_id = data.setdefault("appId", app_id)
         if isinstance(body_app_id, str) and body_app_id.lower() != app_id:
             raise ValidationError(
@@ -139,7 +151,10 @@ async def put_application(req: func.HttpRequest) -> func.HttpResponse:
     # Credentials first: the saved configuration must never reference a credential not stored yet.
     await store_credentials(services.vault(services.settings.vault_url), pending, owner=app_id)
     result = await services.registry.put(
-        config, if_match=header(req, "If-Match"), create_only=if_none_match == "*"
+        config,
+        if_match=header(req, "If-Match"),
+        create_only=if_none_match == "*",
+        allow_object_id_change=allow_object_id_change,
     )
     stored = result.application
     return json_response(
@@ -177,13 +192,18 @@ async def refresh_secret(req: func.HttpRequest) -> func.HttpResponse:
 
     app_id = _app_id(req)
     request = parse_model(RefreshRequest, read_json(req, required=False))
-    job = await get_services().registry.request_refresh(app_id, compromised=request.compromised)
+    outcome = await get_services().registry.request_refresh(
+        app_id,
+        compromised=request.compromised,
+        revoke_unmanaged=request.revoke_unmanaged_credentials,
+    )
     return json_response(
         {
             "appId": app_id,
-            "rotationId": job.rotation_id,
-            "status": "queued",
-            "compromised": job.compromised,
+            "rotationId": outcome.rotation_id,
+            "status": outcome.state,
+            "joined": outcome.joined,
+            "compromised": outcome.compromised,
             "log": f"/api/applications/{app_id}/log",
         },
         status=202,

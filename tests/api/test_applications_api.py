@@ -12,10 +12,13 @@ import pytest
 
 from tests.conftest import ROOT
 
+# One Entra object for every registration here: replacing a registration keeps its objectId.
+OBJECT_ID = "9b0f3f7e-6a52-4f0e-8a3c-1c2d3e4f5a6b"
+
 
 def registration(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "objectId": str(uuid.uuid4()),
+        "objectId": OBJECT_ID,
         "displayName": "Payroll API",
         "rotation": {"enabled": True, "secretLifetimeDays": 21, "updateThresholdHours": 1},
         "notifications": {"recipients": ["ops@contoso.com"], "thresholdAlertDays": 3},
@@ -206,7 +209,50 @@ def test_manual_refresh_queues_a_job_without_secrets(api: httpx.Client, azurite:
         "reason": "manual",
         "requestedAt": job["requestedAt"],
         "compromised": True,
+        "generation": 0,
     }
+
+
+def test_refreshes_while_one_is_pending_join_it_and_a_compromised_one_escalates_it(
+    api: httpx.Client, azurite: str
+) -> None:
+    """Issue 9, failure 4: twenty concurrent refreshes are one rotation, and none vanishes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from azure.storage.queue import QueueClient
+
+    app_id = register(api).json()["appId"]
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(lambda _: api.post(f"/applications/{app_id}/refresh"), range(20)))
+    assert {a.status_code for a in answers} == {202}
+    ids = {a.json()["rotationId"] for a in answers}
+    assert len(ids) == 1, ids  # every caller follows the same rotation
+    assert sum(not a.json()["joined"] for a in answers) == 1
+    [rotation_id] = ids
+    escalated = api.post(f"/applications/{app_id}/refresh", json={"compromised": True})
+    assert escalated.status_code == 202
+    assert escalated.json() | {"log": None} == {
+        "appId": app_id,
+        "rotationId": rotation_id,
+        "status": "queued",
+        "joined": True,
+        "compromised": True,
+        "log": None,
+    }
+    status = api.get(f"/applications/{app_id}").json()["status"]
+    assert status["pending"]["rotationId"] == rotation_id and status["pending"]["compromised"] is True
+    queue = QueueClient.from_connection_string(azurite, "rotations")
+    messages = [json.loads(base64.b64decode(m.content)) for m in queue.peek_messages(max_messages=32)]
+    assert [m["rotationId"] for m in messages if m["appId"] == app_id] == [rotation_id]  # one job
+    log = api.get(f"/applications/{app_id}/log").json()["items"]
+    assert [e["event"] for e in log] == ["rotation.escalated", "rotation.requested"]
+
+
+def test_revoking_foreign_credentials_needs_compromised(api: httpx.Client) -> None:
+    app_id = register(api).json()["appId"]
+    response = api.post(f"/applications/{app_id}/refresh", json={"revokeUnmanagedCredentials": True})
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "revokeUnmanagedCredentials"
 
 
 def test_manual_refresh_of_a_disabled_application_is_409(api: httpx.Client) -> None:
@@ -255,3 +301,19 @@ def test_openapi_document_matches_the_registered_routes(anonymous: httpx.Client)
     assert documented == registered
     host_json = json.loads((ROOT / "host.json").read_text())
     assert served["servers"] == [{"url": "/" + host_json["extensions"]["http"]["routePrefix"]}]
+
+
+def test_changing_the_object_id_needs_the_explicit_flag(api: httpx.Client) -> None:
+    app_id = str(uuid.uuid4())
+    register(api, app_id)
+    other = str(uuid.uuid4())
+    refused = api.put(f"/applications/{app_id}", json=registration(objectId=other))
+    assert refused.status_code == 400
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert [e["field"] for e in refused.json()["errors"]] == ["objectId"]
+    assert api.get(f"/applications/{app_id}").json()["objectId"] == OBJECT_ID  # nothing written
+    allowed = api.put(
+        f"/applications/{app_id}", json={**registration(objectId=other), "allowObjectIdChange": True}
+    )
+    assert allowed.status_code == 200, allowed.text
+    assert allowed.json()["objectId"] == other

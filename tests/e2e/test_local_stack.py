@@ -181,7 +181,8 @@ def test_no_secret_value_appears_anywhere(harness: Harness, caplog: pytest.LogCa
 
     secrets = {UNMANAGED_SECRET}
     for app in (first, second):
-        secrets |= {v.value for v in harness.stack.keyvaults["rotator"].versions(f"app-{app.app_id}")}
+        staged = harness.stack.keyvaults["rotator"].versions_named(f"app-{app.app_id}-", include_deleted=True)
+        secrets |= {v.value for v in staged}
     assert len(secrets) >= 4  # the planted one + three rotations
 
     captured: list[str] = list(harness.responses)

@@ -94,7 +94,7 @@ async def register_with_integrations(
 def current_staged(rotator: Rotator, app_id: str) -> Any:
     [current] = [
         v
-        for v in rotator.stack.keyvaults["rotator"].versions(f"app-{app_id}")
+        for v in rotator.stack.keyvaults["rotator"].versions_named(f"app-{app_id}-")
         if v.tags["stage"] == "current"
     ]
     return current

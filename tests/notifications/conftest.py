@@ -80,8 +80,9 @@ class EmailRotator(Rotator):
         return config
 
     def staged_secret(self, app_id: str) -> str:
-        versions = self.stack.keyvaults["rotator"].versions(f"app-{app_id}")
-        return str(versions[-1].value)
+        versions = self.stack.keyvaults["rotator"].versions_named(f"app-{app_id}-")
+        current = [v for v in versions if v.tags.get("stage") == "current"] or versions
+        return str(current[-1].value)
 
     def emails(self, kind_in_subject: str | None = None) -> list[Any]:
         return [m for m in self.acs.outbox() if kind_in_subject is None or kind_in_subject in m.subject]

@@ -292,10 +292,9 @@ async def test_scheduled_rotation_sends_the_notice_too(email_rotator: EmailRotat
     email_rotator.acs.clear_outbox()
     email_rotator.clock.advance(days(21))  # past the next update time
     assert (await email_rotator.services.scanner.scan()).enqueued
-    assert (
-        await email_rotator.services.engine.handle(email_rotator.job(entra_app.app_id, JobReason.SCHEDULED))
-        == "rotated"
-    )
+    [job] = await email_rotator.queued_jobs()
+    assert job.reason == JobReason.SCHEDULED
+    assert await email_rotator.services.engine.handle(job) == "rotated"
     assert len(email_rotator.emails("new client secret")) == 1
 
 
@@ -316,3 +315,38 @@ async def test_a_threshold_alert_acs_refuses_for_good_is_not_sent_every_scan(
     email_rotator.clock.advance(timedelta(minutes=15))
     assert (await services.scanner.scan()).alerts == 0
     assert len(email_rotator.acs.requests(method="POST")) == 2  # the rotation notice and the alert
+
+
+async def test_a_rotation_resumed_after_its_notice_does_not_email_twice(email_rotator: EmailRotator) -> None:
+    """Issue 9, failure 9: the notice is recorded as sent before sending, so a resume never re-sends."""
+
+    class WorkerKilled(BaseException):
+        pass
+
+    killed: list[str] = []
+
+    def checkpoint(step: str) -> None:
+        if step == "notified" and not killed:
+            killed.append(step)
+            raise WorkerKilled()
+
+    services = email_rotator.services
+    services.__dict__.pop("engine", None)
+    services.checkpoint = checkpoint
+    entra_app = email_rotator.seed_entra_app()
+    await email_rotator.register_app(entra_app)
+    job = email_rotator.job(entra_app.app_id)
+    with pytest.raises(WorkerKilled):
+        await services.engine.handle(job)
+    assert len(email_rotator.acs.outbox()) == 1
+    assert (await email_rotator.status(entra_app.app_id)).in_progress is not None
+
+    email_rotator.clock.advance(timedelta(minutes=31))  # the dead worker's claim goes stale
+    assert (await services.scanner.scan()).enqueued == {"takeOver": 1}
+    [takeover] = await email_rotator.queued_jobs()
+    assert await services.engine.handle(takeover) == "rotated"
+
+    [email] = email_rotator.acs.outbox()
+    assert email.sends == 1  # not sent again (not even deduplicated by ACS: never sent)
+    status = await email_rotator.status(entra_app.app_id)
+    assert status.in_progress is None and status.last_result == RotationResult.SUCCEEDED

@@ -102,6 +102,17 @@ class Rotator:
         prefix = self.services.settings.credential_prefix + ":"
         return [p for p in self.passwords(entra_app) if (p.display_name or "").startswith(prefix)]
 
+    async def queued_jobs(self) -> list[RotationJob]:
+        """Take every job off the rotations queue (as the host would deliver them)."""
+        from shared.storage.queue import QUEUE_NAME, parse_job
+
+        client = self.services.queue_client(QUEUE_NAME)
+        jobs = []
+        async for message in client.receive_messages(messages_per_page=32, visibility_timeout=5):
+            jobs.append(parse_job(message.content))
+            await client.delete_message(message)
+        return jobs
+
     async def log_events(self, app_id: str) -> list[str]:
         page = await self.services.rotation_log.list_page(app_id, 100, None)
         return [entry.event for entry in reversed(page.items)]

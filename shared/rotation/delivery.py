@@ -1,0 +1,162 @@
+"""Delivery: write one staged secret to one destination through its plugin, and say what it holds.
+
+Each destination is independent: bounded retries (``RetryPolicy``, honouring Retry-After) inside
+one attempt, and a failure there never stops the others. The result records which credential the
+destination confirmed and which it may hold without confirmation, so retirement never removes a
+credential a destination could still be using.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from shared.adapters.retry import RetryPolicy, retry
+from shared.adapters.vault import VaultSecret
+from shared.domain.models import ApplicationConfig, ErrorInfo, IntegrationStatus, LogLevel
+from shared.errors import FieldProblem, RotationError, RotatorError
+from shared.integrations.base import DeployContext, PluginRegistry
+from shared.rotation.ports import EventSink
+
+
+class Delivery:
+    def __init__(
+        self,
+        plugins: PluginRegistry,
+        events: EventSink,
+        *,
+        retry_policy: RetryPolicy,
+        sleep: Callable[[float], Awaitable[None]],
+        clock: Callable[[], datetime],
+        services: Any,
+    ) -> None:
+        self.plugins = plugins
+        self._events = events
+        self._retry_policy = retry_policy
+        self._sleep = sleep
+        self._clock = clock
+        self._services = services
+
+    def names(self, config: ApplicationConfig) -> list[str]:
+        """The enabled destinations, in configuration order."""
+        return [i.name or i.kind for i in config.integrations if i.enabled]
+
+    async def deliver(
+        self,
+        config: ApplicationConfig,
+        name: str,
+        staged: VaultSecret,
+        rotation_id: str,
+        previous: IntegrationStatus | None,
+    ) -> IntegrationStatus:
+        """Deploy and verify; the destination's new status (never raises for a destination's error)."""
+        integration = next(i for i in config.integrations if (i.name or i.kind) == name)
+        key_id = staged.tags["keyId"]
+        app_id = str(config.app_id)
+        plugin = self.plugins.get(integration.kind)
+        started = time.monotonic()
+        try:
+            if plugin is None:
+                raise RotationError(
+                    f"No plugin for {integration.kind}", step="deploy", code="IntegrationNotAvailable"
+                )
+            context = DeployContext(
+                app=config,
+                settings=integration,
+                rotation_id=rotation_id,
+                key_id=key_id,
+                secret=staged.value,
+                expires_at=staged.expires_on,
+                services=self._services,
+            )
+            outcome = await retry(
+                lambda: plugin.deploy(context),
+                policy=self._retry_policy,
+                describe=f"deploy {name}",
+                sleep=self._sleep,
+            )
+            await retry(
+                lambda: plugin.verify(context),
+                policy=self._retry_policy,
+                describe=f"verify {name}",
+                sleep=self._sleep,
+            )
+        except Exception as error:  # noqa: BLE001 - one destination failing must not stop the others
+            info = error_info(error, "deploy", self._clock())
+            await self._events.record(
+                app_id,
+                rotation_id,
+                "integration.failed",
+                f"{name}: {info.message}",
+                level=LogLevel.ERROR,
+                step="deploy",
+                integration=name,
+                key_id=key_id,
+                code=info.code,
+                duration_ms=int((time.monotonic() - started) * 1000),
+            )
+            # It may hold the new secret (a write whose answer was lost) or what it held before.
+            unconfirmed = [*(previous.unconfirmed_key_ids if previous else []), key_id]
+            return IntegrationStatus(
+                result="failed",
+                at=self._clock(),
+                key_id=key_id,
+                error=info,
+                confirmed_key_id=previous.confirmed_key_id if previous else None,
+                unconfirmed_key_ids=list(dict.fromkeys(unconfirmed))[-10:],
+            )
+        for warning in outcome.warnings:
+            await self._events.record(
+                app_id,
+                rotation_id,
+                "integration.warning",
+                f"{name}: {warning}",
+                level=LogLevel.WARNING,
+                step="deploy",
+                integration=name,
+                key_id=key_id,
+            )
+        await self._events.record(
+            app_id,
+            rotation_id,
+            "integration.deployed",
+            f"{name}: {outcome.summary}",
+            step="deploy",
+            integration=name,
+            key_id=key_id,
+            details=outcome.details,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+        return IntegrationStatus(result="succeeded", at=self._clock(), key_id=key_id, confirmed_key_id=key_id)
+
+
+def integration_problems(config: ApplicationConfig, plugins: PluginRegistry) -> list[FieldProblem]:
+    """Problems each enabled integration's plugin finds in its settings (no network calls)."""
+    problems: list[FieldProblem] = []
+    for index, integration in enumerate(config.integrations):
+        if not integration.enabled:
+            continue
+        plugin = plugins.get(integration.kind)
+        if plugin is None:
+            problems.append(
+                FieldProblem(
+                    f"integrations.{index}.kind",
+                    "has no delivery plugin installed",
+                    ", ".join(plugins.kinds()),
+                )
+            )
+            continue
+        for problem in plugin.check(integration, config):
+            problems.append(
+                FieldProblem(f"integrations.{index}.{problem.field}", problem.message, problem.allowed)
+            )
+    return problems
+
+
+def error_info(error: BaseException, step: str | None, now: datetime) -> ErrorInfo:
+    if isinstance(error, RotatorError):
+        code = getattr(error, "code", None) or type(error).__name__
+        return ErrorInfo(code=str(code), message=error.message, step=step, at=now)
+    return ErrorInfo(code=type(error).__name__, message="Unexpected error", step=step, at=now)
