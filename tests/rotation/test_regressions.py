@@ -1,0 +1,351 @@
+"""Regression tests for the failures of issue 9, each over the real stack: msgraph-sdk, azure-identity
+and azure-keyvault-secrets against the simulators, state in Azurite. The numbers are the issue's."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+from shared.domain.models import ApplicationConfig, JobReason, RotationJob, RotationResult
+from tests.rotation.conftest import UNMANAGED_SECRET, Rotator
+from tests.rotation.test_engine import staged_versions, token_works
+
+CAPPED = "AzureADandPersonalMicrosoftAccount"
+
+
+async def register(
+    rotator: Rotator, entra_app: Any, *, destination: bool = False, **rotation: Any
+) -> ApplicationConfig:
+    integrations = []
+    if destination:
+        integrations = [
+            {
+                "kind": "keyVault",
+                "name": "kv",
+                "vaultUrl": rotator.stack.keyvaults["destination"].url,
+                "secretName": f"s-{entra_app.app_id}",
+            }
+        ]
+    config = ApplicationConfig.model_validate(
+        {
+            "appId": entra_app.app_id,
+            "objectId": entra_app.object_id,
+            "displayName": entra_app.display_name,
+            "rotation": {"enabled": True, "secretLifetimeDays": 21, "updateThresholdHours": 1, **rotation},
+            "integrations": integrations,
+        },
+        strict=False,
+    )
+    await rotator.services.registry.put(config, if_match=None, create_only=False)
+    return config
+
+
+async def refresh(rotator: Rotator, app_id: str, **options: Any) -> RotationJob:
+    """A manual refresh through the registry, as the API makes it; returns the job it queued."""
+    outcome = await rotator.services.registry.request_refresh(
+        app_id, compromised=options.pop("compromised", False), **options
+    )
+    jobs = await rotator.queued_jobs()
+    job = next((j for j in jobs if j.rotation_id == outcome.rotation_id), None)
+    assert job is not None, "a refresh that answers with a new rotation queues its job"
+    return job
+
+
+def destination_value(rotator: Rotator, app_id: str) -> str:
+    return str(rotator.stack.keyvaults["destination"].versions(f"s-{app_id}")[-1].value)
+
+
+async def events(rotator: Rotator, app_id: str) -> list[Any]:
+    page = await rotator.services.rotation_log.list_page(app_id, 200, None)
+    return list(reversed(page.items))
+
+
+def graph_writes(rotator: Rotator) -> int:
+    return len(
+        [
+            r
+            for r in rotator.stack.entra.requests(method="POST")
+            if r.path.endswith(("addPassword", "removePassword"))
+        ]
+    )
+
+
+# 1 ---------------------------------------------------------------------------------------------------
+async def test_1_a_refusal_after_delivery_never_removes_the_delivered_secret(rotator: Rotator) -> None:
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app, destination=True)
+    assert await rotator.services.engine.handle(await refresh(rotator, entra_app.app_id)) == "rotated"
+    [first] = rotator.managed(entra_app)
+
+    job = await refresh(rotator, entra_app.app_id, compromised=True)
+    rotator.stack.entra.fail_next(1, 403, method="POST", path=r"/removePassword$")
+    assert await rotator.services.engine.handle(job) == "rotated"
+
+    new = next(p for p in rotator.managed(entra_app) if p.key_id != first.key_id)
+    assert destination_value(rotator, entra_app.app_id) == new.secret_text
+    assert token_works(rotator, entra_app.app_id, new.secret_text)  # the delivered secret still works
+    status = await rotator.status(entra_app.app_id)
+    assert status.current_key_id == new.key_id and status.last_result == RotationResult.DEGRADED
+    assert status.pending_revocation is not None and status.retry_at is not None
+    log = await events(rotator, entra_app.app_id)
+    assert "rotation.failed" not in [e.event for e in log]
+    [completed] = [e for e in log if e.event == "rotation.completed" and e.rotation_id == job.rotation_id]
+    assert completed.details["outcome"] == "degraded"
+
+    # The timer retries the revocation; the new secret is never touched.
+    rotator.clock.advance(timedelta(minutes=16))
+    assert (await rotator.services.scanner.scan()).enqueued == {"retryIntegrations": 1}
+    [retry] = await rotator.queued_jobs()
+    assert await rotator.services.engine.handle(retry) == "delivered"
+    assert [p.key_id for p in rotator.managed(entra_app)] == [new.key_id]
+    status = await rotator.status(entra_app.app_id)
+    assert status.pending_revocation is None and status.last_result == RotationResult.SUCCEEDED
+
+
+# 2 ---------------------------------------------------------------------------------------------------
+async def test_2_a_redelivered_older_job_never_rolls_the_application_back(rotator: Rotator) -> None:
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app, destination=True)
+    job_a = await refresh(rotator, entra_app.app_id)
+    assert await rotator.services.engine.handle(job_a) == "rotated"
+    job_b = await refresh(rotator, entra_app.app_id, compromised=True)
+    assert await rotator.services.engine.handle(job_b) == "rotated"
+    status = await rotator.status(entra_app.app_id)
+    [b] = rotator.managed(entra_app)  # compromised: A's credential was revoked
+    writes, started = graph_writes(rotator), time.monotonic()
+
+    assert await rotator.services.engine.handle(job_a) == "rotation already finished"
+    # Even once A's id is no longer remembered, its generation is older than the application's.
+    forgotten = job_a.model_copy(update={"rotation_id": "an-id-long-forgotten"})
+    assert await rotator.services.engine.handle(forgotten) == "superseded"
+
+    assert time.monotonic() - started < 5  # no verify timeout waited out
+    assert graph_writes(rotator) == writes  # nothing touched Entra
+    after = await rotator.status(entra_app.app_id)
+    assert after.current_key_id == status.current_key_id == b.key_id
+    assert destination_value(rotator, entra_app.app_id) == b.secret_text
+    assert after.last_result == RotationResult.SUCCEEDED
+    superseded = [e for e in await events(rotator, entra_app.app_id) if e.event == "rotation.superseded"]
+    assert [e.rotation_id for e in superseded] == ["an-id-long-forgotten"]
+
+
+# 3 ---------------------------------------------------------------------------------------------------
+async def test_3_compromised_mode_waits_for_every_destination_before_revoking(rotator: Rotator) -> None:
+    entra_app = rotator.seed_entra_app()  # with a hand-made credential
+    await register(rotator, entra_app, destination=True)
+    assert await rotator.services.engine.handle(await refresh(rotator, entra_app.app_id)) == "rotated"
+    [first] = rotator.managed(entra_app)
+
+    destination = rotator.stack.keyvaults["destination"]
+    destination.deny_access = True
+    job = await refresh(rotator, entra_app.app_id, compromised=True)
+    assert await rotator.services.engine.handle(job) == "rotated"
+    # The destination still holds the first secret: it must keep working.
+    assert destination_value(rotator, entra_app.app_id) == first.secret_text
+    assert token_works(rotator, entra_app.app_id, first.secret_text)
+    status = await rotator.status(entra_app.app_id)
+    assert status.pending_revocation is not None and status.last_result == RotationResult.DEGRADED
+    assert "credential.revocationDeferred" in [e.event for e in await events(rotator, entra_app.app_id)]
+
+    destination.deny_access = False
+    rotator.clock.advance(timedelta(minutes=16))
+    await rotator.services.scanner.scan()
+    [retry] = await rotator.queued_jobs()
+    assert await rotator.services.engine.handle(retry) == "delivered"
+    [current] = rotator.managed(entra_app)
+    assert current.key_id == status.current_key_id
+    assert destination_value(rotator, entra_app.app_id) == current.secret_text
+    assert not token_works(rotator, entra_app.app_id, first.secret_text)  # revoked once delivered
+    # Not created by the rotator and no opt-in: still valid, and listed.
+    assert token_works(rotator, entra_app.app_id, UNMANAGED_SECRET)
+    revoked = [e for e in await events(rotator, entra_app.app_id) if e.event == "credential.revokedAll"]
+    assert revoked[-1].details["foreignStillValid"][0]["displayName"] == "hand-made"
+
+
+# 4 ---------------------------------------------------------------------------------------------------
+async def test_4_every_refresh_answer_is_followed_to_a_terminal_outcome(rotator: Rotator) -> None:
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app)
+    outcomes = [
+        await rotator.services.registry.request_refresh(entra_app.app_id, compromised=False) for _ in range(5)
+    ]
+    escalated = await rotator.services.registry.request_refresh(entra_app.app_id, compromised=True)
+    ids = {o.rotation_id for o in [*outcomes, escalated]}
+    assert len(ids) == 1 and escalated.joined and escalated.compromised
+    [job] = await rotator.queued_jobs()
+    assert await rotator.services.engine.handle(job) == "rotated"
+    log = await events(rotator, entra_app.app_id)
+    [completed] = [e for e in log if e.event == "rotation.completed"]
+    assert completed.rotation_id in ids and completed.details["compromised"] is True
+    # A refresh while a rotation runs joins it too (same id), it is not skipped silently.
+    assert (await rotator.status(entra_app.app_id)).in_progress is None
+
+
+# 5 ---------------------------------------------------------------------------------------------------
+async def test_5_a_capped_app_full_of_the_rotators_own_credentials_still_rotates(rotator: Rotator) -> None:
+    entra_app = rotator.seed_entra_app(audience=CAPPED, passwords=[])
+    await register(rotator, entra_app)
+    for _ in range(2):
+        assert await rotator.services.engine.handle(await refresh(rotator, entra_app.app_id)) == "rotated"
+    assert len(rotator.passwords(entra_app)) == 2  # current + previous, both the rotator's
+    assert await rotator.services.engine.handle(await refresh(rotator, entra_app.app_id)) == "rotated"
+    assert (
+        await rotator.services.engine.handle(await refresh(rotator, entra_app.app_id, compromised=True))
+        == "rotated"
+    )
+    status = await rotator.status(entra_app.app_id)
+    assert status.last_result == RotationResult.SUCCEEDED
+    assert status.current_key_id in {p.key_id for p in rotator.passwords(entra_app)}
+
+
+async def test_5_the_cap_error_names_the_real_remedy(rotator: Rotator) -> None:
+    end = (rotator.clock() + timedelta(days=30)).isoformat()
+    entra_app = rotator.seed_entra_app(
+        audience=CAPPED,
+        passwords=[
+            {"displayName": "a", "secretText": UNMANAGED_SECRET, "endDateTime": end},
+            {"displayName": "b", "secretText": UNMANAGED_SECRET + "-b", "endDateTime": end},
+        ],
+    )
+    await register(rotator, entra_app)
+    assert await rotator.services.engine.handle(await refresh(rotator, entra_app.app_id)) == "failed"
+    error = (await rotator.status(entra_app.app_id)).last_error
+    assert error is not None and error.code == "CredentialCapReached"
+    assert "remove one by hand" in error.message and "retireUnmanagedCredentials" not in error.message
+
+
+# 6 ---------------------------------------------------------------------------------------------------
+async def test_6_a_staged_secret_that_cannot_be_read_back_fails_after_bounded_attempts(
+    rotator: Rotator,
+) -> None:
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app)
+    vault = rotator.stack.keyvaults["rotator"]
+    vault.fail_next(10, 404, method="GET", path=r"/secrets/app-")
+    started = time.monotonic()
+    assert await rotator.services.engine.handle(await refresh(rotator, entra_app.app_id)) == "failed"
+    assert time.monotonic() - started < 20
+    adds = [r for r in rotator.stack.entra.requests(method="POST") if r.path.endswith("addPassword")]
+    assert len(adds) == 3  # MAX_CREATE_ATTEMPTS, then a clear failure
+    assert rotator.managed(entra_app) == []  # each was removed
+    status = await rotator.status(entra_app.app_id)
+    assert status.last_error is not None and status.last_error.code == "StagingFailed"
+    assert status.in_progress is None and status.consecutive_failures == 1
+    # The timer does not start it again at once: failed rotations back off.
+    rotator.stack.keyvaults["rotator"].clear_faults()
+    assert (await rotator.services.scanner.scan()).enqueued == {}
+    rotator.clock.advance(timedelta(minutes=16))
+    assert (await rotator.services.scanner.scan()).enqueued == {"rotate": 1}
+
+
+async def test_6_staged_lookups_do_not_grow_with_past_rotations(rotator: Rotator) -> None:
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app)
+    vault = rotator.stack.keyvaults["rotator"]
+    counts = []
+    for _ in range(6):
+        before = len(vault.requests())
+        assert await rotator.services.engine.handle(await refresh(rotator, entra_app.app_id)) == "rotated"
+        made = vault.requests()[before:]
+        assert [r for r in made if r.path.endswith("/versions")] == []  # by version id, never listed
+        counts.append(len(made))
+    assert counts[2] == counts[5] <= 8  # steady: the sixth rotation costs what the third did
+    # Staged secrets exist for the live credentials only: current + previous.
+    live = {v.tags["keyId"] for v in staged_versions(rotator, entra_app.app_id)}
+    assert live == {p.key_id for p in rotator.managed(entra_app)} and len(live) == 2
+
+
+# 7 ---------------------------------------------------------------------------------------------------
+async def test_7_an_object_id_of_another_application_writes_nothing(rotator: Rotator) -> None:
+    mine = rotator.seed_entra_app(passwords=[])
+    other = rotator.seed_entra_app(passwords=[])
+    wrong = type("Pair", (), {"app_id": mine.app_id, "object_id": other.object_id, "display_name": "Mixed"})()
+    await register(rotator, wrong)
+    started = time.monotonic()
+    assert await rotator.services.engine.handle(await refresh(rotator, mine.app_id)) == "failed"
+    assert time.monotonic() - started < 5  # refused before any write, no verify timeout
+    assert rotator.passwords(other) == [] and rotator.passwords(mine) == []
+    error = (await rotator.status(mine.app_id)).last_error
+    assert error is not None and error.code == "ApplicationIdMismatch" and other.app_id in error.message
+
+
+# 8 ---------------------------------------------------------------------------------------------------
+async def test_8_a_ten_day_policy_gives_ten_days_less_the_skew_margin(rotator: Rotator) -> None:
+    rotator.stack.entra.max_lifetime_seconds = 10 * 86400
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app, secretLifetimeDays=21)
+    assert await rotator.services.engine.handle(await refresh(rotator, entra_app.app_id)) == "rotated"
+    [new] = rotator.managed(entra_app)
+    days = (new.end - rotator.clock()).total_seconds() / 86400
+    assert 9.98 < days < 10
+    capped = next(e for e in await events(rotator, entra_app.app_id) if e.event == "policy.capped")
+    assert capped.details["source"] == "search" and "21" in capped.message
+
+
+async def test_8_a_readable_policy_is_used_directly(rotator: Rotator) -> None:
+    rotator.stack.entra.max_lifetime_seconds = 10 * 86400
+    rotator.stack.entra.policies_readable = True
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app, secretLifetimeDays=21)
+    assert await rotator.services.engine.handle(await refresh(rotator, entra_app.app_id)) == "rotated"
+    refused = [
+        r
+        for r in rotator.stack.entra.requests(method="POST")
+        if r.path.endswith("addPassword") and r.status >= 400
+    ]
+    assert refused == []  # no probing: the policy said 10 days
+    capped = next(e for e in await events(rotator, entra_app.app_id) if e.event == "policy.capped")
+    assert capped.details["source"] == "policy"
+
+
+async def test_8_a_cap_equal_to_the_request_with_clock_skew_is_not_halved(rotator: Rotator) -> None:
+    rotator.stack.entra.max_lifetime_seconds = 21 * 86400
+    rotator.stack.entra.clock.offset_seconds += 120  # Entra's clock runs two minutes ahead of ours
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app, secretLifetimeDays=21)
+    assert await rotator.services.engine.handle(await refresh(rotator, entra_app.app_id)) == "rotated"
+    [new] = rotator.managed(entra_app)
+    assert (new.end - rotator.clock()).total_seconds() / 86400 > 20.99
+    assert "policy.capped" not in [e.event for e in await events(rotator, entra_app.app_id)]
+
+
+# 10 --------------------------------------------------------------------------------------------------
+async def test_10_superseded_credentials_do_not_pile_up(rotator: Rotator) -> None:
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app, destination=True)
+    for _ in range(24):
+        assert await rotator.services.engine.handle(await refresh(rotator, entra_app.app_id)) == "rotated"
+    live = rotator.managed(entra_app)
+    status = await rotator.status(entra_app.app_id)
+    assert {p.key_id for p in live} == {status.current_key_id, status.previous_key_id}
+    assert len(staged_versions(rotator, entra_app.app_id)) == 2
+
+
+async def test_10_a_credential_a_failing_destination_holds_is_kept(rotator: Rotator) -> None:
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app, destination=True)
+    assert await rotator.services.engine.handle(await refresh(rotator, entra_app.app_id)) == "rotated"
+    [held] = rotator.managed(entra_app)
+    rotator.stack.keyvaults["destination"].deny_access = True
+    for _ in range(3):
+        assert await rotator.services.engine.handle(await refresh(rotator, entra_app.app_id)) == "rotated"
+    assert destination_value(rotator, entra_app.app_id) == held.secret_text
+    assert token_works(rotator, entra_app.app_id, held.secret_text)  # never removed while in use
+    # The refused writes may have landed (a lost answer looks the same): those are kept too.
+    assert held.key_id in {p.key_id for p in rotator.managed(entra_app)}
+
+
+async def test_scheduled_job_queued_before_a_manual_rotation_is_superseded(rotator: Rotator) -> None:
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app)
+    stale = RotationJob(
+        app_id=entra_app.app_id,
+        rotation_id="scheduled-long-ago",
+        reason=JobReason.SCHEDULED,
+        requested_at=rotator.clock(),
+        generation=0,
+    )
+    assert await rotator.services.engine.handle(await refresh(rotator, entra_app.app_id)) == "rotated"
+    assert await rotator.services.engine.handle(stale) == "superseded"
+    assert len(rotator.managed(entra_app)) == 1
