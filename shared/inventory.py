@@ -309,7 +309,22 @@ class InventoryService:
         if problems:
             raise ValidationError("Invalid inventory query", problems)
         skip_token = decode_continuation(continuation)
-        page = await self._reader.list_applications(page_size, skip_token)
+        try:
+            page = await self._reader.list_applications(page_size, skip_token)
+        except ExternalServiceError as error:
+            if skip_token is not None and error.status == 400:
+                # Graph refused the skip token: it did not come from a page this API returned.
+                raise ValidationError(
+                    "Invalid continuation token",
+                    [
+                        FieldProblem(
+                            "continuationToken",
+                            "is not a token this API returned",
+                            "a token from a previous page",
+                        )
+                    ],
+                ) from None
+            raise
         now = self._clock()
         horizon = now + timedelta(days=expiring_within_days)
         registered = await self._registered([app.app_id for app in page.applications])
@@ -360,15 +375,9 @@ class InventoryService:
 
 def expiry_window(raw: str | None) -> int:
     """The ``expiringWithinDays`` query parameter (default 30)."""
-    if raw is None or raw == "":
-        return DEFAULT_EXPIRY_WINDOW_DAYS
-    low, high = EXPIRY_WINDOW_DAYS
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ValidationError(
-            "Invalid expiringWithinDays",
-            [FieldProblem("expiringWithinDays", "must be a whole number", f"{low} to {high}")],
-        )
-    return int(raw)
+    from shared.api.http import int_param
+
+    return int_param(raw, "expiringWithinDays", *EXPIRY_WINDOW_DAYS, DEFAULT_EXPIRY_WINDOW_DAYS)
 
 
 __all__ = [

@@ -7,6 +7,7 @@ a manual refresh into a queued job.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import uuid
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from shared.storage.queue import RotationQueue
 from shared.storage.rotation_log import RotationLogStore
 
 if TYPE_CHECKING:
+    from shared.integrations.base import PluginRegistry
+    from shared.rotation.checks import GroupLookup
     from shared.rotation.ports import EventSink
 
 
@@ -57,6 +60,29 @@ class PreconditionFailed(ConflictError):
     """An If-Match / If-None-Match precondition did not hold."""
 
 
+# A table string property holds at most 64 KiB, i.e. 32,768 UTF-16 characters (Azure Tables data
+# model: learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model).
+# The configuration JSON is one property; this keeps it, and non-BMP characters, within it.
+MAX_CONFIG_CHARACTERS = 30_000
+
+
+def _check_storable(config: ApplicationConfig) -> None:
+    import json
+
+    text = json.dumps(config.to_json_dict(), separators=(",", ":"))
+    if len(text.encode("utf-16-le")) // 2 > MAX_CONFIG_CHARACTERS:
+        raise ValidationError(
+            "The registration is too large to store",
+            [
+                FieldProblem(
+                    "body",
+                    "is too large to store",
+                    f"a registration of at most {MAX_CONFIG_CHARACTERS} characters as compact JSON",
+                )
+            ],
+        )
+
+
 def new_rotation_id() -> str:
     return str(uuid.uuid4())
 
@@ -69,12 +95,16 @@ class RegistryService:
         queue: RotationQueue,
         clock: Callable[[], datetime],
         events: EventSink | None = None,
+        plugins: PluginRegistry | None = None,
+        groups: GroupLookup | None = None,
     ) -> None:
         self._applications = applications
         self._log = rotation_log
         self._queue = queue
         self._clock = clock
         self._events = events
+        self._plugins = plugins
+        self._groups = groups
 
     async def get(self, app_id: str) -> StoredApplication:
         return await self._applications.get(app_id)
@@ -97,6 +127,13 @@ class RegistryService:
         another application. ``ValidationError`` on ``objectId`` otherwise.
         """
         app_id = str(config.app_id)
+        _check_storable(config)
+        if self._plugins is not None:
+            from shared.rotation.checks import registration_problems
+
+            problems = await registration_problems(config, self._plugins, self._groups)
+            if problems:
+                raise ValidationError("The settings would make every rotation fail", problems)
         now = self._clock()
         current = await self._applications.find(app_id)
         if current is None:
@@ -160,6 +197,18 @@ class RegistryService:
                 step="request",
                 details={"outcome": "superseded"},
             )
+
+    async def applications_in_group(self, group_id: str, limit: int = 20) -> builtins.list[str]:
+        """App ids of registrations that name ``group_id`` (a scan: deleting a group is rare)."""
+        found: builtins.list[str] = []
+        token: str | None = None
+        while len(found) < limit:
+            page = await self._applications.list_page(100, token)
+            found += [s.app_id for s in page.items if s.config.group_id == group_id]
+            token = page.continuation_token
+            if not token:
+                break
+        return found[:limit]
 
     async def log(
         self, app_id: str, page_size: int, continuation_token: str | None

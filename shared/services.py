@@ -180,7 +180,13 @@ class Services:
         from shared.registry import RegistryService
 
         return RegistryService(
-            self.applications, self.rotation_log, self.rotation_queue, self.clock, events=self.events
+            self.applications,
+            self.rotation_log,
+            self.rotation_queue,
+            self.clock,
+            events=self.events,
+            plugins=self.plugins,
+            groups=self.groups,
         )
 
     # --- rotation -----------------------------------------------------------------------------
@@ -334,6 +340,7 @@ class Services:
             ),
             clock=self.clock,
             services=self,
+            groups=self.groups,
             sleep=self.sleep,
             checkpoint=self.checkpoint or (lambda step: None),
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("rotator.api")
 
 MAX_BODY_BYTES = 64 * 1024
+# JSON nested deeper than this is refused before anything recurses over it.
+MAX_JSON_DEPTH = 32
 PAGE_SIZE = (1, 100)
 DEFAULT_PAGE_SIZE = 25
 PROBLEM_BASE = "https://github.com/entra-secret-rotator/problems/"
@@ -132,7 +135,9 @@ def read_json(req: func.HttpRequest, *, required: bool = True) -> Any:
             )
         return {}
     try:
-        return json.loads(body)
+        data = json.loads(body)
+    except RecursionError:
+        raise _too_deep() from None
     except (ValueError, UnicodeDecodeError) as error:
         line = getattr(error, "lineno", None)
         where = f" at line {line}, column {getattr(error, 'colno', '?')}" if line else ""
@@ -140,6 +145,34 @@ def read_json(req: func.HttpRequest, *, required: bool = True) -> Any:
             "The request body is not valid JSON",
             [FieldProblem("body", f"is not valid JSON{where}", "a JSON object")],
         ) from None
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise _too_deep()
+    return data
+
+
+def _too_deep() -> ValidationError:
+    return ValidationError(
+        "The request body is nested too deeply",
+        [
+            FieldProblem(
+                "body", "is nested too deeply", f"at most {MAX_JSON_DEPTH} levels of objects and arrays"
+            )
+        ],
+    )
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level > MAX_JSON_DEPTH:
+                return level
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def parse_model(model: type[Any], data: Any) -> Any:
@@ -197,18 +230,34 @@ def _field_problem(item: Any) -> FieldProblem:
     return FieldProblem(field, message, str(allowed) if allowed is not None else None)
 
 
+def int_param(raw: str | None, name: str, low: int, high: int, default: int) -> int:
+    """A whole-number query parameter: ASCII digits only (not ``²`` or ``٣``), within its range."""
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not low <= int(raw) <= high:
+        raise ValidationError(
+            f"Invalid {name}", [FieldProblem(name, "must be a whole number", f"{low} to {high}")]
+        )
+    return int(raw)
+
+
 def page_params(req: func.HttpRequest) -> tuple[int, str | None]:
-    raw = req.params.get("pageSize")
-    page_size = DEFAULT_PAGE_SIZE
-    if raw is not None:
-        low, high = PAGE_SIZE
-        if not raw.isdigit() or not low <= int(raw) <= high:
-            raise ValidationError(
-                "Invalid pageSize",
-                [FieldProblem("pageSize", "must be a whole number", f"{low} to {high}")],
-            )
-        page_size = int(raw)
+    page_size = int_param(req.params.get("pageSize"), "pageSize", *PAGE_SIZE, DEFAULT_PAGE_SIZE)
     return page_size, req.params.get("continuationToken") or None
+
+
+_ETAG = re.compile(r'(W/)?"[^"\x00-\x1f]{1,256}"')
+
+
+def if_match(req: func.HttpRequest) -> str | None:
+    """The ``If-Match`` header: ``*`` or one entity tag as this API returns them (RFC 9110 §13.1.1)."""
+    value = header(req, "If-Match")
+    if value is None or value == "*" or _ETAG.fullmatch(value):
+        return value
+    raise ValidationError(
+        "Invalid If-Match",
+        [FieldProblem("If-Match", "is not an entity tag", 'the ETag header of a previous response, or "*"')],
+    )
 
 
 def header(req: func.HttpRequest, name: str) -> str | None:

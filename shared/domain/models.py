@@ -84,12 +84,18 @@ IntegrationName = Annotated[
 EmailAddress = Annotated[
     str,
     matches(
-        r"[^@\s<>\"',;]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", "an email address such as ops@contoso.com"
+        r"(?=.{3,254}$)[^@\s<>\"',;]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+",
+        "an email address of at most 254 characters, such as ops@contoso.com",
     ),
 ]
 GroupId = Annotated[str, matches(r"[a-z0-9][a-z0-9-]{0,62}", "1 to 63 lowercase letters, digits or '-'")]
 KeyVaultSecretName = Annotated[str, matches(r"[0-9a-zA-Z-]{1,127}", "1 to 127 letters, digits or '-'")]
-HttpsUrl = Annotated[str, matches(r"https://[^\s/?#]+(/[^\s?#]*)?", "an https:// URL")]
+HttpsUrl = Annotated[
+    str,
+    matches(
+        r"(?=.{1,2048}$)https://[^\s/?#]{1,253}(/[^\s?#]*)?", "an https:// URL of at most 2048 characters"
+    ),
+]
 DevOpsOrganization = Annotated[
     str, matches(r"[A-Za-z0-9][A-Za-z0-9-]{0,49}", "an Azure DevOps organization name")
 ]

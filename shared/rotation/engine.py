@@ -69,6 +69,7 @@ from shared.errors import (
     is_retryable,
 )
 from shared.integrations.base import PluginRegistry
+from shared.rotation.checks import GroupLookup, registration_problems
 from shared.rotation.credentials import POLICY_ERROR, Credentials, describe
 from shared.rotation.delivery import Delivery, error_info, integration_problems
 from shared.rotation.lease import Lease, LeaseLost, Run, StepConflict, remember
@@ -140,6 +141,7 @@ class RotationEngine:
         settings: EngineSettings,
         clock: Callable[[], datetime],
         services: Any = None,
+        groups: GroupLookup | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         checkpoint: Checkpoint = _no_checkpoint,
     ) -> None:
@@ -153,6 +155,7 @@ class RotationEngine:
         self._clock = clock
         self._sleep = sleep
         self._checkpoint = checkpoint
+        self._groups = groups
         self._lease = Lease(applications, clock, settings.claim_timeout)
         self._credentials = Credentials(
             directory,
@@ -420,7 +423,7 @@ class RotationEngine:
 
     # --- claimed: create and stage --------------------------------------------------------------
     async def _create_and_stage(self, run: Run) -> None:
-        problems = integration_problems(run.config, self._plugins)
+        problems = await registration_problems(run.config, self._plugins, self._groups)
         if problems:
             raise RotationError(
                 "Integration settings are invalid: " + "; ".join(f"{p.field} {p.message}" for p in problems),
@@ -1121,9 +1124,9 @@ class RotationEngine:
         found = [claim.key_id] if claim.key_id else []
         try:
             app = await self._credentials.read(run.config)
-        except RotationError:
-            return found
         except Exception as error:
+            if not is_retryable(error):
+                return found  # gone, refused or another application: nothing more to find there
             raise TransientServiceError(
                 "Entra ID cannot be read to clean up a failed rotation; it will be tried again",
                 service="graph",

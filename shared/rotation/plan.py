@@ -10,16 +10,24 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.domain.schedule import is_due, next_update_at
+from shared.errors import FieldProblem
 from shared.integrations.base import PluginRegistry
 from shared.rotation.delivery import integration_problems
 from shared.storage.applications import StoredApplication
 
 
 def build_plan(
-    stored: StoredApplication, plugins: PluginRegistry, credential_prefix: str, now: datetime
+    stored: StoredApplication,
+    plugins: PluginRegistry,
+    credential_prefix: str,
+    now: datetime,
+    problems: list[FieldProblem] | None = None,
 ) -> dict[str, Any]:
+    """``problems``: from ``shared.rotation.checks.registration_problems`` (the group is looked up
+    there); without it, the integration checks alone."""
     config, status = stored.config, stored.status
-    problems = integration_problems(config, plugins)
+    if problems is None:
+        problems = integration_problems(config, plugins)
     lifetime = config.rotation.secret_lifetime_days
     next_update = next_update_at(config, status)
     integrations = []

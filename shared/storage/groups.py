@@ -28,6 +28,12 @@ class GroupStore:
             raise NotFoundError("Group does not exist", group_id=group_id) from None
         return _group(entity), str(entity.metadata["etag"])
 
+    async def find(self, group_id: str) -> Group | None:
+        try:
+            return (await self.get(group_id))[0]
+        except NotFoundError:
+            return None
+
     async def list_all(self) -> list[Group]:
         query = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": PARTITION})
         return [_group(entity) async for entity in query]

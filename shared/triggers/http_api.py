@@ -12,6 +12,7 @@ import azure.functions as func
 from shared.api.http import (
     handle_errors,
     header,
+    if_match,
     json_response,
     page_params,
     parse_model,
@@ -152,7 +153,7 @@ async def put_application(req: func.HttpRequest) -> func.HttpResponse:
     await store_credentials(services.vault(services.settings.vault_url), pending, owner=app_id)
     result = await services.registry.put(
         config,
-        if_match=header(req, "If-Match"),
+        if_match=if_match(req),
         create_only=if_none_match == "*",
         allow_object_id_change=allow_object_id_change,
     )
@@ -167,7 +168,7 @@ async def put_application(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="applications/{appId}", methods=["DELETE"])
 @handle_errors
 async def delete_application(req: func.HttpRequest) -> func.HttpResponse:
-    await get_services().registry.delete(_app_id(req), if_match=header(req, "If-Match"))
+    await get_services().registry.delete(_app_id(req), if_match=if_match(req))
     return func.HttpResponse(status_code=204)
 
 
@@ -215,12 +216,14 @@ async def refresh_secret(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 async def plan_rotation(req: func.HttpRequest) -> func.HttpResponse:
     """Dry run: what a rotation would touch and any problem in the settings; creates nothing."""
+    from shared.rotation.checks import registration_problems
     from shared.rotation.plan import build_plan
 
     services = get_services()
     stored = await services.registry.get(_app_id(req))
+    problems = await registration_problems(stored.config, services.plugins, services.groups)
     return json_response(
-        build_plan(stored, services.plugins, services.settings.credential_prefix, services.clock())
+        build_plan(stored, services.plugins, services.settings.credential_prefix, services.clock(), problems)
     )
 
 
@@ -276,16 +279,24 @@ async def put_group(req: func.HttpRequest) -> func.HttpResponse:
     group = parse_model(Group, data)
     services = get_services()
     await store_credentials(services.vault(services.settings.vault_url), pending, owner=f"group:{group_id}")
-    etag, created = await services.groups.put(group, if_match=header(req, "If-Match"))
+    etag, created = await services.groups.put(group, if_match=if_match(req))
     return json_response(group_body(group, etag), status=201 if created else 200, headers={"ETag": etag})
 
 
 @bp.route(route="groups/{groupId}", methods=["DELETE"])
 @handle_errors
 async def delete_group(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.errors import ConflictError
+
     services = get_services()
     group_id = _group_id(req)
     await services.groups.get(group_id)
+    users = await services.registry.applications_in_group(group_id)
+    if users:
+        raise ConflictError(
+            f"Group is used by {len(users)} application(s): {', '.join(users)}; move them to another group first",
+            group_id=group_id,
+        )
     await services.groups.delete(group_id)
     return func.HttpResponse(status_code=204)
 

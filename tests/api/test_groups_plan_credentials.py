@@ -83,9 +83,53 @@ def test_groups_keep_the_vercel_token_write_only(api: httpx.Client, sim_stack: A
     assert api.get(f"/groups/{group_id}").status_code == 404
 
 
-def test_dry_run_reports_problems_without_calling_graph(api: httpx.Client, sim_stack: Any) -> None:
+def test_put_refuses_what_every_rotation_would_refuse(api: httpx.Client) -> None:
+    """Issue 10: PUT, the plan and the rotation run the same checks; nothing is written on a 400."""
     app_id = str(uuid.uuid4())
-    api.put(
+    cases = {
+        "integrations.0.patSecretName": [devops_integration(authentication="pat")],
+        "integrations.0.vaultResourceId": [
+            {"kind": "keyVault", "vaultUrl": "https://payroll-kv.vault.azure.net", "grantAccess": True}
+        ],
+        "integrations.0.webhookSecretName": [{"kind": "automation", "target": "webhook"}],
+    }
+    for field, integrations in cases.items():
+        response = api.put(f"/applications/{app_id}", json=registration(integrations=integrations))
+        assert response.status_code == 400, response.text
+        assert field in [e["field"] for e in response.json()["errors"]]
+    unknown_group = api.put(f"/applications/{app_id}", json=registration(groupId="no-such-group"))
+    assert unknown_group.status_code == 400
+    assert [e["field"] for e in unknown_group.json()["errors"]] == ["groupId"]
+    assert api.get(f"/applications/{app_id}").status_code == 404  # nothing was written
+
+
+def test_a_group_in_use_cannot_be_deleted_and_the_plan_reports_a_missing_group(
+    api: httpx.Client, azurite: str, sim_stack: Any
+) -> None:
+    from azure.data.tables import TableClient
+
+    group_id = f"web-{uuid.uuid4().hex[:8]}"
+    assert api.put(f"/groups/{group_id}", json={"displayName": "Web team"}).status_code == 201
+    app_id = str(uuid.uuid4())
+    assert api.put(f"/applications/{app_id}", json=registration(groupId=group_id)).status_code == 201
+    refused = api.delete(f"/groups/{group_id}")
+    assert refused.status_code == 409 and app_id in refused.json()["detail"]
+    assert api.get(f"/groups/{group_id}").status_code == 200
+
+    # Removed behind the API's back (by hand in the table): the dry run says so, and calls nothing.
+    TableClient.from_connection_string(azurite, "applications").delete_entity("group", group_id)
+    before = len(sim_stack.entra.requests())
+    plan = api.get(f"/applications/{app_id}/plan")
+    assert plan.status_code == 200, plan.text
+    body = plan.json()
+    assert body["ready"] is False
+    assert [p["field"] for p in body["problems"]] == ["groupId"]
+    assert len(sim_stack.entra.requests()) == before  # nothing was asked of Entra / Graph
+
+
+def test_dry_run_describes_each_destination_without_calling_graph(api: httpx.Client, sim_stack: Any) -> None:
+    app_id = str(uuid.uuid4())
+    created = api.put(
         f"/applications/{app_id}",
         json=registration(
             integrations=[
@@ -94,18 +138,16 @@ def test_dry_run_reports_problems_without_calling_graph(api: httpx.Client, sim_s
                     "vaultUrl": "https://payroll-kv.vault.azure.net",
                     "secretName": "payroll",
                 },
-                devops_integration(authentication="pat"),
+                devops_integration(authentication="pat", personalAccessToken=PAT),
             ]
         ),
     )
-    sim_stack.entra.clear_requests() if hasattr(sim_stack.entra, "clear_requests") else None
+    assert created.status_code == 201, created.text
     before = len(sim_stack.entra.requests())
     plan = api.get(f"/applications/{app_id}/plan")
     assert plan.status_code == 200, plan.text
     body = plan.json()
-    assert body["wouldRotateNow"] is True
+    assert body["wouldRotateNow"] is True and body["ready"] is True
     assert body["integrations"][0]["action"].startswith("write a new version of secret 'payroll'")
-    assert body["integrations"][0]["problems"] == []
-    assert body["ready"] is False
-    assert [p["field"] for p in body["integrations"][1]["problems"]]
+    assert body["integrations"][1]["problems"] == []
     assert len(sim_stack.entra.requests()) == before  # nothing was asked of Entra / Graph

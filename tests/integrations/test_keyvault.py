@@ -121,8 +121,33 @@ async def test_the_rotator_grants_itself_access_where_allowed_and_logs_it(
 
 
 async def test_grant_without_the_vault_resource_id_fails_before_touching_entra(rotator: Rotator) -> None:
+    import pytest
+
+    from shared.domain.models import ApplicationStatus
+    from shared.errors import ValidationError
+
     entra_app = rotator.seed_entra_app()
-    await register_with_vault(rotator, entra_app, grantAccess=True)
+    with pytest.raises(ValidationError) as refused:  # PUT runs the rotation's own checks
+        await register_with_vault(rotator, entra_app, grantAccess=True)
+    assert [p.field for p in refused.value.problems] == ["integrations.0.vaultResourceId"]
+    # Stored behind the API's back (or valid once, then a plugin changed): the rotation refuses it too.
+    config = ApplicationConfig.model_validate(
+        {
+            "appId": entra_app.app_id,
+            "objectId": entra_app.object_id,
+            "displayName": "Payroll API (prod)",
+            "rotation": {"enabled": True},
+            "integrations": [
+                {
+                    "kind": "keyVault",
+                    "vaultUrl": rotator.stack.keyvaults["destination"].url,
+                    "grantAccess": True,
+                }
+            ],
+        },
+        strict=False,
+    )
+    await rotator.services.applications.create(config, ApplicationStatus(), rotator.clock())
     before = len(rotator.stack.entra.requests(method="POST"))
     assert await rotate(rotator, entra_app) == "failed"
     assert len(rotator.stack.entra.requests(method="POST")) == before  # no addPassword was sent

@@ -1,0 +1,80 @@
+"""Bad input always gets a 4xx problem naming the field, never a 5xx (issue 10's examples)."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+import httpx
+
+from tests.api.test_applications_api import register, registration
+
+
+def assert_problem(response: httpx.Response, status: int, field: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert field in [e["field"] for e in response.json().get("errors", [])], response.text
+
+
+def test_deeply_nested_json_is_a_400(api: httpx.Client) -> None:
+    nested = '{"a":' * 5_000 + "1" + "}" * 5_000
+    assert_problem(api.put(f"/applications/{uuid.uuid4()}", content=nested), 400, "body")
+    assert_problem(api.post(f"/applications/{uuid.uuid4()}/refresh", content=nested), 400, "body")
+    moderately: object = 1
+    for _ in range(40):
+        moderately = [moderately]
+    assert_problem(
+        api.put(f"/applications/{uuid.uuid4()}", json={"displayName": "x", "extra": moderately}), 400, "body"
+    )
+
+
+def test_numeric_parameters_take_ascii_digits_only(api: httpx.Client) -> None:
+    for value in ("²", "٣", "1e3", "-1", "0x10", " 5", "99999999999999999999"):
+        assert_problem(api.get("/applications", params={"pageSize": value}), 400, "pageSize")
+        assert_problem(api.get("/inventory", params={"expiringWithinDays": value}), 400, "expiringWithinDays")
+    assert api.get("/applications", params={"pageSize": "5"}).status_code == 200
+
+
+def test_a_malformed_if_match_is_a_400(api: httpx.Client) -> None:
+    group_id = f"g-{uuid.uuid4().hex[:8]}"
+    assert api.put(f"/groups/{group_id}", json={"displayName": "G"}).status_code == 201
+    for value in ("garbage", 'W/"unterminated', '"a" , "b"'):
+        response = api.put(f"/groups/{group_id}", json={"displayName": "G2"}, headers={"If-Match": value})
+        assert_problem(response, 400, "If-Match")
+    stale = api.put(f"/groups/{group_id}", json={"displayName": "G2"}, headers={"If-Match": 'W/"stale"'})
+    assert stale.status_code in (409, 412), stale.text
+    app_id = register(api).json()["appId"]
+    assert_problem(
+        api.put(f"/applications/{app_id}", json=registration(), headers={"If-Match": "garbage"}),
+        400,
+        "If-Match",
+    )
+
+
+def test_a_continuation_token_that_is_not_ours_is_a_400(api: httpx.Client) -> None:
+    text = base64.urlsafe_b64encode(b"just some text").decode().rstrip("=")
+    assert_problem(api.get("/inventory", params={"continuationToken": text}), 400, "continuationToken")
+    assert_problem(api.get("/applications", params={"continuationToken": text}), 400, "continuationToken")
+
+
+def test_huge_strings_are_refused_with_their_limit(api: httpx.Client) -> None:
+    url = "https://payroll-kv.vault.azure.net/" + "x" * 40_000
+    response = api.put(
+        f"/applications/{uuid.uuid4()}",
+        json=registration(integrations=[{"kind": "keyVault", "vaultUrl": url}]),
+    )
+    assert response.status_code in (400, 413), response.text
+    long_url = "https://payroll-kv.vault.azure.net/" + "x" * 3_000
+    response = api.put(
+        f"/applications/{uuid.uuid4()}",
+        json=registration(integrations=[{"kind": "keyVault", "vaultUrl": long_url}]),
+    )
+    assert_problem(response, 400, "integrations.0.vaultUrl")
+    assert "2048" in response.json()["errors"][0]["allowed"]
+
+
+def test_a_registration_too_large_for_a_table_property_is_a_400(api: httpx.Client) -> None:
+    url = "https://payroll-kv.vault.azure.net/" + "x" * 1_900  # each valid; together too large
+    integrations = [{"kind": "keyVault", "name": f"kv-{i}", "vaultUrl": url} for i in range(20)]
+    response = api.put(f"/applications/{uuid.uuid4()}", json=registration(integrations=integrations))
+    assert_problem(response, 400, "body")
