@@ -202,6 +202,7 @@ class SecretFilter(logging.Filter):
         self._registry = registry or SECRETS
 
     def filter(self, record: logging.LogRecord) -> bool:
+        _redact_urls(record)
         if not self._registry.active():
             return True  # the common case: nothing registered, nothing to compare
         if not self._registry.found_in(_record_texts(record)):
@@ -211,6 +212,17 @@ class SecretFilter(logging.Filter):
 
 
 SECRET_FILTER = SecretFilter()
+
+
+def _redact_urls(record: logging.LogRecord) -> None:
+    """Credential-bearing URLs in a record's message and arguments, redacted in place (a URL's
+    userinfo, query and token-like path never reach a log: ``shared.redaction``)."""
+    from shared.redaction import redact_text
+
+    if isinstance(record.msg, str) and "://" in record.msg:
+        record.msg = redact_text(record.msg)
+    if isinstance(record.args, tuple) and any(isinstance(a, str) and "://" in a for a in record.args):
+        record.args = tuple(redact_text(a) if isinstance(a, str) and "://" in a else a for a in record.args)
 
 
 def _record_texts(record: logging.LogRecord) -> Iterable[str]:

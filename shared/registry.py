@@ -97,6 +97,7 @@ class RegistryService:
         events: EventSink | None = None,
         plugins: PluginRegistry | None = None,
         groups: GroupLookup | None = None,
+        rotator_vault_url: str | None = None,
     ) -> None:
         self._applications = applications
         self._log = rotation_log
@@ -105,6 +106,7 @@ class RegistryService:
         self._events = events
         self._plugins = plugins
         self._groups = groups
+        self._rotator_vault_url = rotator_vault_url
 
     async def get(self, app_id: str) -> StoredApplication:
         return await self._applications.get(app_id)
@@ -131,7 +133,9 @@ class RegistryService:
         if self._plugins is not None:
             from shared.rotation.checks import registration_problems
 
-            problems = await registration_problems(config, self._plugins, self._groups)
+            problems = await registration_problems(
+                config, self._plugins, self._groups, rotator_vault_url=self._rotator_vault_url
+            )
             if problems:
                 raise ValidationError("The settings would make every rotation fail", problems)
         now = self._clock()

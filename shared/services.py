@@ -187,6 +187,7 @@ class Services:
             events=self.events,
             plugins=self.plugins,
             groups=self.groups,
+            rotator_vault_url=self.settings.vault_url,
         )
 
     # --- rotation -----------------------------------------------------------------------------
@@ -341,6 +342,7 @@ class Services:
             clock=self.clock,
             services=self,
             groups=self.groups,
+            rotator_vault_url=self.settings.vault_url,
             sleep=self.sleep,
             checkpoint=self.checkpoint or (lambda step: None),
         )

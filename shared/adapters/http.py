@@ -31,10 +31,9 @@ def retry_after_seconds(headers: Any) -> float | None:
 
 
 def clip(text: str, *secrets: SecretValue | None, limit: int = MAX_MESSAGE) -> str:
-    """A service's message fit for our logs: short, and never holding a secret (defence in depth:
-    some services echo the request in their errors)."""
-    for secret in secrets:
-        if secret is not None:
-            text = text.replace(secret.reveal(), "***")
-    text = text.strip()
+    """A service's message fit for our logs: short, and never holding a secret or a credential-
+    bearing URL (defence in depth: some services echo the request in their errors)."""
+    from shared.redaction import redact_text
+
+    text = redact_text(text, secrets).strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -37,6 +37,12 @@ class VaultSecret:
     expires_on: datetime | None
 
 
+def same_vault(url: str, other: str) -> bool:
+    """Whether two vault URLs name one vault (host and port; host names compare case-insensitively)."""
+    first, second = urlparse(url), urlparse(other)
+    return (first.hostname or "").lower() == (second.hostname or "").lower() and first.port == second.port
+
+
 def staging_name(app_id: str, rotation_id: str | None = None) -> str:
     """``app-{appId}-{rotationId}`` (``app-{appId}``: the layout before per-rotation secrets)."""
     return f"app-{app_id}-{rotation_id}" if rotation_id else f"app-{app_id}"

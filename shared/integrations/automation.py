@@ -58,6 +58,7 @@ from shared.errors import (
     TransientServiceError,
 )
 from shared.integrations.base import DeployContext, DeployOutcome
+from shared.redaction import redact_host
 
 logger = logging.getLogger("rotator.integrations.automation")
 
@@ -101,8 +102,9 @@ class _RedactUrls(logging.Filter):
 
 
 def _redacted(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}/***"
+    from shared.redaction import redact_url
+
+    return redact_url(url)
 
 
 _URL_FILTER = _RedactUrls()
@@ -301,7 +303,7 @@ class AutomationPlugin:
         settings: AutomationIntegration = context.settings
         services = context.services
         url, key = await self._webhook_secret(context)
-        host = urlsplit(url).netloc
+        host = redact_host(url)
         timestamp = str(int(services.clock().timestamp()))
         payload = {
             # Unique per attempt, so a quick retry is never mistaken for a replay of the same request.

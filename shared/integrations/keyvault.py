@@ -1,7 +1,12 @@
 """Azure Key Vault destination: the new secret as a new version of a secret the rotator manages.
 
-Ownership: every version the rotator writes is tagged ``managedBy``. A secret that exists without
-that tag belongs to someone else and is left alone unless the integration says ``adoptExisting``.
+Ownership: every version the rotator writes is tagged ``managedBy`` and ``appId``. A secret that
+exists without the ``managedBy`` tag belongs to someone else and is left alone unless the
+integration says ``adoptExisting``; one tagged for another application is never written (two
+applications must never write the same secret). The default secret name is the display name made
+valid for Key Vault plus the first 8 characters of the appId, so it is unique per application even
+when the display name reduces to nothing safe. The rotator's own vault is never a destination
+(``shared.rotation.checks``), so no integration can overwrite a staged secret or a stored credential.
 Writing is skipped when the latest version already holds this key (a retried deploy is a no-op).
 """
 
@@ -10,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from shared.adapters.vault import MANAGED_BY
+from shared.adapters.vault import MANAGED_BY, same_vault
 from shared.domain.models import ApplicationConfig, KeyVaultIntegration
 from shared.errors import ExternalServiceError, FieldProblem, RotationError, TransientServiceError
 from shared.integrations.base import DeployContext, DeployOutcome
@@ -23,14 +28,17 @@ ROLE_ASSIGNMENTS_API_VERSION = "2022-04-01"
 GRANT_PROPAGATION_WAITS = (2.0, 5.0, 10.0)
 
 
-def default_secret_name(display_name: str) -> str:
-    """The application's name made valid for Key Vault: letters, digits and '-', at most 127."""
-    name = re.sub(r"[^0-9A-Za-z-]+", "-", display_name).strip("-")
-    return re.sub(r"-{2,}", "-", name)[:127] or "client-secret"
+def default_secret_name(display_name: str, app_id: str) -> str:
+    """``<display name as letters, digits and '-'>-<first 8 of appId>`` (Key Vault: at most 127)."""
+    name = re.sub(r"-{2,}", "-", re.sub(r"[^0-9A-Za-z-]+", "-", display_name)).strip("-")
+    suffix = app_id.lower()[:8]
+    return (
+        f"{name[: 127 - len(suffix) - 1].rstrip('-')}-{suffix}" if name else f"client-secret-{app_id.lower()}"
+    )
 
 
 def secret_name(settings: KeyVaultIntegration, app: ApplicationConfig) -> str:
-    return settings.secret_name or default_secret_name(app.display_name)
+    return settings.secret_name or default_secret_name(app.display_name, str(app.app_id))
 
 
 def token_object_id(token: str) -> str:
@@ -143,9 +151,28 @@ class KeyVaultPlugin:
 
     async def _write(self, context: DeployContext, name: str) -> DeployOutcome:
         settings: KeyVaultIntegration = context.settings
+        own = getattr(getattr(context.services, "settings", None), "vault_url", None)
+        if own and same_vault(settings.vault_url, own):
+            raise RotationError(
+                "The rotator's own vault is never a destination (it holds staged secrets and credentials)",
+                step="deploy",
+                code="RotatorVaultNotADestination",
+            )
         vault = context.services.vault(settings.vault_url)
         latest = await vault.get(name)
         if latest is not None:
+            owner = latest.tags.get("appId")
+            if (
+                latest.tags.get("managedBy") == MANAGED_BY
+                and owner
+                and owner.lower() != str(context.app.app_id)
+            ):
+                raise RotationError(
+                    f"Secret '{name}' in {settings.vault_url} holds the secret of another application "
+                    f"({owner}); choose another secretName",
+                    step="deploy",
+                    code="SecretOwnedByAnotherApplication",
+                )
             if latest.tags.get("managedBy") != MANAGED_BY and not settings.adopt_existing:
                 raise RotationError(
                     f"Secret '{name}' in {settings.vault_url} is not managed by the rotator; "

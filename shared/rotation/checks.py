@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from shared.domain.models import ApplicationConfig, Group
+from shared.adapters.vault import same_vault
+from shared.domain.models import ApplicationConfig, Group, KeyVaultIntegration
 from shared.errors import FieldProblem
 from shared.integrations.base import PluginRegistry
 from shared.rotation.delivery import integration_problems
@@ -20,10 +21,31 @@ class GroupLookup(Protocol):
 
 
 async def registration_problems(
-    config: ApplicationConfig, plugins: PluginRegistry, groups: GroupLookup | None
+    config: ApplicationConfig,
+    plugins: PluginRegistry,
+    groups: GroupLookup | None,
+    *,
+    rotator_vault_url: str | None = None,
 ) -> list[FieldProblem]:
-    """Every problem a rotation would refuse the registration for (no call that changes anything)."""
+    """Every problem a rotation would refuse the registration for (no call that changes anything).
+
+    ``rotator_vault_url``: the rotator's own vault, which holds every staged secret and stored
+    credential and so is never a destination.
+    """
     problems = integration_problems(config, plugins)
+    for index, integration in enumerate(config.integrations):
+        if (
+            rotator_vault_url
+            and isinstance(integration, KeyVaultIntegration)
+            and same_vault(integration.vault_url, rotator_vault_url)
+        ):
+            problems.append(
+                FieldProblem(
+                    f"integrations.{index}.vaultUrl",
+                    "is the rotator's own vault, which holds staged secrets and stored credentials",
+                    "any other Key Vault",
+                )
+            )
     if config.group_id and groups is not None and await groups.find(config.group_id) is None:
         problems.append(
             FieldProblem("groupId", "names a group that does not exist", "the id of an existing group")

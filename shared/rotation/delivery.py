@@ -156,7 +156,10 @@ def integration_problems(config: ApplicationConfig, plugins: PluginRegistry) -> 
 
 
 def error_info(error: BaseException, step: str | None, now: datetime) -> ErrorInfo:
+    """What the status, the log and the alert email say of an error (its message redacted)."""
+    from shared.redaction import redact_text
+
     if isinstance(error, RotatorError):
         code = getattr(error, "code", None) or type(error).__name__
-        return ErrorInfo(code=str(code), message=error.message, step=step, at=now)
+        return ErrorInfo(code=str(code), message=redact_text(error.message), step=step, at=now)
     return ErrorInfo(code=type(error).__name__, message="Unexpected error", step=step, at=now)

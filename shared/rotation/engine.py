@@ -142,6 +142,7 @@ class RotationEngine:
         clock: Callable[[], datetime],
         services: Any = None,
         groups: GroupLookup | None = None,
+        rotator_vault_url: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         checkpoint: Checkpoint = _no_checkpoint,
     ) -> None:
@@ -156,6 +157,7 @@ class RotationEngine:
         self._sleep = sleep
         self._checkpoint = checkpoint
         self._groups = groups
+        self._rotator_vault_url = rotator_vault_url
         self._lease = Lease(applications, clock, settings.claim_timeout)
         self._credentials = Credentials(
             directory,
@@ -423,7 +425,9 @@ class RotationEngine:
 
     # --- claimed: create and stage --------------------------------------------------------------
     async def _create_and_stage(self, run: Run) -> None:
-        problems = await registration_problems(run.config, self._plugins, self._groups)
+        problems = await registration_problems(
+            run.config, self._plugins, self._groups, rotator_vault_url=self._rotator_vault_url
+        )
         if problems:
             raise RotationError(
                 "Integration settings are invalid: " + "; ".join(f"{p.field} {p.message}" for p in problems),

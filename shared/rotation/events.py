@@ -14,6 +14,7 @@ from typing import Any
 
 from shared.domain.models import LogLevel, RotationLogEntry
 from shared.observability import record_event_metrics
+from shared.redaction import redact_text, redact_value
 from shared.storage.rotation_log import RotationLogStore
 
 logger = logging.getLogger("rotator.events")
@@ -41,6 +42,9 @@ class EventRecorder:
         duration_ms: int | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
+        # Whatever a message or detail quotes (a service's error, a URL), no credential gets through.
+        message = redact_text(message)
+        details = redact_value(details) if details else details
         entry = RotationLogEntry(
             at=self._clock(),
             app_id=app_id,

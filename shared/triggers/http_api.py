@@ -221,7 +221,9 @@ async def plan_rotation(req: func.HttpRequest) -> func.HttpResponse:
 
     services = get_services()
     stored = await services.registry.get(_app_id(req))
-    problems = await registration_problems(stored.config, services.plugins, services.groups)
+    problems = await registration_problems(
+        stored.config, services.plugins, services.groups, rotator_vault_url=services.settings.vault_url
+    )
     return json_response(
         build_plan(stored, services.plugins, services.settings.credential_prefix, services.clock(), problems)
     )

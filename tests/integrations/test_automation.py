@@ -313,3 +313,35 @@ async def test_rotation_runs_the_runbook_and_calls_the_webhook(
     assert all(
         staged.value not in e.model_dump_json() and hook.token not in e.model_dump_json() for e in page.items
     )
+
+
+async def test_a_webhook_url_with_a_password_and_a_token_never_shows_them(
+    stack: Any, webhook_sim: Any, arm_services: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 10: userinfo, query and path tokens of a webhook URL stay out of every message."""
+    from urllib.parse import urlsplit
+
+    caplog.set_level(logging.DEBUG)
+    hook = webhook_sim.add_hook(signing_key="a-signing-key")
+    parts = urlsplit(hook.url)
+    url = f"https://ops:PLANTED-PASSWORD-1@{parts.netloc}{parts.path}?code=PLANTED-QUERY-1"
+    stack.keyvaults["rotator"].set_secret(
+        WEBHOOK_SECRET, json.dumps({"url": url, "signingKey": "a-signing-key"})
+    )
+    ctx = plugin_context(arm_services, WEBHOOK)
+    webhook_sim.set_switches(answer_status=410)
+    with pytest.raises(RotationError) as refused:
+        await fast().deploy(ctx)
+    webhook_sim.set_switches(answer_status=200)
+    outcome = await fast().deploy(ctx)
+    texts = [
+        str(refused.value),
+        refused.value.message,
+        outcome.summary,
+        json.dumps(outcome.details),
+        app_logs(caplog),
+    ]
+    for planted in ("PLANTED-PASSWORD-1", "PLANTED-QUERY-1", hook.token, "ops:"):
+        for text in texts:
+            assert planted not in text
+    assert parts.hostname in outcome.summary

@@ -43,7 +43,8 @@ async def test_writes_a_tagged_version_named_after_the_application(rotator: Rota
     assert await rotate(rotator, entra_app) == "rotated"
 
     [credential] = rotator.managed(entra_app)
-    [version] = rotator.stack.keyvaults["destination"].versions("Payroll-API-prod")
+    # The display name made valid for Key Vault, plus the appId's first 8 characters: unique per app.
+    [version] = rotator.stack.keyvaults["destination"].versions(f"Payroll-API-prod-{entra_app.app_id[:8]}")
     assert version.value == credential.secret_text
     assert version.content_type == "application/x-entra-client-secret"
     assert version.tags == {
@@ -111,7 +112,7 @@ async def test_the_rotator_grants_itself_access_where_allowed_and_logs_it(
     assert assignment["roleDefinitionId"].endswith("/roleDefinitions/b86a8fe4-44ce-4948-aee5-eccb2c155cd7")
     assert assignment["principalId"] == "rotator"  # the oid of the rotator's own token
     [credential] = rotator.managed(entra_app)
-    assert vault.get_secret("Payroll-API-prod").value == credential.secret_text
+    assert vault.get_secret(f"Payroll-API-prod-{entra_app.app_id[:8]}").value == credential.secret_text
     page = await rotator.services.rotation_log.list_page(entra_app.app_id, 50, None)
     assert any(
         e.event == "integration.warning" and "granted 'Key Vault Secrets Officer'" in e.message
@@ -181,6 +182,64 @@ async def test_a_second_delivery_of_the_same_key_writes_nothing(rotator: Rotator
     rotator.clock.advance(timedelta(minutes=16))
     outcome = await rotator.services.engine.handle(rotator.job(entra_app.app_id, JobReason.RETRY))
     assert outcome == "delivered"
-    assert len(rotator.stack.keyvaults["destination"].versions("Payroll-API-prod")) == 1
+    assert (
+        len(rotator.stack.keyvaults["destination"].versions(f"Payroll-API-prod-{entra_app.app_id[:8]}")) == 1
+    )
     assert len(rotator.managed(entra_app)) == 1
     assert (await rotator.status(entra_app.app_id)).last_result == "succeeded"
+
+
+async def test_two_applications_never_write_the_same_secret(rotator: Rotator) -> None:
+    """Issue 10: a secret tagged for another appId is refused, whatever adoptExisting says."""
+    first, second = rotator.seed_entra_app(), rotator.seed_entra_app()
+    await register_with_vault(rotator, first, secretName="shared-name")
+    assert await rotate(rotator, first) == "rotated"
+    await register_with_vault(rotator, second, secretName="shared-name", adoptExisting=True)
+    assert await rotate(rotator, second) == "rotated"  # the secret rotated; this destination did not
+    vault = rotator.stack.keyvaults["destination"]
+    assert {v.tags["appId"] for v in vault.versions("shared-name")} == {first.app_id}
+    result = (await rotator.status(second.app_id)).integrations["keyVault-1"]
+    assert result.error is not None and result.error.code == "SecretOwnedByAnotherApplication"
+
+
+async def test_default_names_stay_unique_when_display_names_reduce_to_nothing(rotator: Rotator) -> None:
+    from shared.integrations.keyvault import default_secret_name
+
+    a, b = "11111111-2222-3333-4444-555555555555", "99999999-2222-3333-4444-555555555555"
+    assert default_secret_name("給与システム", a) != default_secret_name("給与システム", b)
+    assert default_secret_name("給与システム", a) == f"client-secret-{a}"
+    assert default_secret_name("Payroll API", a) == "Payroll-API-11111111"
+    long = default_secret_name("x" * 300, a)
+    assert len(long) <= 127 and long.endswith("-11111111")
+
+
+async def test_the_rotators_own_vault_is_never_a_destination(rotator: Rotator) -> None:
+    import pytest
+
+    from shared.domain.models import ApplicationStatus
+    from shared.errors import ValidationError
+
+    entra_app = rotator.seed_entra_app()
+    own = rotator.stack.keyvaults["rotator"]
+    config = ApplicationConfig.model_validate(
+        {
+            "appId": entra_app.app_id,
+            "objectId": entra_app.object_id,
+            "displayName": "Attacker",
+            "rotation": {"enabled": True},
+            # Aimed at a stored credential: a group's Vercel token, another app's PAT.
+            "integrations": [
+                {"kind": "keyVault", "vaultUrl": own.url + "/", "secretName": "cred-group-web-vercel-token"}
+            ],
+        },
+        strict=False,
+    )
+    with pytest.raises(ValidationError) as refused:
+        await rotator.services.registry.put(config, if_match=None, create_only=False)
+    assert [p.field for p in refused.value.problems] == ["integrations.0.vaultUrl"]
+    # Even stored behind the API's back, the rotation refuses before touching Entra, and writes nothing.
+    own.set_secret("cred-group-web-vercel-token", "vercel-token-value")
+    await rotator.services.applications.create(config, ApplicationStatus(), rotator.clock())
+    assert await rotate(rotator, entra_app) == "failed"
+    assert [v.value for v in own.versions("cred-group-web-vercel-token")] == ["vercel-token-value"]
+    assert rotator.managed(entra_app) == []
