@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, quote, urlparse
 
 from shared.adapters.entra import PasswordInfo, _graph_errors, _password_info
 from shared.adapters.retry import RetryPolicy, retry
+from shared.domain.models import rfc3339
 from shared.errors import ExternalServiceError, FieldProblem, ValidationError
 
 if TYPE_CHECKING:
@@ -222,8 +223,8 @@ class PasswordExpiry:
             "keyId": self.key_id,
             "displayName": self.display_name,
             "hint": self.hint,
-            "startDateTime": self.start.isoformat() if self.start else None,
-            "endDateTime": self.end.isoformat() if self.end else None,
+            "startDateTime": rfc3339(self.start) if self.start else None,
+            "endDateTime": rfc3339(self.end) if self.end else None,
             "expired": self.expired,
             "expiringSoon": self.expiring_soon,
             "managedByRotator": self.managed_by_rotator,
@@ -255,7 +256,7 @@ class InventoryItem:
             "displayName": self.display_name,
             "registered": self.registered,
             "expiringSoon": self.expiring_soon,
-            "nextExpiry": next_expiry.isoformat() if next_expiry else None,
+            "nextExpiry": rfc3339(next_expiry) if next_expiry else None,
             "passwords": [p.to_json() for p in self.passwords],
         }
 
@@ -272,7 +273,7 @@ class InventoryPage:
             "items": [item.to_json() for item in self.items],
             "continuationToken": self.continuation_token,
             "expiringWithinDays": self.expiring_within_days,
-            "generatedAt": self.generated_at.isoformat(),
+            "generatedAt": rfc3339(self.generated_at),
         }
 
 

@@ -26,7 +26,7 @@ from shared.domain.models import (
     RotationStep,
     step_index,
 )
-from shared.errors import ConflictError, FieldProblem, ValidationError
+from shared.errors import ConflictError, FieldProblem, NotFoundError, ValidationError
 from shared.storage.applications import ApplicationStore, Page, StoredApplication
 from shared.storage.queue import RotationQueue
 from shared.storage.rotation_log import RotationLogStore
@@ -217,8 +217,11 @@ class RegistryService:
     async def log(
         self, app_id: str, page_size: int, continuation_token: str | None
     ) -> Page[RotationLogEntry]:
-        await self._applications.get(app_id)  # 404 for an unknown application, not an empty log
-        return await self._log.list_page(app_id, page_size, continuation_token)
+        page = await self._log.list_page(app_id, page_size, continuation_token)
+        # The log outlives DELETE; 404 only for an application that has neither a row nor a log.
+        if not page.items and continuation_token is None and await self._applications.find(app_id) is None:
+            raise NotFoundError("Application is not registered and has no rotation log", app_id=app_id)
+        return page
 
     async def request_refresh(
         self, app_id: str, *, compromised: bool, revoke_unmanaged: bool = False

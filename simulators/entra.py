@@ -160,6 +160,7 @@ class EntraSimulator(SimulatorServer):
     * ``policies_readable`` - whether ``GET /policies/defaultAppManagementPolicy`` and
       ``GET /applications/{id}/appManagementPolicies`` answer (Policy.Read.All) or 403; the
       tenant default policy carries ``max_lifetime`` as a ``passwordLifetime`` restriction.
+    * ``leading_dash_secrets`` - the next N new secrets start with ``-``.
     * ``msa_password_limit`` - passwords an app with a personal-account audience may hold (2).
     * ``throttle_writes`` - next N addPassword/removePassword get 429 + ``Retry-After``.
     * ``fail_next`` - next N requests matching method/path get a 5xx (base switch).
@@ -219,6 +220,8 @@ class EntraSimulator(SimulatorServer):
         self.max_lifetime_seconds: float | None = None
         # Whether the caller may read app management policies (Policy.Read.All); 403 otherwise.
         self.policies_readable = False
+        # The next N new secrets start with '-' (Entra's alphabet has it; it breaks CLI consumers).
+        self.leading_dash_secrets = 0
         self.msa_password_limit = 2
         self.propagation_delay_seconds = 0.0
         self.broken_new_secrets = False
@@ -388,6 +391,8 @@ class EntraSimulator(SimulatorServer):
             self.max_lifetime_seconds = None if value is None else float(value)
         elif name == "policies_readable":
             self.policies_readable = bool(value)
+        elif name == "leading_dash_secrets":
+            self.leading_dash_secrets = int(value)
         elif name == "msa_password_limit":
             self.msa_password_limit = int(value)
         elif name == "propagation_delay_seconds":
@@ -734,10 +739,14 @@ class EntraSimulator(SimulatorServer):
                 f"You can only add a maximum of {limit} passwords.",
             )
         display_name = spec.get("displayName")
+        secret_text = generate_secret_text()
+        if self.leading_dash_secrets > 0:
+            self.leading_dash_secrets -= 1
+            secret_text = "-" + secret_text[1:]
         credential = PasswordCredential(
             key_id=str(uuid.uuid4()),
             display_name=None if display_name is None else str(display_name),
-            secret_text=generate_secret_text(),
+            secret_text=secret_text,
             start=start,
             end=end,
             created_at=now,

@@ -8,7 +8,7 @@ Ranges follow the product documentation: secret lifetime 1–90 days, update thr
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -22,6 +22,11 @@ THRESHOLD_HOURS = (1, 23)
 THRESHOLD_ALERT_DAYS = (1, 30)
 MAX_RECIPIENTS = 20
 MAX_INTEGRATIONS = 20
+
+
+def rfc3339(moment: datetime) -> str:
+    """One timestamp format for every answer: RFC 3339 in UTC with ``Z`` (as pydantic writes them)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def int_range(low: int, high: int, unit: str) -> BeforeValidator:
@@ -139,6 +144,9 @@ class RotationSettings(Model):
     update_threshold_hours: ThresholdHours = 1
     # Credentials the rotator did not create are never removed unless the operator opts in here.
     retire_unmanaged_credentials: bool = False
+    # A secret starting with '-' is read as an option by many command-line consumers: re-create it
+    # before delivery (otherwise it is delivered, with a warning in the log).
+    recreate_leading_dash_secrets: bool = False
 
 
 class NotificationSettings(Model):

@@ -59,6 +59,14 @@ def scheduled_at(config: ApplicationConfig, status: ApplicationStatus) -> dateti
     return max(moments)
 
 
+def shown_next_update(config: ApplicationConfig, status: ApplicationStatus, now: datetime) -> datetime | None:
+    """What the API shows as ``nextUpdateAt``: when the next scheduled rotation may start, ``now``
+    when it is due already, and None (the field is left out) when nothing is scheduled."""
+    if not config.is_schedulable:
+        return None
+    return max(scheduled_at(config, status), now)
+
+
 def is_due(config: ApplicationConfig, status: ApplicationStatus, now: datetime) -> bool:
     """Whether a scheduled rotation should start now."""
     if not config.is_schedulable:

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from shared.adapters.entra import EntraApplication, EntraDirectory, NewPassword, PasswordInfo
 from shared.adapters.retry import RetryPolicy, retry
-from shared.domain.models import ApplicationConfig, ApplicationStatus
+from shared.domain.models import ApplicationConfig, ApplicationStatus, rfc3339
 from shared.errors import ExternalServiceError, RotationError
 
 logger = logging.getLogger("rotator.credentials")
@@ -274,7 +274,7 @@ def describe(passwords: list[PasswordInfo]) -> list[dict[str, Any]]:
             "keyId": p.key_id,
             "displayName": p.display_name,
             "hint": p.hint,
-            "endDateTime": p.end.isoformat() if p.end else None,
+            "endDateTime": rfc3339(p.end) if p.end else None,
         }
         for p in passwords
     ]

@@ -96,6 +96,8 @@ RETIRE_MARGIN = timedelta(minutes=1)
 MAX_CREATE_ATTEMPTS = 3
 # Step handler runs per invocation before the engine pauses (a full rotation takes about 10).
 MAX_STEP_RUNS = 60
+# How many times a secret starting with '-' is re-created (each time is a 1-in-65 chance or so).
+MAX_DASH_RECREATES = 5
 # A finished rotation runs, in the same invocation, at most this many rotations requested meanwhile.
 MAX_CHAINED = 2
 
@@ -484,6 +486,21 @@ class RotationEngine:
         duplicates: list[str] = []
         try:
             new, applied = await credentials.add(run.config, name, lifetime, removed=duplicates)
+            for _ in range(MAX_DASH_RECREATES):
+                if not (
+                    new.secret.reveal().startswith("-") and run.config.rotation.recreate_leading_dash_secrets
+                ):
+                    break
+                # Opted in: a secret read as a command-line option is replaced before anyone sees it.
+                await credentials.remove(app.object_id, new.info.key_id, "replace a secret starting with '-'")
+                await self._event(
+                    run,
+                    "secret.recreated",
+                    "The new secret started with '-'; it was removed and created again (recreateLeadingDashSecrets)",
+                    step="create",
+                    key_id=new.info.key_id,
+                )
+                new, applied = await credentials.add(run.config, name, lifetime, removed=duplicates)
         finally:
             for key_id in duplicates:
                 await self._event(
@@ -511,6 +528,16 @@ class RotationEngine:
             step="create",
             key_id=new.info.key_id,
         )
+        if new.secret.reveal().startswith("-"):
+            await self._event(
+                run,
+                "secret.leadingDash",
+                "The new secret starts with '-': command-line consumers may read it as an option (quote it, "
+                "or set rotation.recreateLeadingDashSecrets)",
+                level=LogLevel.WARNING,
+                step="create",
+                key_id=new.info.key_id,
+            )
         if applied.capped_by is not None:
             days = round(applied.applied.total_seconds() / 86400, 2)
             warning = (

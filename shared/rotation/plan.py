@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.domain.models import rfc3339
 from shared.domain.schedule import is_due, next_update_at
 from shared.errors import FieldProblem
 from shared.integrations.base import PluginRegistry
@@ -55,7 +56,7 @@ def build_plan(
     return {
         "appId": str(config.app_id),
         "wouldRotateNow": is_due(config, status, now),
-        "nextUpdateAt": next_update.isoformat() if next_update else None,
+        "nextUpdateAt": rfc3339(next_update) if next_update else None,
         "ready": not problems and config.state == "Active",
         "steps": [
             f"check that objectId {config.object_id} is application {config.app_id} in Entra ID",

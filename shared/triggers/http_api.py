@@ -4,7 +4,6 @@ Each handler parses the request, calls the registry service, and shapes the JSON
 sit under the host's ``/api`` prefix and need a function key, except health and the OpenAPI document.
 """
 
-from datetime import UTC
 from typing import Any
 
 import azure.functions as func
@@ -29,18 +28,23 @@ READ_ONLY_FIELDS = ("status", "etag", "createdAt", "updatedAt")
 
 
 def iso(moment: Any) -> str | None:
-    """UTC timestamps as the rest of the API writes them (``...Z``)."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
+    """UTC timestamps as the rest of the API writes them (RFC 3339, ``...Z``)."""
+    from shared.domain.models import rfc3339
+
+    return rfc3339(moment) if moment else None
 
 
 def application_body(stored: Any) -> dict[str, Any]:
-    from shared.domain.schedule import next_update_at
+    from shared.domain.schedule import shown_next_update
 
     body: dict[str, Any] = stored.config.to_json_dict()
     status: dict[str, Any] = stored.status.to_json_dict()
-    # Derived at read time: the threshold may have changed since the status was written.
-    next_update = next_update_at(stored.config, stored.status)
-    status["nextUpdateAt"] = iso(next_update)
+    # Derived at read time (the threshold may have changed since the status was written): "now"
+    # when due, and left out when nothing is scheduled (disabled, or rotation off).
+    next_update = shown_next_update(stored.config, stored.status, get_services().clock())
+    status.pop("nextUpdateAt", None)
+    if next_update is not None:
+        status["nextUpdateAt"] = iso(next_update)
     body["status"] = status
     body["etag"] = stored.etag
     body["createdAt"] = iso(stored.created_at)
@@ -59,7 +63,7 @@ def application_summary(stored: Any) -> dict[str, Any]:
         "rotationEnabled": full["rotation"]["enabled"],
         "lastUpdatedAt": status["lastUpdatedAt"],
         "expiresAt": status["expiresAt"],
-        "nextUpdateAt": status["nextUpdateAt"],
+        "nextUpdateAt": status.get("nextUpdateAt"),
         "lastResult": status["lastResult"],
         "rotationInProgress": status["inProgress"] is not None,
         "integrationCount": len(full["integrations"]),

@@ -50,7 +50,31 @@ def test_register_then_get_round_trips(api: httpx.Client) -> None:
     }
     assert body["integrations"][0]["name"] == "keyVault-1"
     assert body["status"]["lastResult"] == "never"
-    assert body["status"]["nextUpdateAt"] is None
+    # Enabled and never rotated: due now, shown as a time (RFC 3339, Z), never null.
+    assert body["status"]["nextUpdateAt"].endswith("Z")
+    assert body["createdAt"].endswith("Z") and body["updatedAt"].endswith("Z")
+
+
+def test_next_update_is_absent_for_a_disabled_application(api: httpx.Client) -> None:
+    app_id = str(uuid.uuid4())
+    register(api, app_id, state="Disabled")
+    assert "nextUpdateAt" not in api.get(f"/applications/{app_id}").json()["status"]
+    [summary] = [
+        a
+        for a in api.get("/applications", params={"pageSize": "100"}).json()["items"]
+        if a["appId"] == app_id
+    ] or [None]
+    assert summary is None or summary["nextUpdateAt"] is None
+
+
+def test_the_rotation_log_survives_delete(api: httpx.Client) -> None:
+    app_id = register(api).json()["appId"]
+    assert api.post(f"/applications/{app_id}/refresh").status_code == 202
+    assert api.delete(f"/applications/{app_id}").status_code == 204
+    log = api.get(f"/applications/{app_id}/log")
+    assert log.status_code == 200, log.text
+    assert [e["event"] for e in log.json()["items"]] == ["rotation.superseded", "rotation.requested"]
+    assert api.get(f"/applications/{uuid.uuid4()}/log").status_code == 404  # never registered
 
 
 def test_replace_keeps_status_and_accepts_a_get_body(api: httpx.Client) -> None:

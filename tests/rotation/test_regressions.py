@@ -349,3 +349,24 @@ async def test_scheduled_job_queued_before_a_manual_rotation_is_superseded(rotat
     assert await rotator.services.engine.handle(await refresh(rotator, entra_app.app_id)) == "rotated"
     assert await rotator.services.engine.handle(stale) == "superseded"
     assert len(rotator.managed(entra_app)) == 1
+
+
+async def test_a_secret_starting_with_a_dash_is_flagged_or_recreated(rotator: Rotator) -> None:
+    """Issue 10: a leading '-' breaks command-line consumers; warned, or re-created when opted in."""
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app)
+    rotator.stack.entra.leading_dash_secrets = 1
+    assert await rotator.services.engine.handle(await refresh(rotator, entra_app.app_id)) == "rotated"
+    [warned] = rotator.managed(entra_app)
+    assert warned.secret_text.startswith("-")
+    assert "secret.leadingDash" in [e.event for e in await events(rotator, entra_app.app_id)]
+
+    other = rotator.seed_entra_app(passwords=[])
+    await register(rotator, other, recreateLeadingDashSecrets=True)
+    rotator.stack.entra.leading_dash_secrets = 2
+    assert await rotator.services.engine.handle(await refresh(rotator, other.app_id)) == "rotated"
+    [replaced] = rotator.managed(other)
+    assert not replaced.secret_text.startswith("-")
+    assert token_works(rotator, other.app_id, replaced.secret_text)
+    log = [e.event for e in await events(rotator, other.app_id)]
+    assert log.count("secret.recreated") == 2 and "secret.leadingDash" not in log
