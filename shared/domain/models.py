@@ -483,6 +483,8 @@ class ApplicationStatus(StatusModel):
     recent_rotation_ids: list[str] = []
     # Failed rotations in a row: scheduled retries back off (``shared.domain.schedule``).
     consecutive_failures: int = 0
+    # When the last failure alert went out (the same failure is alerted again only after a day).
+    failure_alerted_at: datetime | None = None
 
 
 class LogLevel(StrEnum):

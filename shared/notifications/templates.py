@@ -262,22 +262,26 @@ def format_time(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def relative_to(moment: datetime, now: datetime) -> str:
+    """``in 6 days``, ``in 3 hours``, ``in less than an hour`` or ``now`` (already passed)."""
+    delta = moment - now
+    if delta <= timedelta(0):
+        return "now"
+    days, hours = delta.days, delta.seconds // 3600
+    if days:
+        return f"in {days} day{'s' if days != 1 else ''}"
+    if hours:
+        return f"in {hours} hour{'s' if hours != 1 else ''}"
+    return "in less than an hour"
+
+
 def format_in(moment: datetime | None, now: datetime) -> str:
     """``2025-03-01 10:00 UTC (in 6 days)``."""
     if moment is None:
         return "unknown"
-    delta = moment - now
-    if delta <= timedelta(0):
+    if moment <= now:
         return f"{format_time(moment)} (already passed)"
-    days = delta.days
-    hours = delta.seconds // 3600
-    if days:
-        relative = f"in {days} day{'s' if days != 1 else ''}"
-    elif hours:
-        relative = f"in {hours} hour{'s' if hours != 1 else ''}"
-    else:
-        relative = "in less than an hour"
-    return f"{format_time(moment)} ({relative})"
+    return f"{format_time(moment)} ({relative_to(moment, now)})"
 
 
 def _app_facts(app: ApplicationConfig) -> list[tuple[str, str]]:
@@ -482,10 +486,13 @@ def threshold_email(
     alert_days: int,
     last_result: RotationResult,
 ) -> EmailContent:
-    """The "rotation approaching" alert, sent once per secret ``alert_days`` before rotation."""
-    subject = (
-        f"[{PRODUCT}] {app.display_name}: secret rotation in {alert_days} day{'s' if alert_days != 1 else ''}"
-    )
+    """The "rotation approaching" alert, sent once per secret about ``alert_days`` before rotation.
+
+    The subject says the time actually left (the same as the body's "Next rotation"), which is
+    less than ``alert_days`` when the alert goes out late (a registration made close to it).
+    """
+    when = relative_to(next_rotation_at, now) if next_rotation_at is not None else "soon"
+    subject = f"[{PRODUCT}] {app.display_name}: secret rotation {when}"
     message = _Message(subject, f"Secret rotation approaching: {app.display_name}")
     facts = _app_facts(app) + [
         ("Next rotation", format_in(next_rotation_at, now)),

@@ -58,6 +58,7 @@ from shared.domain.models import (
     RotationResult,
     RotationStep,
     is_forward_only,
+    rfc3339,
 )
 from shared.domain.schedule import is_due
 from shared.errors import (
@@ -96,6 +97,8 @@ RETIRE_MARGIN = timedelta(minutes=1)
 MAX_CREATE_ATTEMPTS = 3
 # Step handler runs per invocation before the engine pauses (a full rotation takes about 10).
 MAX_STEP_RUNS = 60
+# A failure alert for the same reason as the last one is repeated at most this often.
+FAILURE_ALERT_REPEAT = timedelta(days=1)
 # How many times a secret starting with '-' is re-created (each time is a 1-in-65 chance or so).
 MAX_DASH_RECREATES = 5
 # A finished rotation runs, in the same invocation, at most this many rotations requested meanwhile.
@@ -1116,12 +1119,19 @@ class RotationEngine:
                     logger.warning("could not remove failed credential: %s", type(cleanup_error).__name__)
                     cleanup.append(key_id)
         await self._best_effort(self._staging.discard(run.app_id, claim.rotation_id))
+        # A rotation that keeps failing for the same reason alerts once, then again only when the
+        # reason changes or a day has passed: not at every retry.
+        previous = status.last_error if status.last_result == RotationResult.FAILED else None
+        repeated = previous is not None and (previous.code, previous.step) == (info.code, info.step)
+        alerted_at = status.failure_alerted_at
+        alert = not (repeated and alerted_at is not None and info.at - alerted_at < FAILURE_ALERT_REPEAT)
         await self._lease.write(
             run,
             in_progress=None,
             enqueued_at=status.enqueued_at if status.pending is not None else None,
             last_result=RotationResult.FAILED,
             last_error=info,
+            failure_alerted_at=info.at if alert else alerted_at,
             consecutive_failures=status.consecutive_failures + 1,
             last_rotation_id=claim.rotation_id,
             recent_rotation_ids=remember(status.recent_rotation_ids, claim.rotation_id),
@@ -1138,13 +1148,27 @@ class RotationEngine:
             code=info.code,
             details={"outcome": RotationOutcome.FAILED.value},
         )
-        await self._notify(
-            run,
-            RotationSummary(
-                app_id=run.app_id, rotation_id=claim.rotation_id, warnings=list(claim.warnings), error=info
-            ),
-            succeeded=False,
-        )
+        if alert:
+            await self._notify(
+                run,
+                RotationSummary(
+                    app_id=run.app_id,
+                    rotation_id=claim.rotation_id,
+                    warnings=list(claim.warnings),
+                    error=info,
+                ),
+                succeeded=False,
+            )
+        else:
+            await self._events.record(
+                run.app_id,
+                claim.rotation_id,
+                "notification.suppressed",
+                f"No failure alert: the same failure ({info.code}) was alerted at {rfc3339(alerted_at or info.at)}; "
+                "the next one goes out when the reason changes or after a day",
+                step="notify",
+                code=info.code,
+            )
         return "failed"
 
     async def _credentials_of(self, run: Run) -> list[str]:

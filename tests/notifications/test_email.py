@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import logging
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -135,6 +136,31 @@ async def test_failed_rotation_sends_a_failure_alert_with_what_to_check(email_ro
     assert "What to check" in (email.html or "")
 
 
+async def test_a_failure_that_repeats_alerts_once_then_on_change_or_daily(
+    email_rotator: EmailRotator,
+) -> None:
+    """Issue 10: not an alert every 15 minutes for the same failure."""
+    entra_app = email_rotator.seed_entra_app()
+    await email_rotator.register_app(entra_app)
+    email_rotator.stack.entra.remove_application(entra_app.object_id)
+    engine = email_rotator.services.engine
+    for minutes in (0, 15, 30, 45):
+        email_rotator.clock.advance(timedelta(minutes=minutes and 15))
+        assert await engine.handle(email_rotator.job(entra_app.app_id)) == "failed"
+    assert len(email_rotator.acs.outbox()) == 1
+    assert "notification.suppressed" in await email_rotator.log_events(entra_app.app_id)
+    email_rotator.clock.advance(timedelta(days=1))
+    assert await engine.handle(email_rotator.job(entra_app.app_id)) == "failed"
+    assert len(email_rotator.acs.outbox()) == 2  # a day later, the same failure is alerted again
+    # Another reason is alerted at once.
+    other = email_rotator.seed_entra_app()
+    stored = await email_rotator.services.applications.get(entra_app.app_id)
+    moved = stored.config.model_copy(update={"object_id": uuid.UUID(other.object_id)})
+    await email_rotator.services.applications.save(stored, moved, stored.status, email_rotator.clock())
+    assert await engine.handle(email_rotator.job(entra_app.app_id)) == "failed"  # ApplicationIdMismatch
+    assert len(email_rotator.acs.outbox()) == 3
+
+
 async def test_failure_alerts_can_be_switched_off(email_rotator: EmailRotator) -> None:
     entra_app = email_rotator.seed_entra_app()
     await email_rotator.register_app(entra_app, notifications={"notifyOnFailure": False})
@@ -184,7 +210,9 @@ async def test_threshold_alert_is_sent_once_per_secret_not_every_scan(email_rota
     report = await services.scanner.scan()
     assert report.alerts == 1
     [alert] = email_rotator.acs.outbox()
-    assert alert.subject == "[Secret rotation] Payroll API: secret rotation in 7 days"
+    # Subject and body agree on the time actually left (7 days less the 1-hour threshold).
+    assert alert.subject == "[Secret rotation] Payroll API: secret rotation in 6 days"
+    assert "(in 6 days)" in (alert.plain_text or "")
     assert alert.to == RECIPIENTS
     text = alert.plain_text or ""
     assert "Secret rotation approaching: Payroll API" in text

@@ -138,5 +138,14 @@ def test_threshold_email_names_next_rotation_and_integrations() -> None:
         last_result=RotationResult.SUCCEEDED,
     )
     assert content.subject == "[Secret rotation] Payroll API: secret rotation in 7 days"
+    late = templates.threshold_email(
+        app(notifications={"recipients": ["a@b.io"], "thresholdAlertDays": 7}),
+        now=NOW,
+        next_rotation_at=NOW + timedelta(days=2, hours=3),
+        expires_at=NOW + timedelta(days=2, hours=4),
+        alert_days=7,
+        last_result=RotationResult.SUCCEEDED,
+    )
+    assert late.subject.endswith("secret rotation in 2 days") and "(in 2 days)" in late.text
     assert "kv (keyVault)" in content.text and "devops (azureDevOps)" in content.text
     assert "2025-03-08 12:00 UTC (in 7 days)" in content.text

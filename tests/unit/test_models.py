@@ -98,7 +98,7 @@ def test_integration_fields_are_validated_and_named() -> None:
             ],
         }
     )
-    assert found["integrations.0.vaultUrl"]["allowed"] == "an https:// URL"
+    assert found["integrations.0.vaultUrl"]["allowed"] == "an https:// URL of at most 2048 characters"
     assert "integrations.1.serviceConnectionId" in found
 
 
