@@ -3,9 +3,11 @@
 ``add_hook()`` registers a receiver at ``/hooks/{token}``; its URL (``hook.url``) is the secret the
 operator stores in the rotator's vault, and, by the rotator's contract (``shared.integrations.automation``),
 also the HMAC key unless a separate ``signing_key`` is given. Each POST is checked as a careful receiver
-would: ``X-Rotator-Timestamp`` within ``tolerance_seconds`` of the simulated clock,
-``X-Rotator-Signature: sha256=<hex HMAC-SHA256(key, "<timestamp>." + raw body)>`` compared in constant
-time, and a signature seen before refused as a replay (409). A bad or missing signature answers 401.
+would, by the Standard Webhooks specification (standardwebhooks.com; the signature recomputed with its
+reference library, PyPI ``standardwebhooks``): ``webhook-timestamp`` within ``tolerance_seconds`` of
+the simulated clock, ``webhook-signature: v1,<base64 HMAC-SHA256(key, "<webhook-id>.<timestamp>.<body>")>``
+compared in constant time, and a signature seen before refused as a replay (409). A bad or missing
+signature answers 401.
 Accepted deliveries answer ``answer_status`` (default 200).
 
 Switches: ``answer_status`` (e.g. 400 or 410 for a permanent refusal), ``redirect_to`` (answer 307 with
@@ -16,7 +18,6 @@ is visible through ``deliveries()`` and ``GET /_sim/state``.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import secrets
@@ -34,8 +35,9 @@ from .base import (
     json_response,
 )
 
-SIGNATURE_HEADER = "x-rotator-signature"
-TIMESTAMP_HEADER = "x-rotator-timestamp"
+ID_HEADER = "webhook-id"
+SIGNATURE_HEADER = "webhook-signature"
+TIMESTAMP_HEADER = "webhook-timestamp"
 
 
 @dataclass
@@ -166,13 +168,9 @@ class WebhookSimulator(SimulatorServer):
             return json_response(404, {"error": "unknown hook"})
         timestamp = request.header(TIMESTAMP_HEADER) or ""
         given = request.header(SIGNATURE_HEADER) or ""
-        expected = (
-            "sha256="
-            + hmac.new(
-                hook.key, timestamp.encode("ascii", "replace") + b"." + request.body, hashlib.sha256
-            ).hexdigest()
+        signature_valid = _signature_matches(
+            hook.key, request.header(ID_HEADER) or "", timestamp, request.body, given
         )
-        signature_valid = bool(given) and hmac.compare_digest(given.encode(), expected.encode())
         try:
             skew = abs(self.clock.timestamp() - int(timestamp))
             timestamp_valid = skew <= self.tolerance_seconds
@@ -207,3 +205,29 @@ class WebhookSimulator(SimulatorServer):
             )
         )
         return response
+
+
+def _signature_matches(key: bytes, message_id: str, timestamp: str, body: bytes, given: str) -> bool:
+    """Whether any ``v1,`` signature in ``given`` is the Standard Webhooks signature of the message."""
+    import base64
+    from datetime import UTC, datetime
+
+    from standardwebhooks.webhooks import Webhook
+
+    if not (message_id and timestamp.isdigit() and given):
+        return False
+    text = key.decode("utf-8", "replace")
+    webhook = Webhook(text if text.startswith("whsec_") else key)
+    try:
+        expected = webhook.sign(message_id, datetime.fromtimestamp(int(timestamp), UTC), body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, OverflowError):
+        return False
+    expected_bytes = base64.b64decode(expected.split(",", 1)[1])
+    for candidate in given.split(" "):
+        version, _, value = candidate.partition(",")
+        try:
+            if version == "v1" and hmac.compare_digest(base64.b64decode(value), expected_bytes):
+                return True
+        except ValueError:
+            continue
+    return False

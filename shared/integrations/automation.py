@@ -19,26 +19,27 @@ Runbook (target ``runbook``)
 Webhook (target ``webhook``)
     The webhook URL is itself a secret: it lives in the rotator's vault under ``webhookSecretName`` (the
     API stores it there) and appears in no log, error or outcome (only its host does). The rotator POSTs
-    ``{"deliveryId", "appId", "keyId", "rotationId", "expiresAt", "secret"}`` as compact JSON with::
+    ``{"deliveryId", "appId", "keyId", "rotationId", "expiresAt", "secret"}`` as compact JSON, signed to
+    the Standard Webhooks specification (standardwebhooks.com, github.com/standard-webhooks), with its
+    reference library (PyPI ``standardwebhooks``)::
 
-        X-Rotator-Timestamp: <Unix seconds>
-        X-Rotator-Signature: sha256=<hex HMAC-SHA256(key, "<timestamp>." + raw body)>
+        webhook-id: msg_<32 hex>        the same for every retry of one delivery (rotation, key, integration)
+        webhook-timestamp: <Unix seconds>
+        webhook-signature: v1,<base64 HMAC-SHA256(key, "<webhook-id>.<webhook-timestamp>.<raw body>")>
 
-    The HMAC key is the webhook URL exactly as stored in the rotator's vault (UTF-8): the receiver was
-    given that URL, so it already shares the key, and nothing else has to be distributed. If the vault
-    secret is instead a JSON object ``{"url": ..., "signingKey": ...}``, the signingKey is used. A receiver
-    should recompute the HMAC over the raw body bytes, compare in constant time, refuse timestamps more than
-    five minutes away from its clock and remember signatures (or ``deliveryId`` values) it has seen, to
-    refuse replays. A retried deploy re-sends the same secret as a new delivery (new ``deliveryId`` and
-    timestamp): de-duplicate on ``rotationId`` + ``keyId`` to act only once.
+    The key is the webhook URL exactly as stored in the rotator's vault (its UTF-8 bytes): the receiver
+    was given that URL, so it already shares the key and nothing else has to be distributed. If the
+    vault secret is instead a JSON object ``{"url": ..., "signingKey": ...}``, the signingKey is the key
+    (a ``whsec_<base64>`` value is decoded as the specification says; any other text is used as UTF-8
+    bytes). A receiver verifies with any Standard Webhooks library (``Webhook(key).verify(body,
+    headers)``: constant-time comparison, timestamps within five minutes) and de-duplicates on
+    ``webhook-id`` to act only once. docs/operations.md has a snippet to copy.
     Any 2xx is success (the receiver acknowledged it; verify has nothing more to check). Redirects are
     never followed; 429/5xx/timeouts are retried; other answers fail the integration.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import time
@@ -70,8 +71,10 @@ COMPLETED = "completed"
 FAILED_STATES = {"failed", "stopped", "suspended", "blocked", "stopping", "suspending", "removing"}
 EXTRA_PARAMETERS = ("AppId", "KeyId", "RotationId", "ExpiresAt")
 JOB_NAMESPACE = uuid.UUID("6f1f6a3e-2b8e-4f7c-9d51-3a0c4b7e9f21")
-SIGNATURE_HEADER = "X-Rotator-Signature"
-TIMESTAMP_HEADER = "X-Rotator-Timestamp"
+# Standard Webhooks headers (standardwebhooks.com).
+ID_HEADER = "webhook-id"
+SIGNATURE_HEADER = "webhook-signature"
+TIMESTAMP_HEADER = "webhook-timestamp"
 WEBHOOK_SERVICE = "webhook"
 
 
@@ -82,8 +85,28 @@ def job_name_for(context: DeployContext) -> str:
     return str(uuid.uuid5(JOB_NAMESPACE, seed.lower()))
 
 
-def signature(key: bytes, timestamp: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(key, timestamp.encode("ascii") + b"." + body, hashlib.sha256).hexdigest()
+def signing_key(key: bytes) -> str | bytes:
+    """The Standard Webhooks key: a ``whsec_`` secret as the specification encodes it, else raw bytes."""
+    text = key.decode("utf-8", "replace")
+    return text if text.startswith("whsec_") else key
+
+
+def signature(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
+    """``webhook-signature`` for one message, by the Standard Webhooks reference library."""
+    from datetime import UTC, datetime
+
+    from standardwebhooks.webhooks import Webhook
+
+    return Webhook(signing_key(key)).sign(
+        message_id, datetime.fromtimestamp(timestamp, UTC), body.decode("utf-8")
+    )
+
+
+def message_id(context: DeployContext) -> str:
+    """``webhook-id``: one per delivery of a secret to this integration, the same for every retry."""
+    settings: AutomationIntegration = context.settings
+    seed = f"webhook|{settings.name}|{context.rotation_id}|{context.key_id}"
+    return "msg_" + uuid.uuid5(JOB_NAMESPACE, seed.lower()).hex
 
 
 class _RedactUrls(logging.Filter):
@@ -304,7 +327,8 @@ class AutomationPlugin:
         services = context.services
         url, key = await self._webhook_secret(context)
         host = redact_host(url)
-        timestamp = str(int(services.clock().timestamp()))
+        timestamp = int(services.clock().timestamp())
+        delivery_message = message_id(context)
         payload = {
             # Unique per attempt, so a quick retry is never mistaken for a replay of the same request.
             "deliveryId": str(uuid.uuid4()),
@@ -317,8 +341,9 @@ class AutomationPlugin:
         body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
         headers = {
             "Content-Type": "application/json",
-            TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: signature(key, timestamp, body),
+            ID_HEADER: delivery_message,
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: signature(key, delivery_message, timestamp, body),
         }
         # httpx logs each request's URL at INFO: the filter masks this one (as given and as httpx prints it).
         masked = {url, str(httpx.URL(url))}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -197,12 +198,17 @@ async def test_webhook_gets_a_signed_payload(
         "expiresAt": ctx.expires_at.isoformat(),
         "secret": NEW_SECRET,
     }
-    # The documented contract, recomputed independently of the plugin's code.
-    timestamp = delivery.headers["x-rotator-timestamp"]
-    expected = hmac.new(
-        hook.url.encode(), f"{timestamp}.".encode() + delivery.body, hashlib.sha256
-    ).hexdigest()
-    assert delivery.headers["x-rotator-signature"] == f"sha256={expected}"
+    # A receiver verifies it with the Standard Webhooks library, as docs/operations.md shows.
+    from standardwebhooks.webhooks import Webhook
+
+    assert Webhook(hook.url.encode()).verify(delivery.body, delivery.headers) == delivery.payload
+    # And by the specification's formula, recomputed independently of any library.
+    message = (
+        f"{delivery.headers['webhook-id']}.{delivery.headers['webhook-timestamp']}.".encode() + delivery.body
+    )
+    expected = base64.b64encode(hmac.new(hook.url.encode(), message, hashlib.sha256).digest()).decode()
+    assert delivery.headers["webhook-signature"] == f"v1,{expected}"
+    assert delivery.headers["webhook-id"].startswith("msg_")
     assert outcome.details["webhookHost"] == hook.url.split("/")[2]
     # The URL is a secret too: neither it nor the value is in the outcome or the logs.
     assert_secret_absent(NEW_SECRET, outcome, logs=app_logs(caplog))
@@ -214,6 +220,22 @@ async def test_webhook_with_a_separate_signing_key(stack: Any, webhook_sim: Any,
     await fast().deploy(plugin_context(arm_services, WEBHOOK))
     [delivery] = webhook_sim.deliveries(hook)
     assert delivery.signature_valid and delivery.payload["secret"] == NEW_SECRET
+
+
+async def test_webhook_with_a_standard_whsec_signing_key(
+    stack: Any, webhook_sim: Any, arm_services: Any
+) -> None:
+    from standardwebhooks.webhooks import Webhook
+
+    key = "whsec_" + base64.b64encode(b"thirty-two bytes of signing key!").decode()
+    hook = seed_hook(stack, webhook_sim, signing_key=key)
+    ctx = plugin_context(arm_services, WEBHOOK)
+    await fast().deploy(ctx)
+    await fast().deploy(ctx)  # a retry: a new signature, the same webhook-id
+    first, second = webhook_sim.deliveries(hook)
+    assert first.signature_valid and second.signature_valid
+    assert Webhook(key).verify(first.body, first.headers)["secret"] == NEW_SECRET
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
 
 
 async def test_webhook_redirects_are_not_followed(stack: Any, webhook_sim: Any, arm_services: Any) -> None:
