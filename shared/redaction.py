@@ -54,7 +54,14 @@ def redact_text(text: str, secrets: Iterable[SecretValue | str | None] = ()) -> 
         value = secret.reveal() if isinstance(secret, SecretValue) else secret
         if value:
             text = text.replace(value, MASK)
-    return _URL.sub(lambda match: redact_url(match.group(0)), text)
+    return _URL.sub(_redact_match, text)
+
+
+def _redact_match(match: re.Match[str]) -> str:
+    # Punctuation that ends a sentence or a clause is not part of the URL ("... at https://h:1: ...").
+    url = match.group(0)
+    trimmed = url.rstrip(".,;:!?)]}")
+    return redact_url(trimmed) + url[len(trimmed) :]
 
 
 def redact_value(value: Any) -> Any:

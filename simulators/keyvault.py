@@ -111,8 +111,15 @@ class DeletedSecret:
 
 
 class KeyVaultSimulator(SimulatorServer):
-    """One vault. Switches: ``deny_access`` (403 ForbiddenByRbac after auth), ``throttle``
-    (next N -> 429 + Retry-After), ``fail_next`` (next N -> 5xx), ``latency_seconds``."""
+    """One vault. Switches: ``deny_access`` (403 after auth, with the inner code of ``deny_reason``:
+    ``rbac`` -> ForbiddenByRbac, ``policy`` -> ForbiddenByPolicy, ``firewall`` -> ForbiddenByFirewall),
+    ``throttle`` (next N -> 429 + Retry-After), ``fail_next`` (next N -> 5xx), ``latency_seconds``.
+
+    Documented behaviours it follows (learn.microsoft.com/azure/key-vault/general/rest-error-codes and
+    /azure/key-vault/general/soft-delete-overview): reading a disabled version answers 403 with inner
+    code ``SecretDisabled`` while listing versions and setting a new version still work; setting a
+    soft-deleted name answers 409 ``Conflict`` with inner code ``ObjectIsDeletedButRecoverable``
+    until the secret is recovered (``POST /deletedsecrets/{name}/recover``) or purged."""
 
     kind = "keyvault"
 
@@ -133,6 +140,8 @@ class KeyVaultSimulator(SimulatorServer):
         self.tenant_id = tenant_id
         self.authority_host = authority_host.rstrip("/")
         self.deny_access = False
+        # Why access is denied: "rbac" (no role), "policy" (an access-policy vault) or "firewall".
+        self.deny_reason = "rbac"
         self._secrets: dict[str, list[SecretVersion]] = {}
         self._deleted: dict[str, DeletedSecret] = {}
 
@@ -202,6 +211,13 @@ class KeyVaultSimulator(SimulatorServer):
         with self._lock:
             return [versions[-1].name for versions in self._secrets.values()]
 
+    def soft_delete(self, name: str) -> None:
+        """Delete a secret as ``DELETE /secrets/{name}`` does (seeding; it stays recoverable)."""
+        with self._lock:
+            versions = self._secrets.pop(name.lower())
+            now = self.clock.timestamp()
+            self._deleted[name.lower()] = DeletedSecret(versions, now, now + RECOVERABLE_DAYS * 86400)
+
     def versions_named(self, prefix: str, *, include_deleted: bool = False) -> list[SecretVersion]:
         """Every version of every secret whose name starts with ``prefix`` (test inspection)."""
         with self._lock:
@@ -237,15 +253,22 @@ class KeyVaultSimulator(SimulatorServer):
             self._secrets.clear()
             self._deleted.clear()
             self.deny_access = False
+            self.deny_reason = "rbac"
 
     def switches(self) -> JsonDict:
         data = super().switches()
         data["deny_access"] = self.deny_access
+        data["deny_reason"] = self.deny_reason
         return data
 
     def apply_switch(self, name: str, value: Any) -> bool:
         if name == "deny_access":
             self.deny_access = bool(value)
+            return True
+        if name == "deny_reason":
+            if value not in ("rbac", "policy", "firewall"):
+                raise ValueError("deny_reason: rbac, policy or firewall")
+            self.deny_reason = str(value)
             return True
         return False
 
@@ -282,6 +305,24 @@ class KeyVaultSimulator(SimulatorServer):
             }.get(check.error or "", "AKV10032: Invalid issuer.")
             return self._challenge(message)
         request.principal = check.token.principal
+        if self.deny_access and self.deny_reason == "firewall":
+            # learn.microsoft.com/azure/key-vault/general/network-security (403 ForbiddenByFirewall).
+            return self.kv_error(
+                403,
+                "Forbidden",
+                "Client address is not authorized and caller is not a trusted service.\r\n"
+                f"Client address: 127.0.0.1\r\nCaller: oid={check.token.principal}\r\nVault: {self.name};location=simulator",
+                inner="ForbiddenByFirewall",
+            )
+        if self.deny_access and self.deny_reason == "policy":
+            # learn.microsoft.com/azure/key-vault/general/troubleshooting-access-issues (403 ForbiddenByPolicy).
+            return self.kv_error(
+                403,
+                "Forbidden",
+                f"The user, group or application 'oid={check.token.principal}' does not have secrets "
+                f"{_rbac_action(request).rsplit('/', 1)[-1].lower()} permission on key vault '{self.name};location=simulator'.",
+                inner="ForbiddenByPolicy",
+            )
         if self.deny_access:
             return self.kv_error(
                 403,

@@ -130,6 +130,33 @@ class VaultClient:
         newest = max(matches, key=lambda p: p.created_on or datetime.min)
         return await self.get(name, str(newest.version))
 
+    async def newest_tags(self, name: str) -> dict[str, str] | None:
+        """Tags of the newest version, read from the version list (allowed even when it is disabled)."""
+        newest: Any = None
+        async with _vault_errors("list secret versions", self.vault_url, name):
+            async for properties in self._client.list_properties_of_secret_versions(name):
+                if newest is None or (properties.created_on or datetime.min) > (
+                    newest.created_on or datetime.min
+                ):
+                    newest = properties
+        return dict(newest.tags or {}) if newest is not None else None
+
+    async def deleted_tags(self, name: str) -> dict[str, str] | None:
+        """Tags of a soft-deleted secret, or None if there is none by that name."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            async with _vault_errors("get deleted secret", self.vault_url, name):
+                deleted = await self._client.get_deleted_secret(name)
+        except (NotFoundError, ResourceNotFoundError):
+            return None
+        return dict(deleted.properties.tags or {})
+
+    async def recover(self, name: str) -> None:
+        """Recover a soft-deleted secret (needs the recover permission, in Key Vault Secrets Officer)."""
+        async with _vault_errors("recover deleted secret", self.vault_url, name):
+            await self._client.recover_deleted_secret(name)
+
     async def delete(self, name: str) -> None:
         """Delete a secret (all versions); soft-deleted where the vault has soft delete. Idempotent."""
         from azure.core.exceptions import ResourceNotFoundError
@@ -171,7 +198,13 @@ class _vault_errors:  # noqa: N801 - used as a context manager
             raise NotFoundError(message, **self._context) from None
         if isinstance(error, HttpResponseError):
             status = error.status_code
-            code = getattr(getattr(error, "error", None), "code", None)
+            odata = getattr(error, "error", None)
+            # The inner code says what a 403/409 really is: ForbiddenByRbac, ForbiddenByPolicy,
+            # ForbiddenByFirewall, SecretDisabled, ObjectIsDeletedButRecoverable (Key Vault's error
+            # reference: learn.microsoft.com/azure/key-vault/general/rest-error-codes).
+            inner = getattr(odata, "innererror", None)
+            inner_code = inner.get("code") if isinstance(inner, dict) else None
+            code = inner_code or getattr(odata, "code", None)
             if status == 429:
                 retry_after = None
                 if error.response is not None:

@@ -121,6 +121,27 @@ class KeyVaultPlugin:
         except ExternalServiceError as error:
             if error.status != 403:
                 raise
+            # Only a missing permission is a permission problem: never self-grant for the others.
+            if error.code == "ForbiddenByFirewall":
+                raise RotationError(
+                    f"The firewall of {settings.vault_url} refuses the rotator (ForbiddenByFirewall): allow its "
+                    "network (or its private endpoint), or trusted Microsoft services, on the vault",
+                    step="deploy",
+                    code="ForbiddenByFirewall",
+                ) from None
+            if error.code == "ForbiddenByPolicy":
+                raise RotationError(
+                    f"{settings.vault_url} uses access policies and none lets the rotator's identity get, list and "
+                    "set secrets (ForbiddenByPolicy): add an access policy with those secret permissions",
+                    step="deploy",
+                    code="ForbiddenByPolicy",
+                ) from None
+            if error.code not in (None, "Forbidden", "ForbiddenByRbac"):
+                raise RotationError(
+                    f"{settings.vault_url} refused the rotator ({error.code}): {error.message}",
+                    step="deploy",
+                    code=error.code,
+                ) from None
             if not (settings.grant_access and settings.vault_resource_id):
                 raise RotationError(
                     f"Access denied to {settings.vault_url}: the rotator's identity needs the "
@@ -159,48 +180,92 @@ class KeyVaultPlugin:
                 code="RotatorVaultNotADestination",
             )
         vault = context.services.vault(settings.vault_url)
-        latest = await vault.get(name)
-        if latest is not None:
-            owner = latest.tags.get("appId")
-            if (
-                latest.tags.get("managedBy") == MANAGED_BY
-                and owner
-                and owner.lower() != str(context.app.app_id)
-            ):
+        notes: list[str] = []
+        try:
+            latest = await vault.get(name)
+            tags = latest.tags if latest is not None else None
+        except ExternalServiceError as error:
+            if error.code != "SecretDisabled":
+                raise
+            # The latest version is disabled (not a permission problem): a new version may still be
+            # written, once its tags say whose it is.
+            latest, tags = None, await vault.newest_tags(name)
+            notes.append(
+                f"the latest version of secret '{name}' was disabled; a new, enabled version was written"
+            )
+        if tags is not None:
+            owner = tags.get("appId")
+            if tags.get("managedBy") == MANAGED_BY and owner and owner.lower() != str(context.app.app_id):
                 raise RotationError(
                     f"Secret '{name}' in {settings.vault_url} holds the secret of another application "
                     f"({owner}); choose another secretName",
                     step="deploy",
                     code="SecretOwnedByAnotherApplication",
                 )
-            if latest.tags.get("managedBy") != MANAGED_BY and not settings.adopt_existing:
+            if tags.get("managedBy") != MANAGED_BY and not settings.adopt_existing:
                 raise RotationError(
                     f"Secret '{name}' in {settings.vault_url} is not managed by the rotator; "
                     "set adoptExisting to take it over",
                     step="deploy",
                     code="SecretNotManaged",
                 )
-            if latest.tags.get("keyId") == context.key_id and latest.value == context.secret:
+            if latest is not None and tags.get("keyId") == context.key_id and latest.value == context.secret:
                 return DeployOutcome(f"secret '{name}' already holds this key", details={"secretName": name})
-        version = await vault.set(
-            name,
-            context.secret,
-            tags={
-                "managedBy": MANAGED_BY,
-                "appId": str(context.app.app_id),
-                "keyId": context.key_id,
-                "rotationId": context.rotation_id,
-            },
-            content_type=CONTENT_TYPE,
-            expires_on=context.expires_at,
-        )
-        adopted = latest is not None and latest.tags.get("managedBy") != MANAGED_BY
+        new_tags = {
+            "managedBy": MANAGED_BY,
+            "appId": str(context.app.app_id),
+            "keyId": context.key_id,
+            "rotationId": context.rotation_id,
+        }
+        try:
+            version = await vault.set(
+                name, context.secret, tags=new_tags, content_type=CONTENT_TYPE, expires_on=context.expires_at
+            )
+        except ExternalServiceError as error:
+            if error.code != "ObjectIsDeletedButRecoverable":
+                raise
+            notes.append(await self._recover(context, vault, name))
+            version = await vault.set(
+                name, context.secret, tags=new_tags, content_type=CONTENT_TYPE, expires_on=context.expires_at
+            )
+        adopted = tags is not None and tags.get("managedBy") != MANAGED_BY
         warnings = [f"adopted secret '{name}', which the rotator did not create"] if adopted else []
+        warnings += notes
         return DeployOutcome(
             f"wrote version {version} of secret '{name}'",
             warnings=warnings,
             details={"secretName": name, "version": version},
         )
+
+    async def _recover(self, context: DeployContext, vault: Any, name: str) -> str:
+        """A soft-deleted secret by this name: recover it if it is ours (and we may), else say what to do."""
+        settings: KeyVaultIntegration = context.settings
+        deleted = await vault.deleted_tags(name) or {}
+        ours = deleted.get("managedBy") == MANAGED_BY and deleted.get("appId", "").lower() == str(
+            context.app.app_id
+        )
+        advice = (
+            f"Secret '{name}' in {settings.vault_url} is deleted but recoverable (soft-deleted): recover it, or "
+            "purge it, so the rotator can write it"
+        )
+        if not (ours or settings.adopt_existing):
+            raise RotationError(advice, step="deploy", code="SecretDeletedButRecoverable")
+        try:
+            await vault.recover(name)
+        except ExternalServiceError as error:
+            if error.status == 403:
+                raise RotationError(
+                    advice + " (the rotator may not recover it: it needs the secrets recover permission)",
+                    step="deploy",
+                    code="SecretDeletedButRecoverable",
+                ) from None
+            raise
+        # Recovery completes asynchronously; a write before it is done is answered 409 again.
+        for delay in (0.0, *GRANT_PROPAGATION_WAITS):
+            await context.services.sleep(delay)
+            if await vault.deleted_tags(name) is None:
+                break
+        return f"recovered soft-deleted secret '{name}' before writing the new version"
 
     async def verify(self, context: DeployContext) -> None:
         settings: KeyVaultIntegration = context.settings

@@ -243,3 +243,62 @@ async def test_the_rotators_own_vault_is_never_a_destination(rotator: Rotator) -
     assert await rotate(rotator, entra_app) == "failed"
     assert [v.value for v in own.versions("cred-group-web-vercel-token")] == ["vercel-token-value"]
     assert rotator.managed(entra_app) == []
+
+
+async def test_a_disabled_latest_version_is_not_a_permission_problem(rotator: Rotator) -> None:
+    """Issue 10: Key Vault allows a new version over a disabled one; the rotator writes it."""
+    entra_app = rotator.seed_entra_app()
+    await register_with_vault(rotator, entra_app, secretName="payroll")
+    assert await rotate(rotator, entra_app) == "rotated"
+    vault = rotator.stack.keyvaults["destination"]
+    vault.versions("payroll")[-1].enabled = False  # someone disabled it
+    assert await rotate(rotator, entra_app) == "rotated"
+    status = await rotator.status(entra_app.app_id)
+    assert status.integrations["keyVault-1"].result == "succeeded"
+    latest = vault.versions("payroll")[-1]
+    assert latest.enabled and latest.tags["keyId"] == status.current_key_id
+    page = await rotator.services.rotation_log.list_page(entra_app.app_id, 50, None)
+    warnings = [e.message for e in page.items if e.event == "integration.warning"]
+    assert any("was disabled" in w for w in warnings)
+
+
+async def test_firewall_and_access_policy_refusals_are_named_and_never_self_granted(
+    rotator: Rotator, stack: Any
+) -> None:
+    entra_app = rotator.seed_entra_app()
+    vault = rotator.stack.keyvaults["destination"]
+    await register_with_vault(rotator, entra_app, grantAccess=True, vaultResourceId=VAULT_RESOURCE_ID)
+    vault.deny_access = True
+    for reason, code in (("firewall", "ForbiddenByFirewall"), ("policy", "ForbiddenByPolicy")):
+        vault.deny_reason = reason
+        before = len(stack.arm.requests(method="PUT"))
+        assert await rotate(rotator, entra_app) == "rotated"
+        assert len(stack.arm.requests(method="PUT")) == before  # no role assignment attempted
+        result = (await rotator.status(entra_app.app_id)).integrations["keyVault-1"]
+        assert result.result == "failed" and result.error is not None and result.error.code == code
+        page = await rotator.services.rotation_log.list_page(entra_app.app_id, 50, None)
+        assert code in [e.code for e in page.items if e.event == "integration.failed"]
+
+
+async def test_a_soft_deleted_secret_of_ours_is_recovered_and_someone_elses_is_reported(
+    rotator: Rotator,
+) -> None:
+    vault = rotator.stack.keyvaults["destination"]
+    entra_app = rotator.seed_entra_app()
+    await register_with_vault(rotator, entra_app, secretName="payroll")
+    assert await rotate(rotator, entra_app) == "rotated"
+    vault.soft_delete("payroll")
+    assert await rotate(rotator, entra_app) == "rotated"
+    status = await rotator.status(entra_app.app_id)
+    assert status.integrations["keyVault-1"].result == "succeeded"
+    assert vault.versions("payroll")[-1].tags["keyId"] == status.current_key_id
+    assert "payroll" not in [n.lower() for n in vault.deleted_names()]
+
+    vault.set_secret("theirs", "their-value", tags={"owner": "team-b"})
+    vault.soft_delete("theirs")
+    other = rotator.seed_entra_app()
+    await register_with_vault(rotator, other, secretName="theirs")
+    assert await rotate(rotator, other) == "rotated"
+    result = (await rotator.status(other.app_id)).integrations["keyVault-1"]
+    assert result.error is not None and result.error.code == "SecretDeletedButRecoverable"
+    assert "recover it, or purge it" in result.error.message

@@ -30,6 +30,13 @@ def test_urls_inside_text_and_known_secrets_are_redacted() -> None:
         assert planted not in redacted
 
 
+def test_punctuation_after_a_url_is_kept_and_not_read_as_a_port() -> None:
+    assert redact_text("Access denied to https://127.0.0.1:34709: the rotator ...") == (
+        "Access denied to https://127.0.0.1:34709: the rotator ..."
+    )
+    assert redact_text("(see https://h.example/a?x=1).") == "(see https://h.example/a?***)."
+
+
 def test_details_are_redacted_at_every_depth() -> None:
     details = {"a": ["https://u:pw@h/x?q=1", {"b": "https://h/ok"}], "n": 3}
     assert redact_value(details) == {"a": ["https://h/x?***", {"b": "https://h/ok"}], "n": 3}
