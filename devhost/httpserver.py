@@ -128,7 +128,7 @@ class HttpFrontend:
         self._warned: set[tuple[str, ...]] = set()
 
     def build_app(self) -> web.Application:
-        app = web.Application(client_max_size=_MAX_BODY)
+        app = web.Application(client_max_size=_MAX_BODY, middlewares=[_empty_not_found])
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
 
@@ -254,3 +254,14 @@ class HttpFrontend:
             if self._admin_invoke(segments[2], None if value is None else str(value)):
                 return web.Response(status=202)
         return web.Response(status=404)
+
+
+@web.middleware
+async def _empty_not_found(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A path aiohttp's own router cannot match (a raw control character, say) gets the host's
+    404 with an empty body, like every other unmatched route, not aiohttp's text/plain page."""
+    try:
+        response: web.StreamResponse = await handler(request)
+    except web.HTTPNotFound:
+        return web.Response(status=404)
+    return response

@@ -62,7 +62,11 @@ def extract_integration_credentials(data: Any, app_id: str) -> list[PendingCrede
         return []
     pending: list[PendingCredential] = []
     for index, item in enumerate(data["integrations"]):
-        if not isinstance(item, dict) or item.get("kind") not in INTEGRATION_CREDENTIALS:
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("kind"), str)
+            or item["kind"] not in INTEGRATION_CREDENTIALS
+        ):
             continue
         input_field, ref_field, suffix = INTEGRATION_CREDENTIALS[str(item["kind"])]
         name = item.get("name") or f"{item['kind']}-{index + 1}"

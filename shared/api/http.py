@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -110,13 +109,36 @@ def error_to_response(error: Exception) -> func.HttpResponse:
     )
 
 
+# Query parameters each operation takes (by handler name); ``code`` (the function key) always.
+QUERY_PARAMETERS: dict[str, frozenset[str]] = {
+    "list_applications": frozenset({"pageSize", "continuationToken"}),
+    "get_rotation_log": frozenset({"pageSize", "continuationToken"}),
+    "list_inventory": frozenset({"expiringWithinDays", "pageSize", "continuationToken"}),
+}
+
+
 def handle_errors(handler: Handler) -> Handler:
-    """Wrap an HTTP trigger so every error leaves as problem details."""
+    """Wrap an HTTP trigger so every error leaves as problem details, and a query parameter the
+    operation does not take is a 400 naming it (a typo is never silently ignored)."""
+    allowed = QUERY_PARAMETERS.get(handler.__name__, frozenset()) | {"code"}
 
     # functools.wraps keeps the signature and annotations the Functions worker inspects.
     @functools.wraps(handler)
     async def wrapper(req: func.HttpRequest) -> func.HttpResponse:
         try:
+            unknown = sorted(name for name in req.params if name not in allowed)
+            if unknown:
+                raise ValidationError(
+                    "Unknown query parameter",
+                    [
+                        FieldProblem(
+                            "query." + name[:64],
+                            "is not a parameter of this operation",
+                            ", ".join(sorted(allowed)),
+                        )
+                        for name in unknown[:10]
+                    ],
+                )
             return await handler(req)
         except Exception as error:  # noqa: BLE001 - the API edge maps every error
             return error_to_response(error)
@@ -232,7 +254,7 @@ def _field_problem(item: Any) -> FieldProblem:
 
 def int_param(raw: str | None, name: str, low: int, high: int, default: int) -> int:
     """A whole-number query parameter: ASCII digits only (not ``²`` or ``٣``), within its range."""
-    if raw is None or raw == "":
+    if raw is None:
         return default
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not low <= int(raw) <= high:
         raise ValidationError(
@@ -246,18 +268,12 @@ def page_params(req: func.HttpRequest) -> tuple[int, str | None]:
     return page_size, req.params.get("continuationToken") or None
 
 
-_ETAG = re.compile(r'(W/)?"[^"\x00-\x1f]{1,256}"')
-
-
 def if_match(req: func.HttpRequest) -> str | None:
-    """The ``If-Match`` header: ``*`` or one entity tag as this API returns them (RFC 9110 §13.1.1)."""
-    value = header(req, "If-Match")
-    if value is None or value == "*" or _ETAG.fullmatch(value):
-        return value
-    raise ValidationError(
-        "Invalid If-Match",
-        [FieldProblem("If-Match", "is not an entity tag", 'the ETag header of a previous response, or "*"')],
-    )
+    """The ``If-Match`` header as sent (None when absent). ``*`` matches any current entity; any
+    other value (empty or malformed included) is compared with the current ETag, so one that is not
+    an ETag this API returned fails the precondition (RFC 9110 §13.1.1): nothing is written."""
+    value = req.headers.get("If-Match")
+    return value.strip() if value is not None else None
 
 
 def header(req: func.HttpRequest, name: str) -> str | None:

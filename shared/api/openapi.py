@@ -61,12 +61,14 @@ IF_MATCH = {
     "name": "If-Match",
     "in": "header",
     "description": "ETag from a previous read; the write fails with 412 if the resource changed since.",
-    "schema": {"type": "string"},
+    "schema": {"type": "string", "maxLength": 256},
 }
 COMMON_ERRORS = {
     "400": _problem("Invalid input; `errors` names each field and what is allowed."),
     "401": {"description": "Missing or invalid function key (`x-functions-key` header or `code` query)."},
-    "404": _problem("The application is not registered."),
+    # Without content: the app answers problem+json, but the host answers a path no function
+    # matches with an empty 404 (azure-functions-host#10098).
+    "404": {"description": "Not found: problem+json from the app, or an empty body when no route matches."},
 }
 
 
@@ -131,7 +133,7 @@ def _paths() -> dict[str, Any]:
                 ],
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref("ApplicationConfig")}},
+                    "content": {"application/json": {"schema": _ref("ApplicationInput")}},
                 },
                 "responses": {
                     "200": _json(_ref("Application"), "Replaced."),
@@ -230,7 +232,11 @@ def _paths() -> dict[str, Any]:
             "delete": {
                 "operationId": "deleteGroup",
                 "summary": "Delete a group",
-                "responses": {"204": {"description": "Deleted."}, **COMMON_ERRORS},
+                "responses": {
+                    "204": {"description": "Deleted."},
+                    **COMMON_ERRORS,
+                    "409": _problem("Applications use the group (named in the detail)."),
+                },
             },
         },
         "/applications/{appId}/refresh": {
@@ -280,20 +286,43 @@ def _schemas() -> dict[str, Any]:
         ref_template="#/components/schemas/{model}",
     )
     schemas: dict[str, Any] = dict(top.get("$defs", {}))
-    schemas["Application"] = {
-        "allOf": [
-            _ref("ApplicationConfig"),
-            {
-                "type": "object",
-                "properties": {
-                    "status": _ref("ApplicationStatus"),
-                    "etag": {"type": "string"},
-                    "createdAt": {"type": "string", "format": "date-time"},
-                    "updatedAt": {"type": "string", "format": "date-time"},
-                },
+    _write_only_credentials(schemas)
+    config = schemas["ApplicationConfig"]
+    # What a PUT takes: the registration, appId from the URL (read-only in the body: a GET body can
+    # be sent back), and the explicit objectId-change flag.
+    schemas["ApplicationInput"] = {
+        **config,
+        "title": "ApplicationInput",
+        "properties": {
+            **config["properties"],
+            "appId": {**config["properties"]["appId"], "readOnly": True},
+            "allowObjectIdChange": {
+                "type": "boolean",
+                "writeOnly": True,
+                "description": "Needed (true) to change the objectId of an existing registration.",
             },
-        ]
+            **{field: {"readOnly": True} for field in ("status", "etag", "createdAt", "updatedAt")},
+        },
+        "required": [name for name in config.get("required", []) if name != "appId"],
     }
+    # What GET answers: the registration merged with what the rotator adds (one object: a closed
+    # schema under allOf could never be satisfied by a real body).
+    schemas["Application"] = {
+        "type": "object",
+        "title": "Application",
+        "properties": {
+            **config["properties"],
+            "status": _ref("ApplicationStatus"),
+            "etag": {"type": "string"},
+            "createdAt": {"type": "string", "format": "date-time"},
+            "updatedAt": {"type": "string", "format": "date-time"},
+        },
+        "required": sorted({*config.get("required", []), "status", "etag", "createdAt", "updatedAt"}),
+    }
+    status = schemas["ApplicationStatus"]
+    # Shown only while a rotation is scheduled (see shared.domain.schedule.shown_next_update).
+    status["required"] = [name for name in status.get("required", []) if name != "nextUpdateAt"]
+    status["properties"]["nextUpdateAt"] = {"type": "string", "format": "date-time"}
     schemas["ApplicationSummary"] = {
         "type": "object",
         "properties": {
@@ -376,19 +405,40 @@ def _schemas() -> dict[str, Any]:
         "type": "object",
         "properties": {"items": {"type": "array", "items": _ref("Group")}},
     }
+    group = schemas["Group"]
+    vercel_settings = schemas["VercelGroupSettings"]
     schemas["GroupInput"] = {
-        "allOf": [
-            _ref("Group"),
-            {
-                "type": "object",
-                "properties": {
-                    "vercel": {
-                        "type": "object",
-                        "properties": {"token": {"type": "string", "writeOnly": True}},
-                    }
-                },
+        **group,
+        "title": "GroupInput",
+        "properties": {
+            **group["properties"],
+            "groupId": {**group["properties"]["groupId"], "readOnly": True},
+            "etag": {"readOnly": True},
+            "vercel": {
+                "anyOf": [
+                    {
+                        **vercel_settings,
+                        "properties": {
+                            **vercel_settings["properties"],
+                            "token": {
+                                "type": "string",
+                                "writeOnly": True,
+                                "minLength": 1,
+                                "maxLength": 4096,
+                                "description": "The Vercel token; stored in the rotator's vault, never returned.",
+                            },
+                        },
+                    },
+                    {"type": "null"},
+                ]
             },
-        ]
+        },
+        "required": [name for name in group.get("required", []) if name != "groupId"],
+    }
+    schemas["Group"] = {
+        **group,
+        "properties": {**group["properties"], "etag": {"type": "string"}},
+        "additionalProperties": False,
     }
     schemas["Problem"] = {
         "type": "object",
@@ -414,6 +464,33 @@ def _schemas() -> dict[str, Any]:
     return schemas
 
 
+def _write_only_credentials(schemas: dict[str, Any]) -> None:
+    """The credentials an integration takes at PUT and never returns (``shared.credentials``)."""
+    from shared.credentials import MAX_CREDENTIAL_LENGTH
+
+    credentials = {
+        "AzureDevOpsIntegration": (
+            "personalAccessToken",
+            {"type": "string", "minLength": 1, "maxLength": MAX_CREDENTIAL_LENGTH},
+            "A PAT for authentication: pat; stored in the rotator's vault (patSecretName), never returned.",
+        ),
+        "AutomationIntegration": (
+            "webhookUrl",
+            {"type": "string", "pattern": "^https://", "maxLength": MAX_CREDENTIAL_LENGTH},
+            "The webhook URL (a secret); stored in the rotator's vault (webhookSecretName), never returned.",
+        ),
+    }
+    for model, (name, schema, description) in credentials.items():
+        schemas[model]["properties"][name] = {**schema, "writeOnly": True, "description": description}
+    # The references to stored credentials are set by the API (a GET body may send them back).
+    for model, name in (
+        ("AzureDevOpsIntegration", "patSecretName"),
+        ("AutomationIntegration", "webhookSecretName"),
+        ("VercelGroupSettings", "tokenSecretName"),
+    ):
+        schemas[model]["properties"][name] = {**schemas[model]["properties"][name], "readOnly": True}
+
+
 def _page(item: str) -> dict[str, Any]:
     return {
         "type": "object",
@@ -422,6 +499,15 @@ def _page(item: str) -> dict[str, Any]:
             "continuationToken": {"type": ["string", "null"]},
         },
     }
+
+
+def _every_operation_documents_400(paths: dict[str, Any]) -> dict[str, Any]:
+    """Any operation answers 400 to a query parameter it does not take (``shared.api.http``)."""
+    for item in paths.values():
+        for method, operation in item.items():
+            if method != "parameters":
+                operation["responses"].setdefault("400", COMMON_ERRORS["400"])
+    return paths
 
 
 @cache
@@ -435,7 +521,7 @@ def build_openapi() -> dict[str, Any]:
         },
         "servers": [{"url": API_PREFIX}],
         "security": [{"functionKey": []}, {"functionKeyQuery": []}],
-        "paths": _paths(),
+        "paths": _every_operation_documents_400(_paths()),
         "components": {
             "securitySchemes": {
                 "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},

@@ -7,6 +7,7 @@ Ranges follow the product documentation: secret lifetime 1–90 days, update thr
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -29,21 +30,44 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Checked(BeforeValidator):
+    """A validator that also states its constraint in the JSON schema (so the OpenAPI document,
+    generated from these models, says what the API accepts: ranges, patterns, lengths)."""
+
+    json_schema: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> Any:
+        generated = handler(schema)
+        generated.update(self.json_schema)
+        return generated
+
+
 def int_range(low: int, high: int, unit: str) -> BeforeValidator:
     """An int check whose every error (wrong type or out of range) states the allowed range."""
 
     allowed = f"{low} to {high} {unit}"
 
     def check(value: object) -> int:
+        # JSON has one number type: 21.0 is the whole number 21 (JSON Schema's "integer" says so
+        # too), while "21", true and 21.5 are not.
+        if type(value) is float and value.is_integer():
+            value = int(value)
         if type(value) is not int or not low <= value <= high:
             raise PydanticCustomError("range", "must be a whole number from {allowed}", {"allowed": allowed})
         return value
 
-    return BeforeValidator(check)
+    return Checked(check, json_schema={"type": "integer", "minimum": low, "maximum": high})
 
 
-def matches(pattern: str, description: str) -> BeforeValidator:
-    """A string check for ``pattern``; the error says what is allowed, not what was sent."""
+def matches(
+    pattern: str, description: str, *, max_length: int | None = None, json_pattern: str | None = None
+) -> BeforeValidator:
+    """A string check for ``pattern``; the error says what is allowed, not what was sent.
+
+    ``json_pattern``: the pattern for the JSON schema when ``pattern`` uses what JSON-schema tools
+    do not support (look-aheads); ``max_length`` then states the bound the look-ahead enforced.
+    """
 
     compiled = re.compile(pattern)
 
@@ -52,7 +76,29 @@ def matches(pattern: str, description: str) -> BeforeValidator:
             raise PydanticCustomError("pattern", "must be {allowed}", {"allowed": description})
         return value
 
-    return BeforeValidator(check)
+    schema: dict[str, Any] = {
+        "pattern": f"^(?:{json_pattern or pattern})$",
+        "description": f"Must be {description}.",
+    }
+    if max_length is not None:
+        schema["maxLength"] = max_length
+    return Checked(check, json_schema=schema)
+
+
+def schema_rules(**extra: Any) -> Any:
+    """``json_schema_extra`` that adds cross-field rules (``if``/``then``/``else``) to a model's JSON
+    schema and merges ``properties`` into the generated ones, so the OpenAPI document states what
+    the model validators enforce."""
+
+    def apply(schema: dict[str, Any]) -> None:
+        for key, value in extra.items():
+            if key == "properties":
+                for name, override in value.items():
+                    schema.setdefault("properties", {}).setdefault(name, {}).update(override)
+            else:
+                schema[key] = value
+
+    return apply
 
 
 class Model(BaseModel):
@@ -75,7 +121,9 @@ class StatusModel(Model):
     model_config = ConfigDict(extra="ignore")
 
 
-_SUB = r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[-\w.()]{1,90}/providers/"
+# Patterns use explicit classes, not \s or \w, which mean different things in Python and in the
+# ECMA dialect of JSON Schema: what the OpenAPI document says is exactly what is accepted.
+_SUB = r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[-A-Za-z0-9_.()]{1,90}/providers/"
 
 LifetimeDays = Annotated[int, int_range(*LIFETIME_DAYS, "days")]
 ThresholdHours = Annotated[int, int_range(*THRESHOLD_HOURS, "hours")]
@@ -89,8 +137,10 @@ IntegrationName = Annotated[
 EmailAddress = Annotated[
     str,
     matches(
-        r"(?=.{3,254}$)[^@\s<>\"',;]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+",
+        r"(?=.{3,254}$)[^@\x00-\x20\x7f-\x9f\u2028\u2029<>\"',;]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+",
         "an email address of at most 254 characters, such as ops@contoso.com",
+        max_length=254,
+        json_pattern=r"[^@\x00-\x20\x7f-\x9f\u2028\u2029<>\"',;]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+",
     ),
 ]
 GroupId = Annotated[str, matches(r"[a-z0-9][a-z0-9-]{0,62}", "1 to 63 lowercase letters, digits or '-'")]
@@ -98,7 +148,10 @@ KeyVaultSecretName = Annotated[str, matches(r"[0-9a-zA-Z-]{1,127}", "1 to 127 le
 HttpsUrl = Annotated[
     str,
     matches(
-        r"(?=.{1,2048}$)https://[^\s/?#]{1,253}(/[^\s?#]*)?", "an https:// URL of at most 2048 characters"
+        r"(?=.{1,2048}$)https://[^\x00-\x20\x7f-\x9f\u2028\u2029/?#]{1,253}(/[^\x00-\x20\x7f-\x9f\u2028\u2029?#]*)?",
+        "an https:// URL of at most 2048 characters",
+        max_length=2048,
+        json_pattern=r"https://[^\x00-\x20\x7f-\x9f\u2028\u2029/?#]{1,253}(/[^\x00-\x20\x7f-\x9f\u2028\u2029?#]*)?",
     ),
 ]
 DevOpsOrganization = Annotated[
@@ -107,14 +160,17 @@ DevOpsOrganization = Annotated[
 DevOpsProject = Annotated[str, matches(r"[^\x00-\x1f/\\]{1,64}", "a project name of 1 to 64 characters")]
 VercelProject = Annotated[str, matches(r"[A-Za-z0-9._-]{1,100}", "a Vercel project id or name")]
 EnvVarName = Annotated[str, matches(r"[A-Za-z_][A-Za-z0-9_]{0,255}", "an environment variable name")]
-GitBranch = Annotated[str, matches(r"[^\s]{1,250}", "a git branch name")]
+GitBranch = Annotated[str, matches(r"[^\x00-\x20\x7f-\x9f\u2028\u2029]{1,250}", "a git branch name")]
 ConnectionResourceId = Annotated[
-    str, matches(_SUB + r"Microsoft\.Web/connections/[-\w.]{1,80}", "a Microsoft.Web/connections resource id")
+    str,
+    matches(
+        _SUB + r"Microsoft\.Web/connections/[-A-Za-z0-9_.]{1,80}", "a Microsoft.Web/connections resource id"
+    ),
 ]
 SiteResourceId = Annotated[
     str,
     matches(
-        _SUB + r"Microsoft\.Web/sites/[-\w]{1,60}(/slots/[-\w]{1,59})?",
+        _SUB + r"Microsoft\.Web/sites/[-A-Za-z0-9_]{1,60}(/slots/[-A-Za-z0-9_]{1,59})?",
         "a Microsoft.Web/sites resource id (optionally /slots/<slot>)",
     ),
 ]
@@ -122,14 +178,17 @@ AppSettingName = Annotated[str, matches(r"[A-Za-z0-9_.:-]{1,256}", "an app setti
 AutomationAccountId = Annotated[
     str,
     matches(
-        _SUB + r"Microsoft\.Automation/automationAccounts/[-\w]{1,50}",
+        _SUB + r"Microsoft\.Automation/automationAccounts/[-A-Za-z0-9_]{1,50}",
         "a Microsoft.Automation/automationAccounts resource id",
     ),
 ]
 KeyVaultResourceId = Annotated[
-    str, matches(_SUB + r"Microsoft\.KeyVault/vaults/[-\w]{3,24}", "a Microsoft.KeyVault/vaults resource id")
+    str,
+    matches(
+        _SUB + r"Microsoft\.KeyVault/vaults/[-A-Za-z0-9_]{3,24}", "a Microsoft.KeyVault/vaults resource id"
+    ),
 ]
-RunbookName = Annotated[str, matches(r"[A-Za-z][-\w]{0,62}", "a runbook name")]
+RunbookName = Annotated[str, matches(r"[A-Za-z][-A-Za-z0-9_]{0,62}", "a runbook name")]
 ParameterName = Annotated[str, matches(r"[A-Za-z_][A-Za-z0-9_]{0,127}", "a parameter name")]
 
 
@@ -150,6 +209,21 @@ class RotationSettings(Model):
 
 
 class NotificationSettings(Model):
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            **{
+                "if": {
+                    "properties": {"includeSecretInEmail": {"const": True}},
+                    "required": ["includeSecretInEmail"],
+                },
+                "then": {
+                    "properties": {"acknowledgeSecretInEmailRisk": {"const": True}},
+                    "required": ["acknowledgeSecretInEmailRisk"],
+                },
+            }
+        )
+    )
+
     recipients: Annotated[list[EmailAddress], Field(max_length=MAX_RECIPIENTS)] = []
     notify_on_rotation: bool = True
     notify_on_failure: bool = True
@@ -178,6 +252,18 @@ class IntegrationBase(Model):
 
 
 class KeyVaultIntegration(IntegrationBase):
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            **{
+                "if": {"properties": {"grantAccess": {"const": True}}, "required": ["grantAccess"]},
+                "then": {
+                    "properties": {"vaultResourceId": {"type": "string"}},
+                    "required": ["vaultResourceId"],
+                },
+            }
+        )
+    )
+
     kind: Literal["keyVault"]
     vault_url: HttpsUrl
     secret_name: KeyVaultSecretName | None = None
@@ -190,6 +276,15 @@ class KeyVaultIntegration(IntegrationBase):
 
 
 class AzureDevOpsIntegration(IntegrationBase):
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            **{
+                "if": {"properties": {"authentication": {"const": "pat"}}, "required": ["authentication"]},
+                "then": {"required": ["personalAccessToken"]},
+            }
+        )
+    )
+
     kind: Literal["azureDevOps"]
     organization: DevOpsOrganization
     project: DevOpsProject
@@ -200,6 +295,25 @@ class AzureDevOpsIntegration(IntegrationBase):
 
 
 class VercelIntegration(IntegrationBase):
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            **{
+                "properties": {
+                    # Vercel keeps sensitive variables only for production and preview.
+                    "targets": {
+                        "type": "array",
+                        "items": {"enum": ["production", "preview"]},
+                        "minItems": 1,
+                        "maxItems": 2,
+                        "uniqueItems": True,
+                    }
+                },
+                "if": {"properties": {"gitBranch": {"type": "string"}}, "required": ["gitBranch"]},
+                "then": {"properties": {"targets": {"const": ["preview"]}}},
+            }
+        )
+    )
+
     kind: Literal["vercel"]
     project_id: VercelProject
     env_var_name: EnvVarName
@@ -232,6 +346,20 @@ class LogicAppConnectionIntegration(IntegrationBase):
 
 
 class AppServiceIntegration(IntegrationBase):
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            **{
+                "if": {
+                    "anyOf": [
+                        {"not": {"required": ["mode"]}},
+                        {"properties": {"mode": {"const": "appSetting"}}, "required": ["mode"]},
+                    ]
+                },
+                "then": {"properties": {"settingName": {"type": "string"}}, "required": ["settingName"]},
+            }
+        )
+    )
+
     kind: Literal["appService"]
     resource_id: SiteResourceId
     mode: Literal["appSetting", "keyVaultReference"] = "appSetting"
@@ -250,6 +378,22 @@ class AppServiceIntegration(IntegrationBase):
 
 
 class AutomationIntegration(IntegrationBase):
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            **{
+                "if": {"properties": {"target": {"const": "runbook"}}, "required": ["target"]},
+                "then": {
+                    "properties": {
+                        "automationAccountId": {"type": "string"},
+                        "runbookName": {"type": "string"},
+                    },
+                    "required": ["automationAccountId", "runbookName"],
+                },
+                "else": {"required": ["webhookUrl"]},
+            }
+        )
+    )
+
     kind: Literal["automation"]
     target: Literal["runbook", "webhook"]
     automation_account_id: AutomationAccountId | None = None
@@ -290,6 +434,20 @@ INTEGRATION_KINDS = (
 
 class ApplicationConfig(Model):
     """What the operator registers: the Entra application and how its secret rotates."""
+
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            **{
+                "if": {
+                    "properties": {
+                        "integrations": {"contains": {"properties": {"kind": {"const": "vercel"}}}}
+                    },
+                    "required": ["integrations"],
+                },
+                "then": {"properties": {"groupId": {"type": "string"}}, "required": ["groupId"]},
+            }
+        )
+    )
 
     app_id: UUID
     object_id: UUID
@@ -529,6 +687,19 @@ class RefreshRequest(Model):
     one; ``revokeUnmanagedCredentials`` (with ``compromised``) revokes the passwords the rotator did
     not create as well. Without it those are listed in the outcome, never removed.
     """
+
+    # The cross-field rule below, stated for the OpenAPI document too.
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            **{
+                "if": {
+                    "properties": {"revokeUnmanagedCredentials": {"const": True}},
+                    "required": ["revokeUnmanagedCredentials"],
+                },
+                "then": {"properties": {"compromised": {"const": True}}, "required": ["compromised"]},
+            }
+        )
+    )
 
     compromised: bool = False
     revoke_unmanaged_credentials: bool = False

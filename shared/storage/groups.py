@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from shared.domain.models import Group
@@ -12,6 +13,8 @@ if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
 PARTITION = "group"
+# The ETags Azure Table storage issues: W/"datetime'<URL-encoded timestamp>'".
+_TABLE_ETAG = re.compile(r"W/\"datetime'[0-9A-Za-z%.:-]{1,64}'\"")
 
 
 class GroupStore:
@@ -56,6 +59,9 @@ class GroupStore:
             except ResourceExistsError:
                 result = await self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
                 return str(result["etag"]), False
+        if if_match != "*" and not _TABLE_ETAG.fullmatch(if_match):
+            # Not an ETag Table storage issued, so it matches nothing (and is never sent on).
+            raise ConflictError("Group was changed since it was read", group_id=group.group_id)
         try:
             result = await self._table.update_entity(
                 entity, mode=UpdateMode.REPLACE, etag=if_match, match_condition=MatchConditions.IfNotModified

@@ -10,7 +10,6 @@ import azure.functions as func
 
 from shared.api.http import (
     handle_errors,
-    header,
     if_match,
     json_response,
     page_params,
@@ -146,7 +145,8 @@ async def put_application(req: func.HttpRequest) -> func.HttpResponse:
             )
     pending = extract_integration_credentials(data, app_id)
     config = parse_model(ApplicationConfig, data)
-    if_none_match = header(req, "If-None-Match")
+    raw_if_none_match = req.headers.get("If-None-Match")
+    if_none_match = raw_if_none_match.strip() if raw_if_none_match is not None else None
     if if_none_match not in (None, "*"):
         raise ValidationError(
             "Unsupported If-None-Match",

@@ -47,6 +47,7 @@ def test_register_then_get_round_trips(api: httpx.Client) -> None:
         "secretLifetimeDays": 21,
         "updateThresholdHours": 1,
         "retireUnmanagedCredentials": False,
+        "recreateLeadingDashSecrets": False,
     }
     assert body["integrations"][0]["name"] == "keyVault-1"
     assert body["status"]["lastResult"] == "never"
