@@ -202,3 +202,92 @@ def test_no_secret_value_appears_anywhere(harness: Harness, caplog: pytest.LogCa
     assert len(everything) > 10_000
     for secret in secrets:
         assert secret not in everything
+
+
+def test_no_credential_planted_in_any_field_appears_anywhere(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 10: a secret planted in every credential field (PAT, Vercel token, webhook URL path,
+    query and userinfo) is found nowhere: logs, tables, queues, API responses, emails."""
+    from urllib.parse import urlsplit
+
+    from azure.data.tables import TableServiceClient
+    from azure.storage.queue import QueueServiceClient
+
+    caplog.set_level(logging.DEBUG)
+    planted = {
+        "pat": "PLANTED-PAT-0a1b2c3d4e5f6g7h8i9j",
+        "token": "PLANTED-VERCEL-TOKEN-0a1b2c3d4e5f",
+        "password": "PLANTED-USERINFO-PASSWORD-77",
+        "path": "PLANTEDPATHTOKEN0a1b2c3d4e5f6g7h",
+        "query": "PLANTED-QUERY-TOKEN-0a1b2c3d",
+    }
+    group = harness.call(
+        "PUT", "/groups/leak-test", json={"displayName": "Leak", "vercel": {"token": planted["token"]}}
+    )
+    assert group.status_code in (200, 201), group.text
+    webhook_host = urlsplit(harness.stack.webhook.url).netloc
+    webhook_url = (
+        f"https://ops:{planted['password']}@{webhook_host}/hooks/{planted['path']}?code={planted['query']}"
+    )
+    entra_app = harness.stack.entra.add_application("Leak test", passwords=[])
+    registered = harness.call(
+        "PUT",
+        f"/applications/{entra_app.app_id}",
+        json={
+            "objectId": entra_app.object_id,
+            "displayName": "Leak test",
+            "groupId": "leak-test",
+            "rotation": {"enabled": True},
+            "notifications": {"recipients": ["ops@contoso.com"]},
+            "integrations": [
+                {
+                    "kind": "azureDevOps",
+                    "organization": "contoso",
+                    "project": "payroll",
+                    "serviceConnectionId": str(uuid.uuid4()),
+                    "authentication": "pat",
+                    "personalAccessToken": planted["pat"],
+                },
+                {"kind": "automation", "target": "webhook", "webhookUrl": webhook_url},
+                {
+                    "kind": "vercel",
+                    "projectId": "prj_missing",
+                    "envVarName": "CLIENT_SECRET",
+                    "targets": ["production"],
+                },
+            ],
+        },
+    )
+    assert registered.status_code == 201, registered.text
+    assert harness.call("POST", f"/applications/{entra_app.app_id}/refresh").status_code == 202
+    harness.host.drain("rotations", timeout=120)
+    harness.call("GET", f"/applications/{entra_app.app_id}")
+    harness.call("GET", f"/applications/{entra_app.app_id}/log")
+    harness.call("GET", f"/applications/{entra_app.app_id}/plan")
+    harness.call("GET", "/groups/leak-test")
+    status = harness.status(entra_app.app_id)
+    assert status["lastResult"] == "degraded"  # every destination failed, and said why
+    assert {r["result"] for r in status["integrations"].values()} == {"failed"}
+
+    captured: list[str] = list(harness.responses)
+    for record in caplog.records:
+        if record.name.startswith("simulators"):
+            continue  # the simulated receiver's own access log: not the rotator's
+        captured.append(record.getMessage())
+        captured.append(repr(record.__dict__))
+    tables = TableServiceClient.from_connection_string(harness.azurite)
+    for table in tables.list_tables():
+        for entity in tables.get_table_client(table.name).list_entities():
+            captured.append(json.dumps(dict(entity), default=str))
+    queues = QueueServiceClient.from_connection_string(harness.azurite)
+    for queue in queues.list_queues():
+        for message in queues.get_queue_client(queue.name).peek_messages(max_messages=32):
+            captured.append(base64.b64decode(message.content + "==").decode(errors="replace"))
+    emails = harness.stack.acs.outbox()
+    assert emails, "the failure alert was sent"
+    for email in emails:
+        captured += [email.subject, email.plain_text or "", email.html or ""]
+    everything = "\n".join(captured)
+    for name, value in planted.items():
+        assert value not in everything, name
