@@ -82,6 +82,29 @@ class Harness:
         self.host.drain("rotations", timeout=120)
 
 
+def everything_the_rotator_wrote(harness: Harness, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """API responses, log records (the simulators' own excluded), every table entity and queue message."""
+    from azure.data.tables import TableServiceClient
+    from azure.storage.queue import QueueServiceClient
+
+    captured: list[str] = list(harness.responses)
+    for record in caplog.records:
+        if record.name.startswith("simulators"):
+            continue  # a simulated receiver's own access log is not the rotator's
+        captured.append(record.getMessage())
+        captured.append(repr(record.__dict__))
+    tables = TableServiceClient.from_connection_string(harness.azurite)
+    for table in tables.list_tables():
+        for entity in tables.get_table_client(table.name).list_entities():
+            captured.append(json.dumps(dict(entity), default=str))
+    queues = QueueServiceClient.from_connection_string(harness.azurite)
+    for queue in queues.list_queues():
+        for message in queues.get_queue_client(queue.name).peek_messages(max_messages=32):
+            captured.append(message.content)
+            captured.append(base64.b64decode(message.content + "==").decode(errors="replace"))
+    return captured
+
+
 @pytest.fixture
 def harness(azurite: str, stack: Any, clean_storage: None) -> Iterator[Harness]:
     import function_app
@@ -162,8 +185,6 @@ def test_a_bad_queue_message_ends_in_the_poison_queue(harness: Harness) -> None:
 
 
 def test_no_secret_value_appears_anywhere(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
-    from azure.data.tables import TableServiceClient
-    from azure.storage.queue import QueueServiceClient
 
     caplog.set_level(logging.INFO)
     first = harness.register()
@@ -185,20 +206,7 @@ def test_no_secret_value_appears_anywhere(harness: Harness, caplog: pytest.LogCa
         secrets |= {v.value for v in staged}
     assert len(secrets) >= 4  # the planted one + three rotations
 
-    captured: list[str] = list(harness.responses)
-    for record in caplog.records:
-        captured.append(record.getMessage())
-        captured.append(repr(record.__dict__))
-    tables = TableServiceClient.from_connection_string(harness.azurite)
-    for table in tables.list_tables():
-        for entity in tables.get_table_client(table.name).list_entities():
-            captured.append(json.dumps(dict(entity), default=str))
-    queues = QueueServiceClient.from_connection_string(harness.azurite)
-    for queue in queues.list_queues():
-        for message in queues.get_queue_client(queue.name).peek_messages(max_messages=32):
-            captured.append(message.content)
-            captured.append(base64.b64decode(message.content + "==").decode(errors="replace"))
-    everything = "\n".join(captured)
+    everything = "\n".join(everything_the_rotator_wrote(harness, caplog))
     assert len(everything) > 10_000
     for secret in secrets:
         assert secret not in everything
@@ -210,9 +218,6 @@ def test_no_credential_planted_in_any_field_appears_anywhere(
     """Issue 10: a secret planted in every credential field (PAT, Vercel token, webhook URL path,
     query and userinfo) is found nowhere: logs, tables, queues, API responses, emails."""
     from urllib.parse import urlsplit
-
-    from azure.data.tables import TableServiceClient
-    from azure.storage.queue import QueueServiceClient
 
     caplog.set_level(logging.DEBUG)
     planted = {
@@ -270,20 +275,7 @@ def test_no_credential_planted_in_any_field_appears_anywhere(
     assert status["lastResult"] == "degraded"  # every destination failed, and said why
     assert {r["result"] for r in status["integrations"].values()} == {"failed"}
 
-    captured: list[str] = list(harness.responses)
-    for record in caplog.records:
-        if record.name.startswith("simulators"):
-            continue  # the simulated receiver's own access log: not the rotator's
-        captured.append(record.getMessage())
-        captured.append(repr(record.__dict__))
-    tables = TableServiceClient.from_connection_string(harness.azurite)
-    for table in tables.list_tables():
-        for entity in tables.get_table_client(table.name).list_entities():
-            captured.append(json.dumps(dict(entity), default=str))
-    queues = QueueServiceClient.from_connection_string(harness.azurite)
-    for queue in queues.list_queues():
-        for message in queues.get_queue_client(queue.name).peek_messages(max_messages=32):
-            captured.append(base64.b64decode(message.content + "==").decode(errors="replace"))
+    captured = everything_the_rotator_wrote(harness, caplog)
     emails = harness.stack.acs.outbox()
     assert emails, "the failure alert was sent"
     for email in emails:
