@@ -298,16 +298,7 @@ class VercelIntegration(IntegrationBase):
     model_config = ConfigDict(
         json_schema_extra=schema_rules(
             **{
-                "properties": {
-                    # Vercel keeps sensitive variables only for production and preview.
-                    "targets": {
-                        "type": "array",
-                        "items": {"enum": ["production", "preview"]},
-                        "minItems": 1,
-                        "maxItems": 2,
-                        "uniqueItems": True,
-                    }
-                },
+                "properties": {"targets": {"uniqueItems": True}},
                 "if": {"properties": {"gitBranch": {"type": "string"}}, "required": ["gitBranch"]},
                 "then": {"properties": {"targets": {"const": ["preview"]}}},
             }

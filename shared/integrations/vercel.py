@@ -1,4 +1,8 @@
-"""Vercel destination: a project environment variable of type ``sensitive`` holding the new secret.
+"""Vercel destination: a project environment variable holding the new secret.
+
+Type by target (docs: vercel.com/docs/environment-variables/sensitive-environment-variables):
+``sensitive`` for production and preview (never readable again), ``encrypted`` for development,
+where Vercel does not allow sensitive variables; one request writes both variables.
 
 Access comes from the application's group: ``Group.vercel`` names the team and the secret in the
 rotator's own vault that holds the Vercel token (the token itself is never in the table).
@@ -61,15 +65,6 @@ class VercelPlugin:
             problems.append(
                 FieldProblem("groupId", "a vercel integration needs the application's groupId", "a group id")
             )
-        if "development" in settings.targets:
-            problems.append(
-                FieldProblem(
-                    "targets",
-                    "cannot include development: Vercel keeps sensitive variables only for "
-                    "production and preview",
-                    "production, preview",
-                )
-            )
         if settings.git_branch is not None and list(settings.targets) != ["preview"]:
             problems.append(FieldProblem("gitBranch", "needs targets ['preview']", "targets: ['preview']"))
         return problems
@@ -78,7 +73,7 @@ class VercelPlugin:
         branch = f" on branch {settings.git_branch}" if settings.git_branch else ""
         then = ", then redeploy production" if settings.redeploy else ""
         return (
-            f"set sensitive variable {settings.env_var_name} ({', '.join(settings.targets)}{branch}) "
+            f"set variable {settings.env_var_name} ({_describe_types(settings.targets)}{branch}) "
             f"in Vercel project {settings.project_id} of group {app.group_id}{then}"
         )
 
@@ -86,20 +81,25 @@ class VercelPlugin:
         settings: VercelIntegration = context.settings
         client = await _client(context, step="deploy")
         project = quote(settings.project_id, safe="")
-        payload: dict[str, Any] = {
-            "key": settings.env_var_name,
-            "value": context.secret.reveal(),
-            "type": "sensitive",
-            "target": list(settings.targets),
-            "comment": f"{COMMENT_PREFIX}{context.key_id}",
-        }
-        if settings.git_branch:
-            payload["gitBranch"] = settings.git_branch
+        payload: list[dict[str, Any]] = []
+        for kind, targets in _by_type(settings.targets):
+            variable: dict[str, Any] = {
+                "key": settings.env_var_name,
+                "value": context.secret.reveal(),
+                "type": kind,
+                "target": targets,
+                "comment": f"{COMMENT_PREFIX}{context.key_id}",
+            }
+            if settings.git_branch:
+                variable["gitBranch"] = settings.git_branch
+            payload.append(variable)
         self._remember(settings, context.key_id)
         data = await client.call(
             "POST", f"/v10/projects/{project}/env", params={"upsert": "true"}, body=payload, action="write"
         )
-        payload.clear()  # the one structure holding the value
+        for variable in payload:
+            variable.clear()  # the one structure holding the value
+        payload.clear()
         if not isinstance(data, dict):
             raise RotationError(
                 "Vercel answered the variable write with something unexpected",
@@ -128,7 +128,7 @@ class VercelPlugin:
             "envVarIds": [str(c["id"]) for c in created_list if isinstance(c, dict) and c.get("id")],
         }
         summary = (
-            f"set sensitive variable {settings.env_var_name} ({', '.join(settings.targets)}) "
+            f"set variable {settings.env_var_name} ({_describe_types(settings.targets)}) "
             f"in Vercel project {settings.project_id}"
         )
         warnings: list[str] = []
@@ -173,9 +173,12 @@ class VercelPlugin:
                     f"{where} is missing after writing it", step="verify", code="VerifyFailed"
                 )
             env = matches[0]
-            if env.get("type") != "sensitive":
+            expected = _type_for(target)
+            if env.get("type") != expected:
                 raise RotationError(
-                    f"{where} is of type {env.get('type')}, not sensitive", step="verify", code="VerifyFailed"
+                    f"{where} is of type {env.get('type')}, not {expected}",
+                    step="verify",
+                    code="VerifyFailed",
                 )
             ours = context.key_id in str(env.get("comment") or "")
             updated = env.get("updatedAt")
@@ -213,6 +216,24 @@ class VercelPlugin:
 
 def _memo_key(settings: VercelIntegration, key_id: str) -> tuple[str, str, str]:
     return (settings.project_id, settings.env_var_name, key_id)
+
+
+def _type_for(target: str) -> str:
+    """``sensitive`` wherever Vercel allows it; ``encrypted`` for development, where it does not."""
+    return "encrypted" if target == "development" else "sensitive"
+
+
+def _by_type(targets: Any) -> list[tuple[str, list[str]]]:
+    """The targets grouped by variable type, sensitive first: one variable per type."""
+    groups: dict[str, list[str]] = {}
+    for target in targets:
+        groups.setdefault(_type_for(target), []).append(target)
+    return sorted(groups.items(), key=lambda item: item[0] != "sensitive")
+
+
+def _describe_types(targets: Any) -> str:
+    """``sensitive: production, preview; encrypted: development``."""
+    return "; ".join(f"{kind}: {', '.join(group)}" for kind, group in _by_type(targets))
 
 
 def _targets(env: dict[str, Any]) -> list[str]:
@@ -351,7 +372,7 @@ class _Client:
         path: str,
         *,
         params: dict[str, str],
-        body: dict[str, Any] | None = None,
+        body: dict[str, Any] | list[dict[str, Any]] | None = None,
         action: str,
     ) -> Any:
         import httpx

@@ -316,8 +316,8 @@ def test_check_and_describe() -> None:
     plugin = VercelPlugin()
     app = app_config()
     assert plugin.check(integration("prj_1"), app) == []
-    [problem] = plugin.check(integration("prj_1", targets=["production", "development"]), app)
-    assert problem.field == "targets" and "development" in problem.message
+    # Development is written as an encrypted variable (Vercel has no sensitive ones there).
+    assert plugin.check(integration("prj_1", targets=["production", "development"]), app) == []
     assert plugin.check(integration("prj_1", targets=["preview"], gitBranch="release"), app) == []
     description = plugin.describe(integration("prj_1", redeploy=True), app)
     assert "\n" not in description and KEY in description and "redeploy" in description
@@ -361,6 +361,36 @@ async def test_engine_delivers_to_vercel_and_redeploys(
     deployed = next(e for e in page.items if e.event == "integration.deployed")
     assert deployed.details["deploymentId"] == vercel_sim.deployments(project.id)[0].uid
     assert staged.value not in str([e.model_dump() for e in page.items])
+
+
+async def test_every_documented_target_including_development_is_delivered(
+    devops_vercel_rotator: Rotator, vercel_sim: Any
+) -> None:
+    """Issue 10: sensitive for production and preview, encrypted for development, one write."""
+    rotator = devops_vercel_rotator
+    use_plugins(rotator.services, "vercel")
+    entra_app = rotator.seed_entra_app()
+    project = await seed_vercel(rotator, vercel_sim)
+    await register_with_integrations(
+        rotator,
+        entra_app,
+        [
+            {
+                "kind": "vercel",
+                "projectId": project.id,
+                "envVarName": KEY,
+                "targets": ["production", "preview", "development"],
+            }
+        ],
+        group_id="web",
+    )
+    assert await rotator.services.engine.handle(rotator.job(entra_app.app_id)) == "rotated"
+    staged = current_staged(rotator, entra_app.app_id)
+    for target, kind in (("production", "sensitive"), ("preview", "sensitive"), ("development", "encrypted")):
+        variable = vercel_sim.env_var(project.id, KEY, target)
+        assert variable is not None and variable.value == staged.value and variable.type == kind
+    assert (await rotator.status(entra_app.app_id)).integrations["vercel-1"].result == "succeeded"
+    assert len(vercel_sim.requests(method="POST", path=r"/env$")) == 1
 
 
 async def test_engine_waits_out_vercel_rate_limits(devops_vercel_rotator: Rotator, vercel_sim: Any) -> None:
