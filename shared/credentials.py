@@ -14,14 +14,9 @@ from typing import Any
 from shared.adapters.vault import VaultClient, credential_secret_name
 from shared.domain.secret import SecretValue
 from shared.errors import FieldProblem, ValidationError
+from shared.integrations.base import PluginRegistry
 
 MAX_CREDENTIAL_LENGTH = 4096
-
-# integration kind -> (write-only input field, reference field, name suffix)
-INTEGRATION_CREDENTIALS: dict[str, tuple[str, str, str]] = {
-    "azureDevOps": ("personalAccessToken", "patSecretName", "pat"),
-    "automation": ("webhookUrl", "webhookSecretName", "webhook"),
-}
 
 
 @dataclass(frozen=True)
@@ -56,29 +51,28 @@ def _check_reference(container: dict[str, Any], ref: str, expected: str, field: 
         )
 
 
-def extract_integration_credentials(data: Any, app_id: str) -> list[PendingCredential]:
-    """Pop write-only fields from a raw application body; set their reference names in place."""
+def extract_integration_credentials(
+    data: Any, app_id: str, plugins: PluginRegistry
+) -> list[PendingCredential]:
+    """Pop the write-only fields each plugin declares from a raw application body; set their
+    reference names in place."""
     if not isinstance(data, dict) or not isinstance(data.get("integrations"), list):
         return []
     pending: list[PendingCredential] = []
     for index, item in enumerate(data["integrations"]):
-        if (
-            not isinstance(item, dict)
-            or not isinstance(item.get("kind"), str)
-            or item["kind"] not in INTEGRATION_CREDENTIALS
-        ):
+        if not isinstance(item, dict) or not isinstance(item.get("kind"), str):
             continue
-        input_field, ref_field, suffix = INTEGRATION_CREDENTIALS[str(item["kind"])]
-        name = item.get("name") or f"{item['kind']}-{index + 1}"
-        expected = credential_secret_name(app_id, str(name), suffix)
-        path = f"integrations.{index}"
-        _check_reference(item, ref_field, expected, f"{path}.{ref_field}")
-        value = _take(item, input_field, f"{path}.{input_field}", https=input_field == "webhookUrl")
-        if value is not None:
-            pending.append(PendingCredential(expected, value, f"{path}.{input_field}"))
-            item[ref_field] = expected
-            if item["kind"] == "azureDevOps":
-                item.setdefault("authentication", "pat")
+        for declared in plugins.write_only(item["kind"]):
+            name = item.get("name") or f"{item['kind']}-{index + 1}"
+            expected = credential_secret_name(app_id, str(name), declared.name_suffix)
+            path = f"integrations.{index}"
+            _check_reference(item, declared.reference_field, expected, f"{path}.{declared.reference_field}")
+            value = _take(item, declared.input_field, f"{path}.{declared.input_field}", https=declared.https)
+            if value is not None:
+                pending.append(PendingCredential(expected, value, f"{path}.{declared.input_field}"))
+                item[declared.reference_field] = expected
+                for field, default in declared.defaults:
+                    item.setdefault(field, default)
     return pending
 
 

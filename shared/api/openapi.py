@@ -465,30 +465,25 @@ def _schemas() -> dict[str, Any]:
 
 
 def _write_only_credentials(schemas: dict[str, Any]) -> None:
-    """The credentials an integration takes at PUT and never returns (``shared.credentials``)."""
+    """The credentials each plugin declares (``write_only``): write-only in the document, and the
+    references the API sets in their place read-only (a GET body may send them back)."""
     from shared.credentials import MAX_CREDENTIAL_LENGTH
+    from shared.integrations.registry import default_registry
 
-    credentials = {
-        "AzureDevOpsIntegration": (
-            "personalAccessToken",
-            {"type": "string", "minLength": 1, "maxLength": MAX_CREDENTIAL_LENGTH},
-            "A PAT for authentication: pat; stored in the rotator's vault (patSecretName), never returned.",
-        ),
-        "AutomationIntegration": (
-            "webhookUrl",
-            {"type": "string", "pattern": "^https://", "maxLength": MAX_CREDENTIAL_LENGTH},
-            "The webhook URL (a secret); stored in the rotator's vault (webhookSecretName), never returned.",
-        ),
-    }
-    for model, (name, schema, description) in credentials.items():
-        schemas[model]["properties"][name] = {**schema, "writeOnly": True, "description": description}
-    # The references to stored credentials are set by the API (a GET body may send them back).
-    for model, name in (
-        ("AzureDevOpsIntegration", "patSecretName"),
-        ("AutomationIntegration", "webhookSecretName"),
-        ("VercelGroupSettings", "tokenSecretName"),
-    ):
-        schemas[model]["properties"][name] = {**schemas[model]["properties"][name], "readOnly": True}
+    for plugin in default_registry().plugins():
+        properties = schemas[plugin.settings_model.__name__]["properties"]
+        for declared in plugin.write_only:
+            field: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_CREDENTIAL_LENGTH}
+            if declared.https:
+                field["pattern"] = "^https://"
+            properties[declared.input_field] = {
+                **field,
+                "writeOnly": True,
+                "description": declared.description,
+            }
+            properties[declared.reference_field] = {**properties[declared.reference_field], "readOnly": True}
+    group = schemas["VercelGroupSettings"]["properties"]
+    group["tokenSecretName"] = {**group["tokenSecretName"], "readOnly": True}
 
 
 def _page(item: str) -> dict[str, Any]:

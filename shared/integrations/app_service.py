@@ -37,7 +37,7 @@ from shared.errors import (
     RotationError,
     TransientServiceError,
 )
-from shared.integrations.base import DeployContext, DeployOutcome
+from shared.integrations.base import DeployContext, DeployOutcome, WriteOnlyField
 
 logger = logging.getLogger("rotator.integrations.appservice")
 
@@ -113,6 +113,14 @@ def _same(stored: str | None, secret: Any) -> bool:
 
 class AppServicePlugin:
     kind = "appService"
+    settings_model = AppServiceIntegration
+    write_only: tuple[WriteOnlyField, ...] = ()
+    troubleshooting: tuple[str, ...] = (
+        "App Service: check that the site (or slot) still exists, that the rotator's identity has "
+        "'Website Contributor' on it, and that the setting name is right.",
+        "For a Key Vault reference, the app's own identity must be able to read the secret; the portal "
+        "shows the reference status under Environment variables.",
+    )
 
     def __init__(self, *, lro_timeout: float = 120.0) -> None:
         self._lro_timeout = lro_timeout

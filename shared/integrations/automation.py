@@ -58,7 +58,7 @@ from shared.errors import (
     ThrottledError,
     TransientServiceError,
 )
-from shared.integrations.base import DeployContext, DeployOutcome
+from shared.integrations.base import DeployContext, DeployOutcome, WriteOnlyField
 from shared.redaction import redact_host
 
 logger = logging.getLogger("rotator.integrations.automation")
@@ -136,6 +136,21 @@ logging.getLogger("httpx").addFilter(_URL_FILTER)
 
 class AutomationPlugin:
     kind = "automation"
+    settings_model = AutomationIntegration
+    write_only: tuple[WriteOnlyField, ...] = (
+        WriteOnlyField(
+            "webhookUrl",
+            "webhookSecretName",
+            "webhook",
+            "The webhook URL (a secret); stored in the rotator's vault (webhookSecretName), never returned.",
+            https=True,
+        ),
+    )
+    troubleshooting: tuple[str, ...] = (
+        "Automation: for a runbook, check that it exists and is published and that the rotator's identity "
+        "may start jobs on the account ('Automation Job Operator').",
+        "For a webhook, check that the webhook has not expired; store a new URL through the API if it has.",
+    )
 
     def __init__(self, *, poll_interval: float = 5.0, job_timeout: float = 300.0) -> None:
         self._poll_interval = poll_interval

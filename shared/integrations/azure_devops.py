@@ -31,7 +31,7 @@ from shared.errors import (
     ThrottledError,
     TransientServiceError,
 )
-from shared.integrations.base import DeployContext, DeployOutcome
+from shared.integrations.base import DeployContext, DeployOutcome, WriteOnlyField
 
 if TYPE_CHECKING:
     import httpx
@@ -53,6 +53,22 @@ MANAGE_PERMISSION = (
 
 class AzureDevOpsPlugin:
     kind = "azureDevOps"
+    settings_model = AzureDevOpsIntegration
+    write_only: tuple[WriteOnlyField, ...] = (
+        WriteOnlyField(
+            "personalAccessToken",
+            "patSecretName",
+            "pat",
+            "A PAT for authentication: pat; stored in the rotator's vault (patSecretName), never returned.",
+            defaults=(("authentication", "pat"),),
+        ),
+    )
+    troubleshooting: tuple[str, ...] = (
+        "Azure DevOps: check that the service connection still exists and that the PAT is valid "
+        "(not expired or revoked, scope 'Service Connections (Read, query & manage)').",
+        "With managed-identity authentication, the rotator's identity must be a user of the organization "
+        "and an Administrator of the service connection.",
+    )
 
     def check(self, settings: Any, app: ApplicationConfig) -> list[FieldProblem]:
         problems: list[FieldProblem] = []

@@ -46,6 +46,23 @@ class DeployOutcome:
 
 
 @dataclass(frozen=True)
+class WriteOnlyField:
+    """A credential an integration takes at PUT and never returns (``shared.credentials``).
+
+    ``input_field`` is popped from the body and stored in the rotator's vault; ``reference_field``
+    then holds the vault secret's name (``credential_secret_name(appId, name, name_suffix)``).
+    ``defaults`` are set on the integration when the credential is given.
+    """
+
+    input_field: str
+    reference_field: str
+    name_suffix: str
+    description: str
+    https: bool = False
+    defaults: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class PlanItem:
     integration: str
     kind: str
@@ -54,7 +71,15 @@ class PlanItem:
 
 
 class IntegrationPlugin(Protocol):
+    """What a destination declares and does. The registry builds from the declarations the
+    write-only credential handling, their OpenAPI fields and the failure email's steps."""
+
     kind: str
+    # The pydantic model of the integration's settings (a member of the ``Integration`` union).
+    settings_model: type[Any]
+    write_only: tuple[WriteOnlyField, ...]
+    # What to check when delivery to this kind fails (the failure alert lists these).
+    troubleshooting: tuple[str, ...]
 
     def check(self, settings: Any, app: ApplicationConfig) -> list[FieldProblem]: ...
 
@@ -79,3 +104,14 @@ class PluginRegistry:
 
     def kinds(self) -> list[str]:
         return sorted(self._plugins)
+
+    def plugins(self) -> list[IntegrationPlugin]:
+        return [self._plugins[kind] for kind in self.kinds()]
+
+    def write_only(self, kind: str) -> tuple[WriteOnlyField, ...]:
+        plugin = self._plugins.get(kind)
+        return plugin.write_only if plugin is not None else ()
+
+    def troubleshooting(self, kind: str) -> tuple[str, ...]:
+        plugin = self._plugins.get(kind)
+        return plugin.troubleshooting if plugin is not None else ()

@@ -18,7 +18,7 @@ from typing import Any
 from shared.adapters.vault import MANAGED_BY, same_vault
 from shared.domain.models import ApplicationConfig, KeyVaultIntegration
 from shared.errors import ExternalServiceError, FieldProblem, RotationError, TransientServiceError
-from shared.integrations.base import DeployContext, DeployOutcome
+from shared.integrations.base import DeployContext, DeployOutcome, WriteOnlyField
 
 CONTENT_TYPE = "application/x-entra-client-secret"
 SECRETS_OFFICER_ROLE = "Key Vault Secrets Officer"
@@ -96,6 +96,14 @@ async def grant_secrets_officer(services: Any, vault_resource_id: str) -> str:
 
 class KeyVaultPlugin:
     kind = "keyVault"
+    settings_model = KeyVaultIntegration
+    write_only: tuple[WriteOnlyField, ...] = ()
+    troubleshooting: tuple[str, ...] = (
+        "Key Vault: verify access policies or RBAC permissions: the rotator's managed identity needs "
+        "'Key Vault Secrets Officer' on the vault (or a set/get access policy), and the vault's network "
+        "rules must let it in.",
+        "If the secret exists but was not created by the rotator, set adoptExisting or choose another name.",
+    )
 
     def check(self, settings: Any, app: ApplicationConfig) -> list[FieldProblem]:
         if settings.grant_access and not settings.vault_resource_id:

@@ -33,7 +33,7 @@ from shared.errors import (
     FieldProblem,
     RotationError,
 )
-from shared.integrations.base import DeployContext, DeployOutcome
+from shared.integrations.base import DeployContext, DeployOutcome, WriteOnlyField
 
 if TYPE_CHECKING:
     from shared.domain.secret import SecretValue
@@ -117,6 +117,13 @@ def connection_status(properties: dict[str, Any]) -> tuple[str, str | None]:
 
 class LogicAppConnectionPlugin:
     kind = "logicAppConnection"
+    settings_model = LogicAppConnectionIntegration
+    write_only: tuple[WriteOnlyField, ...] = ()
+    troubleshooting: tuple[str, ...] = (
+        "Logic App connection: check that the API connection resource still exists and that the rotator's "
+        "identity may write it (Contributor on the connection).",
+        "Open the connection in the portal: a connection whose status is Error must be fixed or re-created.",
+    )
 
     def __init__(self, *, lro_timeout: float = 120.0) -> None:
         self._lro_timeout = lro_timeout

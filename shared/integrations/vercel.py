@@ -34,7 +34,7 @@ from shared.errors import (
     ThrottledError,
     TransientServiceError,
 )
-from shared.integrations.base import DeployContext, DeployOutcome
+from shared.integrations.base import DeployContext, DeployOutcome, WriteOnlyField
 
 if TYPE_CHECKING:
     import httpx
@@ -54,6 +54,12 @@ SKEW_MS = 5 * 60 * 1000
 
 class VercelPlugin:
     kind = "vercel"
+    settings_model = VercelIntegration
+    write_only: tuple[WriteOnlyField, ...] = ()
+    troubleshooting: tuple[str, ...] = (
+        "Vercel: ensure the group's Vercel configuration is current (token not expired or revoked, the "
+        "right team id) and that the project still exists.",
+    )
 
     def __init__(self) -> None:
         # When this process wrote a variable, for verify's fallback when the comment was changed.

@@ -28,40 +28,14 @@ PRODUCT = "Secret rotation"
 # what the rotator's identity needs there.
 CHECK_LOG = "Check the application log for the specific error details (the portal's Log button, or GET /api/applications/{appId}/log)."
 TRY_MANUAL = "Try a manual rotation to isolate the issue (the portal's Refresh button, or POST /api/applications/{appId}/refresh)."
-INTEGRATION_TROUBLESHOOTING: Mapping[str, tuple[str, ...]] = {
-    "keyVault": (
-        "Key Vault: verify access policies or RBAC permissions: the rotator's managed identity needs "
-        "'Key Vault Secrets Officer' on the vault (or a set/get access policy), and the vault's network "
-        "rules must let it in.",
-        "If the secret exists but was not created by the rotator, set adoptExisting or choose another name.",
-    ),
-    "azureDevOps": (
-        "Azure DevOps: check that the service connection still exists and that the PAT is valid "
-        "(not expired or revoked, scope 'Service Connections (Read, query & manage)').",
-        "With managed-identity authentication, the rotator's identity must be a user of the organization "
-        "and an Administrator of the service connection.",
-    ),
-    "vercel": (
-        "Vercel: ensure the group's Vercel configuration is current (token not expired or revoked, the "
-        "right team id) and that the project still exists.",
-    ),
-    "logicAppConnection": (
-        "Logic App connection: check that the API connection resource still exists and that the rotator's "
-        "identity may write it (Contributor on the connection).",
-        "Open the connection in the portal: a connection whose status is Error must be fixed or re-created.",
-    ),
-    "appService": (
-        "App Service: check that the site (or slot) still exists, that the rotator's identity has "
-        "'Website Contributor' on it, and that the setting name is right.",
-        "For a Key Vault reference, the app's own identity must be able to read the secret; the portal "
-        "shows the reference status under Environment variables.",
-    ),
-    "automation": (
-        "Automation: for a runbook, check that it exists and is published and that the rotator's identity "
-        "may start jobs on the account ('Automation Job Operator').",
-        "For a webhook, check that the webhook has not expired; store a new URL through the API if it has.",
-    ),
-}
+
+
+def integration_troubleshooting(kind: str | None) -> tuple[str, ...]:
+    """The failure steps the integration plugin of ``kind`` declares (``troubleshooting``)."""
+    from shared.integrations.registry import default_registry
+
+    return default_registry().troubleshooting(kind or "")
+
 
 # "Secret Not Rotating Automatically" in the product documentation.
 ROTATION_TROUBLESHOOTING = (
@@ -102,7 +76,7 @@ ERROR_CODE_ADVICE: Mapping[str, str] = {
 def integration_steps(kind: str | None, app_id: str) -> list[str]:
     """The documentation's troubleshooting steps for a failed delivery to this kind of integration."""
     steps = [CHECK_LOG.format(appId=app_id)]
-    steps.extend(INTEGRATION_TROUBLESHOOTING.get(kind or "", ()))
+    steps.extend(integration_troubleshooting(kind))
     steps.append(TRY_MANUAL.format(appId=app_id))
     return steps
 

@@ -143,7 +143,7 @@ async def put_application(req: func.HttpRequest) -> func.HttpResponse:
                 "appId in the body differs from the URL",
                 [FieldProblem("appId", "must match the application id in the URL", app_id)],
             )
-    pending = extract_integration_credentials(data, app_id)
+    pending = extract_integration_credentials(data, app_id, get_services().plugins)
     config = parse_model(ApplicationConfig, data)
     raw_if_none_match = req.headers.get("If-None-Match")
     if_none_match = raw_if_none_match.strip() if raw_if_none_match is not None else None
