@@ -126,7 +126,7 @@ class RegistryService:
 
         The objectId of an existing registration changes only with ``allow_object_id_change``
         (``allowObjectIdChange: true`` in the body): a typo there would point every rotation at
-        another application. ``ValidationError`` on ``objectId`` otherwise.
+        another application. ``ConflictError`` (409) otherwise.
         """
         app_id = str(config.app_id)
         _check_storable(config)
@@ -148,15 +148,11 @@ class RegistryService:
         if create_only:
             raise PreconditionFailed("Application already exists (If-None-Match: *)", app_id=app_id)
         if current.config.object_id != config.object_id and not allow_object_id_change:
-            raise ValidationError(
-                "objectId differs from the registered one",
-                [
-                    FieldProblem(
-                        "objectId",
-                        f"differs from the registered objectId {current.config.object_id}",
-                        "the registered objectId, or a new one with allowObjectIdChange: true",
-                    )
-                ],
+            # A conflict with what is registered (not a malformed field): 409, nothing written.
+            raise ConflictError(
+                f"objectId differs from the registered objectId {current.config.object_id}; send "
+                "allowObjectIdChange: true to change it",
+                app_id=app_id,
             )
         if if_match is not None and if_match != "*" and if_match != current.etag:
             raise PreconditionFailed(

@@ -140,6 +140,10 @@ def _paths() -> dict[str, Any]:
                     "201": _json(_ref("Application"), "Created."),
                     "400": COMMON_ERRORS["400"],
                     "401": COMMON_ERRORS["401"],
+                    "409": _problem(
+                        "objectId differs from the registered one (send allowObjectIdChange: true), or the "
+                        "application changes too often."
+                    ),
                     "412": _problem(
                         "If-Match did not hold (the application changed) or If-None-Match: * and it exists."
                     ),
