@@ -5,6 +5,8 @@
   exists for an overlapping target without ``upsert``, or the ``fail_env`` switch). With
   ``upsert`` a variable with the same key, git branch and an overlapping target is replaced
   (updated in place when the new targets cover it; otherwise the overlap moves to a new variable).
+* ``PATCH /v9/projects/{idOrName}/env/{id}`` edits one variable's fields (key, value, type, target,
+  gitBranch, comment), with the same checks as creation.
 * ``GET /v10/projects/{idOrName}/env`` lists ``{"envs": [...], "pagination": ...}``; sensitive
   values are never returned (``""``), encrypted ones only with ``decrypt=true``.
 * ``GET /v6/deployments?projectId=&target=&state=&limit=`` newest first;
@@ -19,7 +21,9 @@ takes ``?teamId=`` (no team id: the token's personal scope). Errors are
 team 403, unknown project 404. Rate limiting (``throttle``) answers 429 with ``X-RateLimit-*`` and
 ``Retry-After`` (``send_retry_after: false`` leaves only ``X-RateLimit-Reset``).
 
-Switches: ``deny_access`` (403), ``fail_env`` (``{"count", "code", "message"}``: the next N
+Switches: ``conflict_on_target_mismatch`` (an upsert whose targets differ from an existing
+variable's answers ``ENV_CONFLICT`` in ``failed``, as reported for the real API), ``deny_access``
+(403), ``fail_env`` (``{"count", "code", "message"}``: the next N
 variables land in ``failed`` of a 201), ``deployment_state``, ``send_retry_after``, and the base
 ``throttle`` / ``fail_next`` / ``latency_seconds``.
 """
@@ -174,12 +178,17 @@ class VercelSimulator(SimulatorServer):
         self.deny_access = False
         self.deployment_state = "READY"
         self.send_retry_after = True
+        # As reported for the real API: an upsert whose targets differ from those of an existing
+        # variable with the key is refused with ENV_CONFLICT instead of splitting it.
+        self.conflict_on_target_mismatch = False
         self._env_failures: list[EnvFailure] = []
         self._tokens: dict[str, set[str | None]] = {}
         self._projects: dict[str, Project] = {}
 
         self.route("POST", rf"/v10/projects/{_ID}/env/?", self._create_env)
         self.route("GET", rf"/v10/projects/{_ID}/env/?", self._list_env)
+        # vercel.com/docs/rest-api/projects/edit-an-environment-variable
+        self.route("PATCH", rf"/v9/projects/{_ID}/env/(?P<env_id>[^/]+)/?", self._edit_env)
         self.route("GET", r"/v6/deployments/?", self._list_deployments)
         self.route("POST", r"/v13/deployments/?", self._create_deployment)
         self.route("GET", rf"/v13/deployments/{_ID}/?", self._get_deployment)
@@ -200,6 +209,18 @@ class VercelSimulator(SimulatorServer):
             project = Project(project_id or _random_id("prj_"), name, team_id)
             self._projects[project.id] = project
             return project
+
+    def add_env(
+        self, project: str, key: str, value: str, *, kind: str = "encrypted", target: list[str]
+    ) -> EnvVar:
+        """Seed a variable (as if someone had created it in the dashboard)."""
+        with self._lock:
+            now = self._now_ms()
+            env = EnvVar(
+                _random_id(length=16), key, value, kind, list(target), None, None, now, now, "dashboard"
+            )
+            self.project(project).envs.append(env)
+            return env
 
     def add_deployment(
         self, project: str, *, target: str | None = "production", meta: dict[str, str] | None = None
@@ -285,6 +306,7 @@ class VercelSimulator(SimulatorServer):
             self.deny_access = False
             self.deployment_state = "READY"
             self.send_retry_after = True
+            self.conflict_on_target_mismatch = False
 
     def switches(self) -> JsonDict:
         data = super().switches()
@@ -303,6 +325,8 @@ class VercelSimulator(SimulatorServer):
             self.deny_access = bool(value)
         elif name == "send_retry_after":
             self.send_retry_after = bool(value)
+        elif name == "conflict_on_target_mismatch":
+            self.conflict_on_target_mismatch = bool(value)
         elif name == "deployment_state":
             if value not in DEPLOYMENT_STATES:
                 raise ValueError(f"deployment_state must be one of {DEPLOYMENT_STATES}")
@@ -458,6 +482,25 @@ class VercelSimulator(SimulatorServer):
                 for e in project.envs
                 if e.key == key and e.git_branch == branch and set(e.target) & set(target)
             ]
+            if (
+                overlapping
+                and upsert
+                and self.conflict_on_target_mismatch
+                and any(set(e.target) != set(target) for e in overlapping)
+            ):
+                failed.append(
+                    {
+                        "error": {
+                            "code": "ENV_CONFLICT",
+                            "message": "A conflicting variable exists.",
+                            "key": key,
+                            "envVarKey": key,
+                            "envVarId": overlapping[0].id,
+                            "target": target,
+                        }
+                    }
+                )
+                continue
             if overlapping and not upsert:
                 failed.append(
                     {
@@ -522,6 +565,38 @@ class VercelSimulator(SimulatorServer):
             )
             project.envs.append(env)
         return env.to_json()
+
+    def _edit_env(self, request: SimRequest) -> SimResponse:
+        """``PATCH /v9/projects/{idOrName}/env/{id}``: the given fields of one variable, by id."""
+        project = self._project_or_404(request, request.params["id"])
+        env = next((e for e in project.envs if e.id == request.params["env_id"]), None)
+        if env is None:
+            raise SimHTTPError(self.vercel_error(404, "not_found", "Environment variable not found."))
+        try:
+            body = request.json()
+        except ValueError as error:
+            raise self._bad_request(str(error)) from None
+        if not isinstance(body, dict):
+            raise self._bad_request("Invalid request: the body must be an object.")
+        merged = {
+            "key": body.get("key", env.key),
+            "value": body.get("value", env.value),
+            "type": body.get("type", env.type),
+            "target": body.get("target", env.target),
+            "gitBranch": body.get("gitBranch", env.git_branch),
+            "comment": body.get("comment", env.comment),
+        }
+        key, value, kind, target, branch, comment = self._parse_env(merged)
+        env.key, env.value, env.type, env.target, env.git_branch, env.comment = (
+            key,
+            value,
+            kind,
+            target,
+            branch,
+            comment,
+        )
+        env.updated_at = self._now_ms()
+        return json_response(200, env.to_json())
 
     def _list_env(self, request: SimRequest) -> SimResponse:
         project = self._project_or_404(request, request.params["id"])

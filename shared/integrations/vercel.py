@@ -7,7 +7,10 @@ where Vercel does not allow sensitive variables; one request writes both variabl
 Access comes from the application's group: ``Group.vercel`` names the team and the secret in the
 rotator's own vault that holds the Vercel token (the token itself is never in the table).
 
-* ``POST /v10/projects/{id}/env?upsert=true`` writes the variable. The answer is ``201`` even when
+* ``POST /v10/projects/{id}/env?upsert=true`` writes the variable. When a variable with the key
+  also serves targets we do not manage, Vercel answers ``ENV_CONFLICT``: the rotator then updates
+  per target (``_update_per_target``): the other targets keep their variable and value, ours get
+  the new secret, and nothing keeps failing. The answer is ``201`` even when
   the variable was refused: refusals are listed in ``failed``, so that list is always checked.
 * Vercel reads variables when a deployment is built, so with ``redeploy`` the latest production
   deployment is redeployed (``POST /v13/deployments?forceNew=1`` with its ``deploymentId``) and the
@@ -113,6 +116,14 @@ class VercelPlugin:
                 code="VercelUnexpectedResponse",
             )
         failed = data.get("failed") or []
+        conflicts = [
+            f for f in failed if isinstance(f, dict) and (f.get("error") or {}).get("code") == "ENV_CONFLICT"
+        ]
+        created_ids: list[str] = []
+        if failed and len(conflicts) == len(failed):
+            # An existing variable holds the key for other targets too: update per target.
+            created_ids = await _update_per_target(client, settings, context)
+            failed = []
         if failed:
             first = failed[0].get("error") if isinstance(failed[0], dict) else None
             first = first if isinstance(first, dict) else {}
@@ -131,7 +142,8 @@ class VercelPlugin:
             "projectId": settings.project_id,
             "envVarName": settings.env_var_name,
             "targets": list(settings.targets),
-            "envVarIds": [str(c["id"]) for c in created_list if isinstance(c, dict) and c.get("id")],
+            "envVarIds": [str(c["id"]) for c in created_list if isinstance(c, dict) and c.get("id")]
+            + created_ids,
         }
         summary = (
             f"set variable {settings.env_var_name} ({_describe_types(settings.targets)}) "
@@ -235,6 +247,101 @@ def _by_type(targets: Any) -> list[tuple[str, list[str]]]:
     for target in targets:
         groups.setdefault(_type_for(target), []).append(target)
     return sorted(groups.items(), key=lambda item: item[0] != "sensitive")
+
+
+async def _update_per_target(
+    client: _Client, settings: VercelIntegration, context: DeployContext
+) -> list[str]:
+    """Write the secret for exactly our targets when variables with the key span others.
+
+    Each existing variable with the key (and git branch) that shares a target with ours: a
+    variable that also serves targets we do not manage keeps them (and its value), losing ours
+    (``PATCH /v9/projects/{id}/env/{envId}``, vercel.com/docs/rest-api/projects/edit-an-environment-variable);
+    one that serves only our targets is updated in place when its type fits all of them. Our
+    targets left without a variable get new ones (``POST /v10/projects/{id}/env``). Returns the
+    variable ids written.
+    """
+    project = quote(settings.project_id, safe="")
+    data = await client.call("GET", f"/v10/projects/{project}/env", params={}, action="list variables")
+    envs = data.get("envs") if isinstance(data, dict) else None
+    ours = list(settings.targets)
+    covered: set[str] = set()
+    written: list[str] = []
+    comment = f"{COMMENT_PREFIX}{context.key_id}"
+    for env in envs if isinstance(envs, list) else []:
+        if not isinstance(env, dict) or env.get("key") != settings.env_var_name:
+            continue
+        if (env.get("gitBranch") or None) != settings.git_branch or not env.get("id"):
+            continue
+        theirs = _targets(env)
+        mine = [t for t in theirs if t in ours]
+        if not mine:
+            continue
+        env_id = quote(str(env["id"]), safe="")
+        keep = [t for t in theirs if t not in ours]
+        types = {_type_for(t) for t in mine}
+        if keep or len(types) > 1:
+            # Split: it keeps what is not ours; ours get variables of their own below.
+            await client.call(
+                "PATCH",
+                f"/v9/projects/{project}/env/{env_id}",
+                params={},
+                body={"target": keep or [t for t in theirs if _type_for(t) == "encrypted"]},
+                action="update variable",
+            )
+            if not keep:
+                body = {"value": context.secret.reveal(), "type": "encrypted", "comment": comment}
+                await client.call(
+                    "PATCH",
+                    f"/v9/projects/{project}/env/{env_id}",
+                    params={},
+                    body=body,
+                    action="update variable",
+                )
+                body.clear()
+                covered |= {t for t in theirs if _type_for(t) == "encrypted"}
+                written.append(str(env["id"]))
+            continue
+        body = {"value": context.secret.reveal(), "type": types.pop(), "comment": comment}
+        await client.call(
+            "PATCH", f"/v9/projects/{project}/env/{env_id}", params={}, body=body, action="update variable"
+        )
+        body.clear()
+        covered |= set(mine)
+        written.append(str(env["id"]))
+    missing = [t for t in ours if t not in covered]
+    if missing:
+        payload: list[dict[str, Any]] = []
+        for kind, targets in _by_type(missing):
+            variable: dict[str, Any] = {
+                "key": settings.env_var_name,
+                "value": context.secret.reveal(),
+                "type": kind,
+                "target": targets,
+                "comment": comment,
+            }
+            if settings.git_branch:
+                variable["gitBranch"] = settings.git_branch
+            payload.append(variable)
+        created = await client.call(
+            "POST", f"/v10/projects/{project}/env", params={}, body=payload, action="write"
+        )
+        for variable in payload:
+            variable.clear()
+        failed = created.get("failed") if isinstance(created, dict) else None
+        if failed:
+            first = failed[0].get("error") if isinstance(failed[0], dict) else None
+            code = str((first or {}).get("code") or "VercelEnvRejected")
+            raise RotationError(
+                f"Vercel refused variable {settings.env_var_name} in project {settings.project_id} ({code})",
+                step="deploy",
+                code=code,
+            )
+        made = created.get("created") if isinstance(created, dict) else None
+        for item in made if isinstance(made, list) else [made] if made else []:
+            if isinstance(item, dict) and item.get("id"):
+                written.append(str(item["id"]))
+    return written
 
 
 def _describe_types(targets: Any) -> str:

@@ -218,11 +218,12 @@ async def test_a_failed_entry_in_a_201_is_a_clear_refusal(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     project = await seed_vercel(devops_vercel_rotator, vercel_sim)
-    vercel_sim.fail_env_next(code="ENV_CONFLICT", message="A conflicting variable exists.")
+    # (ENV_CONFLICT is handled by updating per target: see test_env_conflict_updates_exactly_our_targets.)
+    vercel_sim.fail_env_next(code="ENV_REFUSED", message="The variable could not be saved.")
     with pytest.raises(RotationError) as caught:
         await VercelPlugin().deploy(context(devops_vercel_rotator, integration(project.id)))
-    assert caught.value.code == "ENV_CONFLICT"
-    assert "A conflicting variable exists." in caught.value.message and KEY in caught.value.message
+    assert caught.value.code == "ENV_REFUSED"
+    assert "The variable could not be saved." in caught.value.message and KEY in caught.value.message
     assert [r.status for r in vercel_sim.requests()] == [201]
     assert vercel_sim.env_vars(project.id) == []
     assert_no_leak(*error_texts(caught.value), caplog.text)
@@ -393,6 +394,37 @@ async def test_every_documented_target_including_development_is_delivered(
     assert len(vercel_sim.requests(method="POST", path=r"/env$")) == 1
 
 
+async def test_env_conflict_updates_exactly_our_targets(
+    devops_vercel_rotator: Rotator, vercel_sim: Any
+) -> None:
+    """Issue 10: a variable with the key for other targets too (Vercel answers ENV_CONFLICT to the
+    upsert) is split: ours get the new secret, the others keep their value, and nothing fails."""
+    rotator = devops_vercel_rotator
+    use_plugins(rotator.services, "vercel")
+    entra_app = rotator.seed_entra_app()
+    project = await seed_vercel(rotator, vercel_sim)
+    vercel_sim.add_env(
+        project.id, KEY, "someone-elses-preview-value", kind="sensitive", target=["production", "preview"]
+    )
+    vercel_sim.set_switches(conflict_on_target_mismatch=True)
+    await register_with_integrations(
+        rotator,
+        entra_app,
+        [{"kind": "vercel", "projectId": project.id, "envVarName": KEY, "targets": ["production"]}],
+        group_id="web",
+    )
+    assert await rotator.services.engine.handle(rotator.job(entra_app.app_id)) == "rotated"
+    staged = current_staged(rotator, entra_app.app_id)
+    assert vercel_sim.env_var(project.id, KEY, "production").value == staged.value
+    assert vercel_sim.env_var(project.id, KEY, "preview").value == "someone-elses-preview-value"
+    assert (await rotator.status(entra_app.app_id)).integrations["vercel-1"].result == "succeeded"
+    # The next rotation finds a variable with exactly its targets: a plain upsert again.
+    assert await rotator.services.engine.handle(rotator.job(entra_app.app_id)) == "rotated"
+    staged = current_staged(rotator, entra_app.app_id)
+    assert vercel_sim.env_var(project.id, KEY, "production").value == staged.value
+    assert vercel_sim.env_var(project.id, KEY, "preview").value == "someone-elses-preview-value"
+
+
 async def test_engine_waits_out_vercel_rate_limits(devops_vercel_rotator: Rotator, vercel_sim: Any) -> None:
     rotator = devops_vercel_rotator
     use_plugins(rotator.services, "vercel")
@@ -440,7 +472,7 @@ async def test_a_refused_variable_does_not_stop_devops_and_is_retried_later(
         ],
         group_id="web",
     )
-    vercel_sim.fail_env_next(code="ENV_CONFLICT", message="A conflicting variable exists.")
+    vercel_sim.fail_env_next(code="ENV_REFUSED", message="The variable could not be saved.")
 
     assert await services.engine.handle(rotator.job(entra_app.app_id)) == "rotated"
 
@@ -449,7 +481,7 @@ async def test_a_refused_variable_does_not_stop_devops_and_is_retried_later(
     assert status.last_result == RotationResult.DEGRADED
     assert status.integrations["vercel-1"].result == "failed"
     error = status.integrations["vercel-1"].error
-    assert error is not None and error.code == "ENV_CONFLICT"
+    assert error is not None and error.code == "ENV_REFUSED"
     assert status.integrations["azureDevOps-2"].result == "succeeded"
     assert devops_sim.service_principal_key(connection.id) == staged.value
     assert vercel_sim.env_vars(project.id) == []
