@@ -241,7 +241,9 @@ class RegistryService:
                     and (not compromised or step_index(claim.step) < step_index(RotationStep.RETIRED))
                     and claim.step != RotationStep.MAINTENANCE
                 ):
-                    if compromised and not (claim.compromised and claim.revoke_unmanaged >= revoke_unmanaged):
+                    if (compromised and not claim.compromised) or (
+                        revoke_unmanaged and not claim.revoke_unmanaged
+                    ):
                         escalated = claim.model_copy(
                             update={
                                 "compromised": True,

@@ -89,61 +89,21 @@ class VercelPlugin:
     async def deploy(self, context: DeployContext) -> DeployOutcome:
         settings: VercelIntegration = context.settings
         client = await _client(context, step="deploy")
-        project = quote(settings.project_id, safe="")
-        payload: list[dict[str, Any]] = []
-        for kind, targets in _by_type(settings.targets):
-            variable: dict[str, Any] = {
-                "key": settings.env_var_name,
-                "value": context.secret.reveal(),
-                "type": kind,
-                "target": targets,
-                "comment": f"{COMMENT_PREFIX}{context.key_id}",
-            }
-            if settings.git_branch:
-                variable["gitBranch"] = settings.git_branch
-            payload.append(variable)
         self._remember(settings, context.key_id)
-        data = await client.call(
-            "POST", f"/v10/projects/{project}/env", params={"upsert": "true"}, body=payload, action="write"
-        )
-        for variable in payload:
-            variable.clear()  # the one structure holding the value
-        payload.clear()
-        if not isinstance(data, dict):
-            raise RotationError(
-                "Vercel answered the variable write with something unexpected",
-                step="deploy",
-                code="VercelUnexpectedResponse",
-            )
+        data = await _write_variables(client, settings, context, settings.targets, upsert=True)
         failed = data.get("failed") or []
-        conflicts = [
-            f for f in failed if isinstance(f, dict) and (f.get("error") or {}).get("code") == "ENV_CONFLICT"
-        ]
-        created_ids: list[str] = []
-        if failed and len(conflicts) == len(failed):
+        codes = {(f.get("error") or {}).get("code") if isinstance(f, dict) else None for f in failed}
+        if failed and codes == {"ENV_CONFLICT"}:
             # An existing variable holds the key for other targets too: update per target.
-            created_ids = await _update_per_target(client, settings, context)
-            failed = []
-        if failed:
-            first = failed[0].get("error") if isinstance(failed[0], dict) else None
-            first = first if isinstance(first, dict) else {}
-            # Only code and message: a failed entry may echo the value sent.
-            code = str(first.get("code") or "VercelEnvRejected")
-            message = clip(str(first.get("message") or "no reason given"), context.secret)
-            raise RotationError(
-                f"Vercel refused variable {settings.env_var_name} in project {settings.project_id}: "
-                f"{message} ({code})",
-                step="deploy",
-                code=code,
-            )
-        created = data.get("created")
-        created_list = created if isinstance(created, list) else [created] if created else []
+            env_var_ids = await _update_per_target(client, settings, context)
+        else:
+            _raise_if_refused(settings, failed, context)
+            env_var_ids = _created_ids(data)
         details: dict[str, Any] = {
             "projectId": settings.project_id,
             "envVarName": settings.env_var_name,
             "targets": list(settings.targets),
-            "envVarIds": [str(c["id"]) for c in created_list if isinstance(c, dict) and c.get("id")]
-            + created_ids,
+            "envVarIds": env_var_ids,
         }
         summary = (
             f"set variable {settings.env_var_name} ({_describe_types(settings.targets)}) "
@@ -249,98 +209,116 @@ def _by_type(targets: Any) -> list[tuple[str, list[str]]]:
     return sorted(groups.items(), key=lambda item: item[0] != "sensitive")
 
 
+async def _write_variables(
+    client: _Client, settings: VercelIntegration, context: DeployContext, targets: Any, *, upsert: bool
+) -> dict[str, Any]:
+    """``POST /v10/projects/{id}/env``: one variable per type for ``targets``; the 201 answer."""
+    project = quote(settings.project_id, safe="")
+    payload: list[dict[str, Any]] = []
+    for kind, group in _by_type(targets):
+        variable: dict[str, Any] = {
+            "key": settings.env_var_name,
+            "value": context.secret.reveal(),
+            "type": kind,
+            "target": group,
+            "comment": f"{COMMENT_PREFIX}{context.key_id}",
+        }
+        if settings.git_branch:
+            variable["gitBranch"] = settings.git_branch
+        payload.append(variable)
+    try:
+        data = await client.call(
+            "POST",
+            f"/v10/projects/{project}/env",
+            params={"upsert": "true"} if upsert else {},
+            body=payload,
+            action="write",
+        )
+    finally:
+        for variable in payload:
+            variable.clear()  # the only structures holding the value
+    if not isinstance(data, dict):
+        raise RotationError(
+            "Vercel answered the variable write with something unexpected",
+            step="deploy",
+            code="VercelUnexpectedResponse",
+        )
+    return data
+
+
+def _raise_if_refused(settings: VercelIntegration, failed: list[Any], context: DeployContext) -> None:
+    """A 201 lists refused variables in ``failed``: the first one's code and message, as an error."""
+    if not failed:
+        return
+    first = failed[0].get("error") if isinstance(failed[0], dict) else None
+    first = first if isinstance(first, dict) else {}
+    # Only code and message: a failed entry may echo the value sent.
+    code = str(first.get("code") or "VercelEnvRejected")
+    message = clip(str(first.get("message") or "no reason given"), context.secret)
+    raise RotationError(
+        f"Vercel refused variable {settings.env_var_name} in project {settings.project_id}: {message} ({code})",
+        step="deploy",
+        code=code,
+    )
+
+
+def _created_ids(data: dict[str, Any]) -> list[str]:
+    created = data.get("created")
+    items = created if isinstance(created, list) else [created] if created else []
+    return [str(c["id"]) for c in items if isinstance(c, dict) and c.get("id")]
+
+
 async def _update_per_target(
     client: _Client, settings: VercelIntegration, context: DeployContext
 ) -> list[str]:
     """Write the secret for exactly our targets when variables with the key span others.
 
-    Each existing variable with the key (and git branch) that shares a target with ours: a
-    variable that also serves targets we do not manage keeps them (and its value), losing ours
+    Each existing variable with the key (and git branch) that shares a target with ours: one that
+    also serves targets we do not manage keeps them (and its value) and loses ours
     (``PATCH /v9/projects/{id}/env/{envId}``, vercel.com/docs/rest-api/projects/edit-an-environment-variable);
-    one that serves only our targets is updated in place when its type fits all of them. Our
-    targets left without a variable get new ones (``POST /v10/projects/{id}/env``). Returns the
-    variable ids written.
+    one that serves only ours gets the new value in place (only its development target when it
+    mixes types, as development cannot be sensitive). Our targets left without a variable get new
+    ones (``POST /v10/projects/{id}/env``). Returns the variable ids written.
     """
     project = quote(settings.project_id, safe="")
     data = await client.call("GET", f"/v10/projects/{project}/env", params={}, action="list variables")
     envs = data.get("envs") if isinstance(data, dict) else None
-    ours = list(settings.targets)
     covered: set[str] = set()
     written: list[str] = []
-    comment = f"{COMMENT_PREFIX}{context.key_id}"
     for env in envs if isinstance(envs, list) else []:
-        if not isinstance(env, dict) or env.get("key") != settings.env_var_name:
+        if not isinstance(env, dict) or env.get("key") != settings.env_var_name or not env.get("id"):
             continue
-        if (env.get("gitBranch") or None) != settings.git_branch or not env.get("id"):
+        if (env.get("gitBranch") or None) != settings.git_branch:
             continue
         theirs = _targets(env)
-        mine = [t for t in theirs if t in ours]
+        mine = [t for t in theirs if t in settings.targets]
         if not mine:
             continue
-        env_id = quote(str(env["id"]), safe="")
-        keep = [t for t in theirs if t not in ours]
-        types = {_type_for(t) for t in mine}
-        if keep or len(types) > 1:
-            # Split: it keeps what is not ours; ours get variables of their own below.
-            await client.call(
-                "PATCH",
-                f"/v9/projects/{project}/env/{env_id}",
-                params={},
-                body={"target": keep or [t for t in theirs if _type_for(t) == "encrypted"]},
-                action="update variable",
-            )
-            if not keep:
-                body = {"value": context.secret.reveal(), "type": "encrypted", "comment": comment}
-                await client.call(
-                    "PATCH",
-                    f"/v9/projects/{project}/env/{env_id}",
-                    params={},
-                    body=body,
-                    action="update variable",
-                )
-                body.clear()
-                covered |= {t for t in theirs if _type_for(t) == "encrypted"}
-                written.append(str(env["id"]))
+        path = f"/v9/projects/{project}/env/{quote(str(env['id']), safe='')}"
+        keep = [t for t in theirs if t not in settings.targets]
+        if keep:
+            # It keeps what is not ours; ours get variables of their own below.
+            await client.call("PATCH", path, params={}, body={"target": keep}, action="update variable")
             continue
-        body = {"value": context.secret.reveal(), "type": types.pop(), "comment": comment}
-        await client.call(
-            "PATCH", f"/v9/projects/{project}/env/{env_id}", params={}, body=body, action="update variable"
-        )
-        body.clear()
+        if len({_type_for(t) for t in mine}) > 1:
+            mine = [t for t in mine if _type_for(t) == "encrypted"]
+        body = {
+            "target": mine,
+            "value": context.secret.reveal(),
+            "type": _type_for(mine[0]),
+            "comment": f"{COMMENT_PREFIX}{context.key_id}",
+        }
+        try:
+            await client.call("PATCH", path, params={}, body=body, action="update variable")
+        finally:
+            body.clear()
         covered |= set(mine)
         written.append(str(env["id"]))
-    missing = [t for t in ours if t not in covered]
+    missing = [t for t in settings.targets if t not in covered]
     if missing:
-        payload: list[dict[str, Any]] = []
-        for kind, targets in _by_type(missing):
-            variable: dict[str, Any] = {
-                "key": settings.env_var_name,
-                "value": context.secret.reveal(),
-                "type": kind,
-                "target": targets,
-                "comment": comment,
-            }
-            if settings.git_branch:
-                variable["gitBranch"] = settings.git_branch
-            payload.append(variable)
-        created = await client.call(
-            "POST", f"/v10/projects/{project}/env", params={}, body=payload, action="write"
-        )
-        for variable in payload:
-            variable.clear()
-        failed = created.get("failed") if isinstance(created, dict) else None
-        if failed:
-            first = failed[0].get("error") if isinstance(failed[0], dict) else None
-            code = str((first or {}).get("code") or "VercelEnvRejected")
-            raise RotationError(
-                f"Vercel refused variable {settings.env_var_name} in project {settings.project_id} ({code})",
-                step="deploy",
-                code=code,
-            )
-        made = created.get("created") if isinstance(created, dict) else None
-        for item in made if isinstance(made, list) else [made] if made else []:
-            if isinstance(item, dict) and item.get("id"):
-                written.append(str(item["id"]))
+        created = await _write_variables(client, settings, context, missing, upsert=False)
+        _raise_if_refused(settings, created.get("failed") or [], context)
+        written += _created_ids(created)
     return written
 
 

@@ -10,6 +10,7 @@ then the body starts with a warning that the email contains it.
 
 from __future__ import annotations
 
+import functools
 import html
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ CHECK_LOG = "Check the application log for the specific error details (the porta
 TRY_MANUAL = "Try a manual rotation to isolate the issue (the portal's Refresh button, or POST /api/applications/{appId}/refresh)."
 
 
+@functools.cache
 def integration_troubleshooting(kind: str | None) -> tuple[str, ...]:
     """The failure steps the integration plugin of ``kind`` declares (``troubleshooting``)."""
     from shared.integrations.registry import default_registry

@@ -164,21 +164,29 @@ class Credentials:
                 if delay is None:
                     raise
                 # A lost answer may have created a credential whose text we never saw: remove it.
-                removed += await self.remove_named(object_id, name, keep=set())
+                removed += await self.remove_named(object_id, name)
                 await self._sleep(delay)
                 attempt += 1
 
-    async def remove_named(self, object_id: str, name: str, *, keep: set[str]) -> list[str]:
-        """Remove the credentials named ``name`` (this rotation's) except ``keep``; their key ids."""
+    async def remove_named(self, object_id: str, name: str) -> list[str]:
+        """Remove the credentials named ``name`` (this rotation's, being created); their key ids."""
         app = await self.call(lambda: self.directory.get_application(object_id), "read application")
         removed = []
         for password in app.passwords:
-            if password.display_name == name and password.key_id not in keep:
+            if password.display_name == name:
                 await self.remove(object_id, password.key_id, "remove unstaged credential")
                 removed.append(password.key_id)
         return removed
 
     # --- what may go --------------------------------------------------------------------------
+    def orphans(
+        self, app: EntraApplication, config: ApplicationConfig, status: ApplicationStatus, rotation_id: str
+    ) -> list[PasswordInfo]:
+        """Credentials named for ``rotation_id`` that nothing uses (their text was lost in a crash,
+        or with a lost answer): they may always be removed."""
+        name, in_use = self.name_for(rotation_id), self.in_use(config, status)
+        return [p for p in app.passwords if p.display_name == name and p.key_id not in in_use]
+
     def in_use(self, config: ApplicationConfig, status: ApplicationStatus, *extra: str | None) -> set[str]:
         keys = {k for k in (status.current_key_id, *extra) if k}
         for name, result in status.integrations.items():

@@ -285,7 +285,6 @@ class RotationEngine:
                 run = await self._lease.take(stored, new_status, owner)
             except ConflictError:
                 continue
-            run.resumed = resumed
             claim = run.claim
             await self._event(
                 run,
@@ -450,9 +449,8 @@ class RotationEngine:
         credentials = self._credentials
         app = await credentials.read(run.config)
         name = credentials.name_for(claim.rotation_id)
-        in_use = credentials.in_use(run.config, run.status)
         # A credential named for this rotation but never recorded lost its text in a crash.
-        for orphan in [p for p in app.passwords if p.display_name == name and p.key_id not in in_use]:
+        for orphan in credentials.orphans(app, run.config, run.status, claim.rotation_id):
             await credentials.remove(app.object_id, orphan.key_id, "remove orphan")
             await self._event(
                 run,
@@ -1187,9 +1185,7 @@ class RotationEngine:
                 service="graph",
                 app_id=run.app_id,
             ) from error
-        name = self._credentials.name_for(claim.rotation_id)
-        in_use = self._credentials.in_use(run.config, run.status)
-        found += [p.key_id for p in app.passwords if p.display_name == name and p.key_id not in in_use]
+        found += [p.key_id for p in self._credentials.orphans(app, run.config, run.status, claim.rotation_id)]
         return list(dict.fromkeys(found))
 
     async def _pause(self, run: Run, error: Exception) -> None:
@@ -1232,7 +1228,7 @@ class RotationEngine:
         try:
             await operation
         except Exception as error:  # noqa: BLE001 - tidying up; never decides an outcome
-            logger.warning("best-effort step failed: %s", type(error).__name__, exc_info=True)
+            logger.warning("best-effort step failed: %s", type(error).__name__)
 
     async def _event(self, run: Run, event: str, message: str, **fields: Any) -> None:
         status = run.stored.status.in_progress

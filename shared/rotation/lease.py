@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,14 +46,12 @@ class Run:
 
     stored: StoredApplication
     owner: str
-    resumed: bool = False
     # Kept in memory between a vault write and the table write that records it, and the staged
     # secret once read (the value never leaves this process's memory).
     staged_version: str | None = None
     staged: VaultSecret | None = None
-    # Volatile per invocation; the durable list is ``claim.warnings``.
+    # Write conflicts met in this invocation (bounded: a row that keeps changing pauses the run).
     conflicts: int = 0
-    notes: list[str] = field(default_factory=list)
 
     @property
     def app_id(self) -> str:
