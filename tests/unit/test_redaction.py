@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
 from shared.domain.secret import SecretValue
 from shared.redaction import redact_host, redact_text, redact_url, redact_value
 
@@ -45,3 +48,30 @@ def test_details_are_redacted_at_every_depth() -> None:
 def test_a_host_is_named_without_userinfo() -> None:
     assert redact_host("https://user:password@hooks.example.com/x") == "hooks.example.com"
     assert redact_host("https://hooks.example.com:444/x") == "hooks.example.com:444"
+
+
+_TOKEN = st.text(
+    alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789-_~"), min_size=12, max_size=40
+).filter(lambda t: any(c.isdigit() for c in t) and any(c.isalpha() for c in t))
+_HOST = st.from_regex(r"[a-z][a-z0-9-]{0,20}(\.[a-z][a-z0-9-]{0,10}){1,3}", fullmatch=True)
+
+
+@given(
+    user=st.text(alphabet="abcdefghij", min_size=1, max_size=8),
+    password=_TOKEN,
+    host=_HOST,
+    path_token=_TOKEN,
+    query=_TOKEN,
+    before=st.text(max_size=30).filter(lambda t: "://" not in t),
+    after=st.sampled_from(["", ".", ":", ") and more", ", then"]),
+)
+def test_no_credential_part_of_any_url_survives_in_any_text(
+    user: str, password: str, host: str, path_token: str, query: str, before: str, after: str
+) -> None:
+    """Generated: userinfo, token-like path segments and query values never survive redaction."""
+    assume(not any(secret in before for secret in (password, path_token, query)))
+    url = f"https://{user}:{password}@{host}/hooks/{path_token}?code={query}"
+    redacted = redact_text(f"{before} {url}{after}")
+    for secret in (password, path_token, query):
+        assert secret not in redacted
+    assert host in redacted
