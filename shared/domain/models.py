@@ -7,189 +7,32 @@ Ranges follow the product documentation: secret lifetime 1–90 days, update thr
 
 from __future__ import annotations
 
-import dataclasses
-import re
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from uuid import UUID
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-LIFETIME_DAYS = (1, 90)
-THRESHOLD_HOURS = (1, 23)
-THRESHOLD_ALERT_DAYS = (1, 30)
-MAX_RECIPIENTS = 20
-MAX_INTEGRATIONS = 20
-
-
-def rfc3339(moment: datetime) -> str:
-    """One timestamp format for every answer: RFC 3339 in UTC with ``Z`` (as pydantic writes them)."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Checked(BeforeValidator):
-    """A validator that also states its constraint in the JSON schema (so the OpenAPI document,
-    generated from these models, says what the API accepts: ranges, patterns, lengths)."""
-
-    json_schema: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> Any:
-        generated = handler(schema)
-        generated.update(self.json_schema)
-        return generated
-
-
-def int_range(low: int, high: int, unit: str) -> BeforeValidator:
-    """An int check whose every error (wrong type or out of range) states the allowed range."""
-
-    allowed = f"{low} to {high} {unit}"
-
-    def check(value: object) -> int:
-        # JSON has one number type: 21.0 is the whole number 21 (JSON Schema's "integer" says so
-        # too), while "21", true and 21.5 are not.
-        if type(value) is float and value.is_integer():
-            value = int(value)
-        if type(value) is not int or not low <= value <= high:
-            raise PydanticCustomError("range", "must be a whole number from {allowed}", {"allowed": allowed})
-        return value
-
-    return Checked(check, json_schema={"type": "integer", "minimum": low, "maximum": high})
-
-
-def matches(
-    pattern: str, description: str, *, max_length: int | None = None, json_pattern: str | None = None
-) -> BeforeValidator:
-    """A string check for ``pattern``; the error says what is allowed, not what was sent.
-
-    ``json_pattern``: the pattern for the JSON schema when ``pattern`` uses what JSON-schema tools
-    do not support (look-aheads); ``max_length`` then states the bound the look-ahead enforced.
-    """
-
-    compiled = re.compile(pattern)
-
-    def check(value: object) -> str:
-        if not isinstance(value, str) or not compiled.fullmatch(value):
-            raise PydanticCustomError("pattern", "must be {allowed}", {"allowed": description})
-        return value
-
-    schema: dict[str, Any] = {
-        "pattern": f"^(?:{json_pattern or pattern})$",
-        "description": f"Must be {description}.",
-    }
-    if max_length is not None:
-        schema["maxLength"] = max_length
-    return Checked(check, json_schema=schema)
-
-
-def schema_rules(**extra: Any) -> Any:
-    """``json_schema_extra`` that adds cross-field rules (``if``/``then``/``else``) to a model's JSON
-    schema and merges ``properties`` into the generated ones, so the OpenAPI document states what
-    the model validators enforce."""
-
-    def apply(schema: dict[str, Any]) -> None:
-        for key, value in extra.items():
-            if key == "properties":
-                for name, override in value.items():
-                    schema.setdefault("properties", {}).setdefault(name, {}).update(override)
-            else:
-                schema[key] = value
-
-    return apply
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        strict=True,
-        frozen=True,
-    )
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
-
-
-class StatusModel(Model):
-    """What the rotator itself records. Fields a newer version added are ignored when read, so
-    instances of two versions can share the table during a deployment."""
-
-    model_config = ConfigDict(extra="ignore")
-
-
-# Patterns use explicit classes, not \s or \w, which mean different things in Python and in the
-# ECMA dialect of JSON Schema: what the OpenAPI document says is exactly what is accepted.
-_SUB = r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[-A-Za-z0-9_.()]{1,90}/providers/"
-
-LifetimeDays = Annotated[int, int_range(*LIFETIME_DAYS, "days")]
-ThresholdHours = Annotated[int, int_range(*THRESHOLD_HOURS, "hours")]
-AlertDays = Annotated[int, int_range(*THRESHOLD_ALERT_DAYS, "days")]
-DisplayName = Annotated[
-    str, matches(r"[^\x00-\x1f]{1,256}", "1 to 256 characters without control characters")
-]
-IntegrationName = Annotated[
-    str, matches(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", "1 to 64 letters, digits, '.', '_' or '-'")
-]
-EmailAddress = Annotated[
-    str,
-    matches(
-        r"(?=.{3,254}$)[^@\x00-\x20\x7f-\x9f\u2028\u2029<>\"',;]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+",
-        "an email address of at most 254 characters, such as ops@contoso.com",
-        max_length=254,
-        json_pattern=r"[^@\x00-\x20\x7f-\x9f\u2028\u2029<>\"',;]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+",
-    ),
-]
-GroupId = Annotated[str, matches(r"[a-z0-9][a-z0-9-]{0,62}", "1 to 63 lowercase letters, digits or '-'")]
-KeyVaultSecretName = Annotated[str, matches(r"[0-9a-zA-Z-]{1,127}", "1 to 127 letters, digits or '-'")]
-HttpsUrl = Annotated[
-    str,
-    matches(
-        r"(?=.{1,2048}$)https://[^\x00-\x20\x7f-\x9f\u2028\u2029/?#]{1,253}(/[^\x00-\x20\x7f-\x9f\u2028\u2029?#]*)?",
-        "an https:// URL of at most 2048 characters",
-        max_length=2048,
-        json_pattern=r"https://[^\x00-\x20\x7f-\x9f\u2028\u2029/?#]{1,253}(/[^\x00-\x20\x7f-\x9f\u2028\u2029?#]*)?",
-    ),
-]
-DevOpsOrganization = Annotated[
-    str, matches(r"[A-Za-z0-9][A-Za-z0-9-]{0,49}", "an Azure DevOps organization name")
-]
-DevOpsProject = Annotated[str, matches(r"[^\x00-\x1f/\\]{1,64}", "a project name of 1 to 64 characters")]
-VercelProject = Annotated[str, matches(r"[A-Za-z0-9._-]{1,100}", "a Vercel project id or name")]
-EnvVarName = Annotated[str, matches(r"[A-Za-z_][A-Za-z0-9_]{0,255}", "an environment variable name")]
-GitBranch = Annotated[str, matches(r"[^\x00-\x20\x7f-\x9f\u2028\u2029]{1,250}", "a git branch name")]
-ConnectionResourceId = Annotated[
-    str,
-    matches(
-        _SUB + r"Microsoft\.Web/connections/[-A-Za-z0-9_.]{1,80}", "a Microsoft.Web/connections resource id"
-    ),
-]
-SiteResourceId = Annotated[
-    str,
-    matches(
-        _SUB + r"Microsoft\.Web/sites/[-A-Za-z0-9_]{1,60}(/slots/[-A-Za-z0-9_]{1,59})?",
-        "a Microsoft.Web/sites resource id (optionally /slots/<slot>)",
-    ),
-]
-AppSettingName = Annotated[str, matches(r"[A-Za-z0-9_.:-]{1,256}", "an app setting name")]
-AutomationAccountId = Annotated[
-    str,
-    matches(
-        _SUB + r"Microsoft\.Automation/automationAccounts/[-A-Za-z0-9_]{1,50}",
-        "a Microsoft.Automation/automationAccounts resource id",
-    ),
-]
-KeyVaultResourceId = Annotated[
-    str,
-    matches(
-        _SUB + r"Microsoft\.KeyVault/vaults/[-A-Za-z0-9_]{3,24}", "a Microsoft.KeyVault/vaults resource id"
-    ),
-]
-RunbookName = Annotated[str, matches(r"[A-Za-z][-A-Za-z0-9_]{0,62}", "a runbook name")]
-ParameterName = Annotated[str, matches(r"[A-Za-z_][A-Za-z0-9_]{0,127}", "a parameter name")]
+from shared.domain.fields import (
+    MAX_INTEGRATIONS,
+    MAX_RECIPIENTS,
+    AlertDays,
+    DisplayName,
+    EmailAddress,
+    GroupId,
+    IntegrationBase,
+    KeyVaultSecretName,
+    LifetimeDays,
+    Model,
+    StatusModel,
+    ThresholdHours,
+    matches,
+    schema_rules,
+)
+from shared.domain.fields import rfc3339 as rfc3339
+from shared.integrations.registry import PLUGINS, settings_models
 
 
 class ApplicationState(StrEnum):
@@ -246,181 +89,15 @@ class NotificationSettings(Model):
         return self
 
 
-class IntegrationBase(Model):
-    name: IntegrationName | None = None
-    enabled: bool = True
-
-
-class KeyVaultIntegration(IntegrationBase):
-    model_config = ConfigDict(
-        json_schema_extra=schema_rules(
-            **{
-                "if": {"properties": {"grantAccess": {"const": True}}, "required": ["grantAccess"]},
-                "then": {
-                    "properties": {"vaultResourceId": {"type": "string"}},
-                    "required": ["vaultResourceId"],
-                },
-            }
-        )
-    )
-
-    kind: Literal["keyVault"]
-    vault_url: HttpsUrl
-    secret_name: KeyVaultSecretName | None = None
-    # A secret the rotator did not create is left alone unless the operator says to adopt it.
-    adopt_existing: bool = False
-    # Let the rotator grant itself "Key Vault Secrets Officer" on this vault when it may
-    # (it needs the vault's resource id for that, and a role-assignment right on it).
-    grant_access: bool = False
-    vault_resource_id: KeyVaultResourceId | None = None
-
-
-class AzureDevOpsIntegration(IntegrationBase):
-    model_config = ConfigDict(
-        json_schema_extra=schema_rules(
-            **{
-                "if": {"properties": {"authentication": {"const": "pat"}}, "required": ["authentication"]},
-                "then": {"required": ["personalAccessToken"]},
-            }
-        )
-    )
-
-    kind: Literal["azureDevOps"]
-    organization: DevOpsOrganization
-    project: DevOpsProject
-    service_connection_id: UUID
-    authentication: Literal["managedIdentity", "pat"] = "managedIdentity"
-    # Name of the PAT's secret in the rotator's own vault (set by the API, never the PAT itself).
-    pat_secret_name: KeyVaultSecretName | None = None
-
-
-class VercelIntegration(IntegrationBase):
-    model_config = ConfigDict(
-        json_schema_extra=schema_rules(
-            **{
-                "properties": {"targets": {"uniqueItems": True}},
-                "if": {"properties": {"gitBranch": {"type": "string"}}, "required": ["gitBranch"]},
-                "then": {"properties": {"targets": {"const": ["preview"]}}},
-            }
-        )
-    )
-
-    kind: Literal["vercel"]
-    project_id: VercelProject
-    env_var_name: EnvVarName
-    targets: Annotated[
-        list[Literal["production", "preview", "development"]], Field(min_length=1, max_length=3)
-    ]
-    git_branch: GitBranch | None = None
-    redeploy: bool = False
-
-    @model_validator(mode="after")
-    def _targets_unique(self) -> VercelIntegration:
-        if len(set(self.targets)) != len(self.targets):
-            raise PydanticCustomError(
-                "unique",
-                "targets must not repeat",
-                {"field": "targets", "allowed": "production, preview, development"},
-            )
-        if self.git_branch is not None and self.targets != ["preview"]:
-            raise PydanticCustomError(
-                "git_branch",
-                "gitBranch needs targets ['preview']",
-                {"field": "gitBranch", "allowed": "targets: ['preview']"},
-            )
-        return self
-
-
-class LogicAppConnectionIntegration(IntegrationBase):
-    kind: Literal["logicAppConnection"]
-    resource_id: ConnectionResourceId
-
-
-class AppServiceIntegration(IntegrationBase):
-    model_config = ConfigDict(
-        json_schema_extra=schema_rules(
-            **{
-                "if": {
-                    "anyOf": [
-                        {"not": {"required": ["mode"]}},
-                        {"properties": {"mode": {"const": "appSetting"}}, "required": ["mode"]},
-                    ]
-                },
-                "then": {"properties": {"settingName": {"type": "string"}}, "required": ["settingName"]},
-            }
-        )
-    )
-
-    kind: Literal["appService"]
-    resource_id: SiteResourceId
-    mode: Literal["appSetting", "keyVaultReference"] = "appSetting"
-    setting_name: AppSettingName | None = None
-    restart: bool = False
-
-    @model_validator(mode="after")
-    def _setting_name_for_app_setting(self) -> AppServiceIntegration:
-        if self.mode == "appSetting" and not self.setting_name:
-            raise PydanticCustomError(
-                "required",
-                "settingName is required when mode is appSetting",
-                {"field": "settingName", "allowed": "an app setting name"},
-            )
-        return self
-
-
-class AutomationIntegration(IntegrationBase):
-    model_config = ConfigDict(
-        json_schema_extra=schema_rules(
-            **{
-                "if": {"properties": {"target": {"const": "runbook"}}, "required": ["target"]},
-                "then": {
-                    "properties": {
-                        "automationAccountId": {"type": "string"},
-                        "runbookName": {"type": "string"},
-                    },
-                    "required": ["automationAccountId", "runbookName"],
-                },
-                "else": {"required": ["webhookUrl"]},
-            }
-        )
-    )
-
-    kind: Literal["automation"]
-    target: Literal["runbook", "webhook"]
-    automation_account_id: AutomationAccountId | None = None
-    runbook_name: RunbookName | None = None
-    parameter_name: ParameterName = "ClientSecret"
-    # Name of the webhook URL's secret in the rotator's own vault (the URL itself is a secret).
-    webhook_secret_name: KeyVaultSecretName | None = None
-
-    @model_validator(mode="after")
-    def _target_fields(self) -> AutomationIntegration:
-        if self.target == "runbook" and not (self.automation_account_id and self.runbook_name):
-            raise PydanticCustomError(
-                "required",
-                "a runbook target needs automationAccountId and runbookName",
-                {"field": "runbookName", "allowed": "automationAccountId and runbookName"},
-            )
-        return self
-
-
-Integration = Annotated[
-    KeyVaultIntegration
-    | AzureDevOpsIntegration
-    | VercelIntegration
-    | LogicAppConnectionIntegration
-    | AppServiceIntegration
-    | AutomationIntegration,
-    Field(discriminator="kind"),
-]
-INTEGRATION_KINDS = (
-    "keyVault",
-    "azureDevOps",
-    "vercel",
-    "logicAppConnection",
-    "appService",
-    "automation",
-)
+# The registry builds the union from the plugins' declared settings models: a new integration is one
+# module and one registration line (shared.integrations.registry), nothing here.
+_SETTINGS_MODELS = settings_models()
+if TYPE_CHECKING:
+    Integration = IntegrationBase
+else:
+    Integration = Annotated[Union[_SETTINGS_MODELS], Field(discriminator="kind")]  # noqa: UP007
+INTEGRATION_KINDS = tuple(plugin.kind for plugin in PLUGINS)
+_GROUP_KINDS = [plugin.kind for plugin in PLUGINS if plugin.settings_model.requires_group]
 
 
 class ApplicationConfig(Model):
@@ -431,7 +108,7 @@ class ApplicationConfig(Model):
             **{
                 "if": {
                     "properties": {
-                        "integrations": {"contains": {"properties": {"kind": {"const": "vercel"}}}}
+                        "integrations": {"contains": {"properties": {"kind": {"enum": _GROUP_KINDS}}}}
                     },
                     "required": ["integrations"],
                 },
@@ -471,10 +148,11 @@ class ApplicationConfig(Model):
                 "integration names must be unique",
                 {"field": "integrations", "allowed": "distinct names"},
             )
-        if any(isinstance(i, VercelIntegration) for i in self.integrations) and not self.group_id:
+        needing = next((i.kind for i in self.integrations if i.requires_group), None)
+        if needing is not None and not self.group_id:
             raise PydanticCustomError(
                 "group",
-                "a vercel integration needs the application's groupId",
+                f"a {needing} integration needs the application's groupId",
                 {"field": "groupId", "allowed": "a group id"},
             )
         return self

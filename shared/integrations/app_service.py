@@ -25,11 +25,14 @@ from __future__ import annotations
 import hmac
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
+from pydantic import ConfigDict, model_validator
+from pydantic_core import PydanticCustomError
+
 from shared.adapters.arm import ArmClient, ArmTarget, obj
-from shared.domain.models import ApplicationConfig, AppServiceIntegration
+from shared.domain.fields import AppSettingName, IntegrationBase, SiteResourceId, schema_rules
 from shared.errors import (
     ExternalServiceError,
     FieldProblem,
@@ -38,6 +41,9 @@ from shared.errors import (
     TransientServiceError,
 )
 from shared.integrations.base import DeployContext, DeployOutcome, WriteOnlyField
+
+if TYPE_CHECKING:
+    from shared.domain.models import ApplicationConfig
 
 logger = logging.getLogger("rotator.integrations.appservice")
 
@@ -109,6 +115,38 @@ def _same(stored: str | None, secret: Any) -> bool:
     if stored is None:
         return False
     return hmac.compare_digest(stored.encode("utf-8"), secret.reveal().encode("utf-8"))
+
+
+class AppServiceIntegration(IntegrationBase):
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            **{
+                "if": {
+                    "anyOf": [
+                        {"not": {"required": ["mode"]}},
+                        {"properties": {"mode": {"const": "appSetting"}}, "required": ["mode"]},
+                    ]
+                },
+                "then": {"properties": {"settingName": {"type": "string"}}, "required": ["settingName"]},
+            }
+        )
+    )
+
+    kind: Literal["appService"]
+    resource_id: SiteResourceId
+    mode: Literal["appSetting", "keyVaultReference"] = "appSetting"
+    setting_name: AppSettingName | None = None
+    restart: bool = False
+
+    @model_validator(mode="after")
+    def _setting_name_for_app_setting(self) -> AppServiceIntegration:
+        if self.mode == "appSetting" and not self.setting_name:
+            raise PydanticCustomError(
+                "required",
+                "settingName is required when mode is appSetting",
+                {"field": "settingName", "allowed": "an app setting name"},
+            )
+        return self
 
 
 class AppServicePlugin:

@@ -44,12 +44,22 @@ import json
 import logging
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
+
+from pydantic import ConfigDict, model_validator
+from pydantic_core import PydanticCustomError
 
 from shared.adapters.arm import ArmClient, ArmTarget, obj, resource_name
 from shared.adapters.http import retry_after_seconds
-from shared.domain.models import ApplicationConfig, AutomationIntegration
+from shared.domain.fields import (
+    AutomationAccountId,
+    IntegrationBase,
+    KeyVaultSecretName,
+    ParameterName,
+    RunbookName,
+    schema_rules,
+)
 from shared.domain.secret import SecretValue
 from shared.errors import (
     ExternalServiceError,
@@ -60,6 +70,9 @@ from shared.errors import (
 )
 from shared.integrations.base import DeployContext, DeployOutcome, WriteOnlyField
 from shared.redaction import redact_host
+
+if TYPE_CHECKING:
+    from shared.domain.models import ApplicationConfig
 
 logger = logging.getLogger("rotator.integrations.automation")
 
@@ -132,6 +145,42 @@ def _redacted(url: str) -> str:
 
 _URL_FILTER = _RedactUrls()
 logging.getLogger("httpx").addFilter(_URL_FILTER)
+
+
+class AutomationIntegration(IntegrationBase):
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            **{
+                "if": {"properties": {"target": {"const": "runbook"}}, "required": ["target"]},
+                "then": {
+                    "properties": {
+                        "automationAccountId": {"type": "string"},
+                        "runbookName": {"type": "string"},
+                    },
+                    "required": ["automationAccountId", "runbookName"],
+                },
+                "else": {"required": ["webhookUrl"]},
+            }
+        )
+    )
+
+    kind: Literal["automation"]
+    target: Literal["runbook", "webhook"]
+    automation_account_id: AutomationAccountId | None = None
+    runbook_name: RunbookName | None = None
+    parameter_name: ParameterName = "ClientSecret"
+    # Name of the webhook URL's secret in the rotator's own vault (the URL itself is a secret).
+    webhook_secret_name: KeyVaultSecretName | None = None
+
+    @model_validator(mode="after")
+    def _target_fields(self) -> AutomationIntegration:
+        if self.target == "runbook" and not (self.automation_account_id and self.runbook_name):
+            raise PydanticCustomError(
+                "required",
+                "a runbook target needs automationAccountId and runbookName",
+                {"field": "runbookName", "allowed": "automationAccountId and runbookName"},
+            )
+        return self
 
 
 class AutomationPlugin:

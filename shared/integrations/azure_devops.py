@@ -20,11 +20,20 @@ from __future__ import annotations
 import base64
 import copy
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
+from uuid import UUID
+
+from pydantic import ConfigDict
 
 from shared.adapters.http import clip, retry_after_seconds
-from shared.domain.models import ApplicationConfig, AzureDevOpsIntegration
+from shared.domain.fields import (
+    DevOpsOrganization,
+    DevOpsProject,
+    IntegrationBase,
+    KeyVaultSecretName,
+    schema_rules,
+)
 from shared.errors import (
     FieldProblem,
     RotationError,
@@ -36,6 +45,7 @@ from shared.integrations.base import DeployContext, DeployOutcome, WriteOnlyFiel
 if TYPE_CHECKING:
     import httpx
 
+    from shared.domain.models import ApplicationConfig
     from shared.domain.secret import SecretValue
 
 logger = logging.getLogger("rotator.integrations.azuredevops")
@@ -49,6 +59,25 @@ MANAGE_PERMISSION = (
     "the rotator's identity needs the Endpoint Administrator role on the service connection "
     "(or the project's service connections), or a PAT with the vso.serviceendpoint_manage scope"
 )
+
+
+class AzureDevOpsIntegration(IntegrationBase):
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            **{
+                "if": {"properties": {"authentication": {"const": "pat"}}, "required": ["authentication"]},
+                "then": {"required": ["personalAccessToken"]},
+            }
+        )
+    )
+
+    kind: Literal["azureDevOps"]
+    organization: DevOpsOrganization
+    project: DevOpsProject
+    service_connection_id: UUID
+    authentication: Literal["managedIdentity", "pat"] = "managedIdentity"
+    # Name of the PAT's secret in the rotator's own vault (set by the API, never the PAT itself).
+    pat_secret_name: KeyVaultSecretName | None = None
 
 
 class AzureDevOpsPlugin:

@@ -75,7 +75,8 @@ class IntegrationPlugin(Protocol):
     write-only credential handling, their OpenAPI fields and the failure email's steps."""
 
     kind: str
-    # The pydantic model of the integration's settings (a member of the ``Integration`` union).
+    # The pydantic model of the integration's settings (an ``IntegrationBase`` with a ``Literal`` kind);
+    # the registry builds the API's ``Integration`` union from these.
     settings_model: type[Any]
     write_only: tuple[WriteOnlyField, ...]
     # What to check when delivery to this kind fails (the failure alert lists these).

@@ -13,12 +13,23 @@ Writing is skipped when the latest version already holds this key (a retried dep
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import ConfigDict
 
 from shared.adapters.vault import MANAGED_BY, same_vault
-from shared.domain.models import ApplicationConfig, KeyVaultIntegration
+from shared.domain.fields import (
+    HttpsUrl,
+    IntegrationBase,
+    KeyVaultResourceId,
+    KeyVaultSecretName,
+    schema_rules,
+)
 from shared.errors import ExternalServiceError, FieldProblem, RotationError, TransientServiceError
 from shared.integrations.base import DeployContext, DeployOutcome, WriteOnlyField
+
+if TYPE_CHECKING:
+    from shared.domain.models import ApplicationConfig
 
 CONTENT_TYPE = "application/x-entra-client-secret"
 SECRETS_OFFICER_ROLE = "Key Vault Secrets Officer"
@@ -92,6 +103,30 @@ async def grant_secrets_officer(services: Any, vault_resource_id: str) -> str:
         accept=(409,),
     )
     return principal
+
+
+class KeyVaultIntegration(IntegrationBase):
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            **{
+                "if": {"properties": {"grantAccess": {"const": True}}, "required": ["grantAccess"]},
+                "then": {
+                    "properties": {"vaultResourceId": {"type": "string"}},
+                    "required": ["vaultResourceId"],
+                },
+            }
+        )
+    )
+
+    kind: Literal["keyVault"]
+    vault_url: HttpsUrl
+    secret_name: KeyVaultSecretName | None = None
+    # A secret the rotator did not create is left alone unless the operator says to adopt it.
+    adopt_existing: bool = False
+    # Let the rotator grant itself "Key Vault Secrets Officer" on this vault when it may
+    # (it needs the vault's resource id for that, and a role-assignment right on it).
+    grant_access: bool = False
+    vault_resource_id: KeyVaultResourceId | None = None
 
 
 class KeyVaultPlugin:

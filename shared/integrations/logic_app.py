@@ -25,10 +25,10 @@ from __future__ import annotations
 import hmac
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from shared.adapters.arm import ArmClient, ArmTarget, obj, resource_name
-from shared.domain.models import ApplicationConfig, LogicAppConnectionIntegration
+from shared.domain.fields import ConnectionResourceId, IntegrationBase
 from shared.errors import (
     FieldProblem,
     RotationError,
@@ -36,6 +36,7 @@ from shared.errors import (
 from shared.integrations.base import DeployContext, DeployOutcome, WriteOnlyField
 
 if TYPE_CHECKING:
+    from shared.domain.models import ApplicationConfig
     from shared.domain.secret import SecretValue
 
 logger = logging.getLogger("rotator.integrations.arm")
@@ -113,6 +114,11 @@ def connection_status(properties: dict[str, Any]) -> tuple[str, str | None]:
     error = first.get("error") if isinstance(first.get("error"), dict) else None
     detail = f"{error.get('code') or 'Error'}: {error.get('message') or ''}".rstrip(": ") if error else None
     return status, detail
+
+
+class LogicAppConnectionIntegration(IntegrationBase):
+    kind: Literal["logicAppConnection"]
+    resource_id: ConnectionResourceId
 
 
 class LogicAppConnectionPlugin:

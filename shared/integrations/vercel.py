@@ -25,11 +25,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import quote
 
+from pydantic import ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
 from shared.adapters.http import clip, retry_after_seconds
-from shared.domain.models import ApplicationConfig, VercelIntegration
+from shared.domain.fields import EnvVarName, GitBranch, IntegrationBase, VercelProject, schema_rules
 from shared.errors import (
     FieldProblem,
     NotFoundError,
@@ -42,6 +45,7 @@ from shared.integrations.base import DeployContext, DeployOutcome, WriteOnlyFiel
 if TYPE_CHECKING:
     import httpx
 
+    from shared.domain.models import ApplicationConfig
     from shared.domain.secret import SecretValue
 
 logger = logging.getLogger("rotator.integrations.vercel")
@@ -53,6 +57,45 @@ META_KEY_ID = "entraSecretRotatorKeyId"
 FAILED_STATES = frozenset({"ERROR", "CANCELED"})
 # Clock skew allowed between Vercel's updatedAt and ours, for variables whose comment was changed.
 SKEW_MS = 5 * 60 * 1000
+
+
+class VercelIntegration(IntegrationBase):
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            **{
+                "properties": {"targets": {"uniqueItems": True}},
+                "if": {"properties": {"gitBranch": {"type": "string"}}, "required": ["gitBranch"]},
+                "then": {"properties": {"targets": {"const": ["preview"]}}},
+            }
+        )
+    )
+
+    requires_group: ClassVar[bool] = True
+
+    kind: Literal["vercel"]
+    project_id: VercelProject
+    env_var_name: EnvVarName
+    targets: Annotated[
+        list[Literal["production", "preview", "development"]], Field(min_length=1, max_length=3)
+    ]
+    git_branch: GitBranch | None = None
+    redeploy: bool = False
+
+    @model_validator(mode="after")
+    def _targets_unique(self) -> VercelIntegration:
+        if len(set(self.targets)) != len(self.targets):
+            raise PydanticCustomError(
+                "unique",
+                "targets must not repeat",
+                {"field": "targets", "allowed": "production, preview, development"},
+            )
+        if self.git_branch is not None and self.targets != ["preview"]:
+            raise PydanticCustomError(
+                "git_branch",
+                "gitBranch needs targets ['preview']",
+                {"field": "gitBranch", "allowed": "targets: ['preview']"},
+            )
+        return self
 
 
 class VercelPlugin:

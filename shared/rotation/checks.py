@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Protocol
 
 from shared.adapters.vault import same_vault
-from shared.domain.models import ApplicationConfig, Group, KeyVaultIntegration
+from shared.domain.models import ApplicationConfig, Group
 from shared.errors import FieldProblem
 from shared.integrations.base import PluginRegistry
+from shared.integrations.keyvault import KeyVaultIntegration
 from shared.rotation.delivery import integration_problems
 
 

@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from shared.adapters.vault import credential_secret_name
-from shared.domain.models import ApplicationConfig, AzureDevOpsIntegration, JobReason, RotationResult
+from shared.domain.models import ApplicationConfig, JobReason, RotationResult
 from shared.domain.secret import SecretValue
 from shared.errors import RotationError, ThrottledError, TransientServiceError
-from shared.integrations.azure_devops import DEVOPS_RESOURCE, PLUGIN
+from shared.integrations.azure_devops import DEVOPS_RESOURCE, PLUGIN, AzureDevOpsIntegration
 from shared.integrations.base import DeployContext
 from tests.integrations.conftest import (
     Rotator,

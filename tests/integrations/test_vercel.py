@@ -19,12 +19,11 @@ from shared.domain.models import (
     JobReason,
     RotationResult,
     VercelGroupSettings,
-    VercelIntegration,
 )
 from shared.domain.secret import SecretValue
 from shared.errors import RotationError, ThrottledError, TransientServiceError
 from shared.integrations.base import DeployContext
-from shared.integrations.vercel import META_KEY_ID, VercelPlugin
+from shared.integrations.vercel import META_KEY_ID, VercelIntegration, VercelPlugin
 from tests.integrations.conftest import (
     Rotator,
     current_staged,

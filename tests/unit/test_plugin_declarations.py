@@ -72,3 +72,89 @@ def test_a_new_plugins_credential_is_taken_out_of_the_body_by_its_declaration() 
         "auth": "key",
     }
     assert registry.troubleshooting("seventh") == ("Check the key.",)
+
+
+SEVENTH_MODULE = """
+from typing import Literal
+from shared.domain.fields import HttpsUrl, IntegrationBase
+
+
+class SeventhIntegration(IntegrationBase):
+    kind: Literal["seventh"]
+    endpoint: HttpsUrl
+
+
+class SeventhPlugin:
+    kind = "seventh"
+    settings_model = SeventhIntegration
+    write_only = ()
+    troubleshooting = ("Check the endpoint.",)
+
+    def check(self, settings, app):
+        return []
+
+    def describe(self, settings, app):
+        return "seventh"
+
+    async def deploy(self, context):
+        return None
+
+    async def verify(self, context):
+        return None
+
+
+PLUGIN = SeventhPlugin()
+"""
+
+SEVENTH_PROBE = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import seventh
+import shared.integrations.registry as registry
+registry.PLUGINS = (*registry.PLUGINS, seventh.PLUGIN)  # the one registration line
+from shared.api.openapi import build_openapi
+from shared.domain.models import ApplicationConfig
+from pydantic import ValidationError
+app = ApplicationConfig.model_validate_json(json.dumps({
+    "appId": "11111111-2222-3333-4444-555555555555", "objectId": "11111111-2222-3333-4444-555555555556",
+    "displayName": "x", "integrations": [{"kind": "seventh", "endpoint": "https://hooks.example"}],
+}))
+try:
+    ApplicationConfig.model_validate_json(json.dumps({
+        "appId": "11111111-2222-3333-4444-555555555555", "objectId": "11111111-2222-3333-4444-555555555556",
+        "displayName": "x", "integrations": [{"kind": "seventh", "endpoint": "http://plain"}],
+    }))
+    refused = ""
+except ValidationError as error:
+    refused = str(error.errors()[0]["loc"])
+schemas = build_openapi()["components"]["schemas"]
+print(json.dumps({
+    "type": type(app.integrations[0]).__name__,
+    "refused": refused,
+    "documented": "SeventhIntegration" in schemas,
+}))
+"""
+
+
+def test_a_seventh_integration_is_one_module_and_one_registration(tmp_path: Any) -> None:
+    """The union the API validates with, and the OpenAPI document, are built from the registry: a
+    new module plus one entry in ``PLUGINS`` is accepted, validated and documented (run in a fresh
+    interpreter, since the union is built when the models are first imported)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "seventh.py").write_text(SEVENTH_MODULE)
+    result = subprocess.run(
+        [sys.executable, "-c", SEVENTH_PROBE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+        check=True,
+    )
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["type"] == "SeventhIntegration"
+    assert "endpoint" in answer["refused"]
+    assert answer["documented"] is True

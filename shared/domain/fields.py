@@ -1,0 +1,201 @@
+"""Field types and bases shared by the domain models and the integration plugins' settings models.
+
+Each constrained type validates strictly and states its constraint in the JSON schema, so the
+OpenAPI document (generated from the models) says exactly what the API accepts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+LIFETIME_DAYS = (1, 90)
+THRESHOLD_HOURS = (1, 23)
+THRESHOLD_ALERT_DAYS = (1, 30)
+MAX_RECIPIENTS = 20
+MAX_INTEGRATIONS = 20
+
+
+def rfc3339(moment: datetime) -> str:
+    """One timestamp format for every answer: RFC 3339 in UTC with ``Z`` (as pydantic writes them)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Checked(BeforeValidator):
+    """A validator that also states its constraint in the JSON schema (so the OpenAPI document,
+    generated from these models, says what the API accepts: ranges, patterns, lengths)."""
+
+    json_schema: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> Any:
+        generated = handler(schema)
+        generated.update(self.json_schema)
+        return generated
+
+
+def int_range(low: int, high: int, unit: str) -> BeforeValidator:
+    """An int check whose every error (wrong type or out of range) states the allowed range."""
+
+    allowed = f"{low} to {high} {unit}"
+
+    def check(value: object) -> int:
+        # JSON has one number type: 21.0 is the whole number 21 (JSON Schema's "integer" says so
+        # too), while "21", true and 21.5 are not.
+        if type(value) is float and value.is_integer():
+            value = int(value)
+        if type(value) is not int or not low <= value <= high:
+            raise PydanticCustomError("range", "must be a whole number from {allowed}", {"allowed": allowed})
+        return value
+
+    return Checked(check, json_schema={"type": "integer", "minimum": low, "maximum": high})
+
+
+def matches(
+    pattern: str, description: str, *, max_length: int | None = None, json_pattern: str | None = None
+) -> BeforeValidator:
+    """A string check for ``pattern``; the error says what is allowed, not what was sent.
+
+    ``json_pattern``: the pattern for the JSON schema when ``pattern`` uses what JSON-schema tools
+    do not support (look-aheads); ``max_length`` then states the bound the look-ahead enforced.
+    """
+
+    compiled = re.compile(pattern)
+
+    def check(value: object) -> str:
+        if not isinstance(value, str) or not compiled.fullmatch(value):
+            raise PydanticCustomError("pattern", "must be {allowed}", {"allowed": description})
+        return value
+
+    schema: dict[str, Any] = {
+        "pattern": f"^(?:{json_pattern or pattern})$",
+        "description": f"Must be {description}.",
+    }
+    if max_length is not None:
+        schema["maxLength"] = max_length
+    return Checked(check, json_schema=schema)
+
+
+def schema_rules(**extra: Any) -> Any:
+    """``json_schema_extra`` that adds cross-field rules (``if``/``then``/``else``) to a model's JSON
+    schema and merges ``properties`` into the generated ones, so the OpenAPI document states what
+    the model validators enforce."""
+
+    def apply(schema: dict[str, Any]) -> None:
+        for key, value in extra.items():
+            if key == "properties":
+                for name, override in value.items():
+                    schema.setdefault("properties", {}).setdefault(name, {}).update(override)
+            else:
+                schema[key] = value
+
+    return apply
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        strict=True,
+        frozen=True,
+    )
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class StatusModel(Model):
+    """What the rotator itself records. Fields a newer version added are ignored when read, so
+    instances of two versions can share the table during a deployment."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+# Patterns use explicit classes, not \s or \w, which mean different things in Python and in the
+# ECMA dialect of JSON Schema: what the OpenAPI document says is exactly what is accepted.
+_SUB = r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[-A-Za-z0-9_.()]{1,90}/providers/"
+
+LifetimeDays = Annotated[int, int_range(*LIFETIME_DAYS, "days")]
+ThresholdHours = Annotated[int, int_range(*THRESHOLD_HOURS, "hours")]
+AlertDays = Annotated[int, int_range(*THRESHOLD_ALERT_DAYS, "days")]
+DisplayName = Annotated[
+    str, matches(r"[^\x00-\x1f]{1,256}", "1 to 256 characters without control characters")
+]
+IntegrationName = Annotated[
+    str, matches(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", "1 to 64 letters, digits, '.', '_' or '-'")
+]
+EmailAddress = Annotated[
+    str,
+    matches(
+        r"(?=.{3,254}$)[^@\x00-\x20\x7f-\x9f\u2028\u2029<>\"',;]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+",
+        "an email address of at most 254 characters, such as ops@contoso.com",
+        max_length=254,
+        json_pattern=r"[^@\x00-\x20\x7f-\x9f\u2028\u2029<>\"',;]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+",
+    ),
+]
+GroupId = Annotated[str, matches(r"[a-z0-9][a-z0-9-]{0,62}", "1 to 63 lowercase letters, digits or '-'")]
+KeyVaultSecretName = Annotated[str, matches(r"[0-9a-zA-Z-]{1,127}", "1 to 127 letters, digits or '-'")]
+HttpsUrl = Annotated[
+    str,
+    matches(
+        r"(?=.{1,2048}$)https://[^\x00-\x20\x7f-\x9f\u2028\u2029/?#]{1,253}(/[^\x00-\x20\x7f-\x9f\u2028\u2029?#]*)?",
+        "an https:// URL of at most 2048 characters",
+        max_length=2048,
+        json_pattern=r"https://[^\x00-\x20\x7f-\x9f\u2028\u2029/?#]{1,253}(/[^\x00-\x20\x7f-\x9f\u2028\u2029?#]*)?",
+    ),
+]
+DevOpsOrganization = Annotated[
+    str, matches(r"[A-Za-z0-9][A-Za-z0-9-]{0,49}", "an Azure DevOps organization name")
+]
+DevOpsProject = Annotated[str, matches(r"[^\x00-\x1f/\\]{1,64}", "a project name of 1 to 64 characters")]
+VercelProject = Annotated[str, matches(r"[A-Za-z0-9._-]{1,100}", "a Vercel project id or name")]
+EnvVarName = Annotated[str, matches(r"[A-Za-z_][A-Za-z0-9_]{0,255}", "an environment variable name")]
+GitBranch = Annotated[str, matches(r"[^\x00-\x20\x7f-\x9f\u2028\u2029]{1,250}", "a git branch name")]
+ConnectionResourceId = Annotated[
+    str,
+    matches(
+        _SUB + r"Microsoft\.Web/connections/[-A-Za-z0-9_.]{1,80}", "a Microsoft.Web/connections resource id"
+    ),
+]
+SiteResourceId = Annotated[
+    str,
+    matches(
+        _SUB + r"Microsoft\.Web/sites/[-A-Za-z0-9_]{1,60}(/slots/[-A-Za-z0-9_]{1,59})?",
+        "a Microsoft.Web/sites resource id (optionally /slots/<slot>)",
+    ),
+]
+AppSettingName = Annotated[str, matches(r"[A-Za-z0-9_.:-]{1,256}", "an app setting name")]
+AutomationAccountId = Annotated[
+    str,
+    matches(
+        _SUB + r"Microsoft\.Automation/automationAccounts/[-A-Za-z0-9_]{1,50}",
+        "a Microsoft.Automation/automationAccounts resource id",
+    ),
+]
+KeyVaultResourceId = Annotated[
+    str,
+    matches(
+        _SUB + r"Microsoft\.KeyVault/vaults/[-A-Za-z0-9_]{3,24}", "a Microsoft.KeyVault/vaults resource id"
+    ),
+]
+RunbookName = Annotated[str, matches(r"[A-Za-z][-A-Za-z0-9_]{0,62}", "a runbook name")]
+ParameterName = Annotated[str, matches(r"[A-Za-z_][A-Za-z0-9_]{0,127}", "a parameter name")]
+
+
+class IntegrationBase(Model):
+    """What every integration's settings model has. A plugin's model narrows ``kind`` to its own
+    ``Literal`` (the discriminator of the ``Integration`` union the registry builds)."""
+
+    # Delivery needs the application's group (its shared credentials), so PUT requires groupId.
+    requires_group: ClassVar[bool] = False
+
+    kind: str
+    name: IntegrationName | None = None
+    enabled: bool = True
