@@ -6,7 +6,13 @@
   ``upsert`` a variable with the same key, git branch and an overlapping target is replaced
   (updated in place when the new targets cover it; otherwise the overlap moves to a new variable).
 * ``PATCH /v9/projects/{idOrName}/env/{id}`` edits one variable's fields (key, value, type, target,
-  gitBranch, comment), with the same checks as creation.
+  gitBranch, comment, customEnvironmentIds), with the same checks as creation.
+* Custom environments: a variable's ``customEnvironmentIds`` scope it to custom environments of
+  the project (``add_custom_environment``) besides or instead of ``target``; one of the two is
+  required (the create body's two variants in Vercel's OpenAPI, as the @vercel/sdk
+  ``CreateProjectEnvRequestBody`` models show). Overlap and ``ENV_CONFLICT`` are computed over
+  targets and custom environments alike. An id the project does not have is a 400 (the real
+  API's answer for it is not documented; this is the simulator's choice).
 * ``GET /v10/projects/{idOrName}/env`` lists ``{"envs": [...], "pagination": ...}``; sensitive
   values are never returned (``""``), encrypted ones only with ``decrypt=true``.
 * ``GET /v6/deployments?projectId=&target=&state=&limit=`` newest first;
@@ -75,6 +81,12 @@ class EnvVar:
     created_at: int  # Unix milliseconds, as Vercel sends them
     updated_at: int
     created_by: str
+    custom_environment_ids: list[str] = field(default_factory=list)
+
+    @property
+    def scopes(self) -> set[str]:
+        """Targets and custom environment ids: where the variable applies."""
+        return {*self.target, *self.custom_environment_ids}
 
     def to_json(self, *, decrypt: bool = False, reveal: bool = False) -> JsonDict:
         if reveal or self.type == "plain" or (decrypt and self.type == "encrypted"):
@@ -98,6 +110,8 @@ class EnvVar:
         }
         if self.git_branch:
             data["gitBranch"] = self.git_branch
+        if self.custom_environment_ids:
+            data["customEnvironmentIds"] = list(self.custom_environment_ids)
         if self.comment is not None:
             data["comment"] = self.comment
         return data
@@ -153,6 +167,7 @@ class Project:
     team_id: str | None
     envs: list[EnvVar] = field(default_factory=list)
     deployments: list[Deployment] = field(default_factory=list)
+    custom_environments: dict[str, str] = field(default_factory=dict)  # id -> slug
 
 
 @dataclass
@@ -210,14 +225,38 @@ class VercelSimulator(SimulatorServer):
             self._projects[project.id] = project
             return project
 
+    def add_custom_environment(self, project: str, slug: str, environment_id: str | None = None) -> str:
+        """Give the project a custom environment; its id (``env_...``)."""
+        with self._lock:
+            environment_id = environment_id or _random_id("env_", 16)
+            self.project(project).custom_environments[environment_id] = slug
+            return environment_id
+
     def add_env(
-        self, project: str, key: str, value: str, *, kind: str = "encrypted", target: list[str]
+        self,
+        project: str,
+        key: str,
+        value: str,
+        *,
+        kind: str = "encrypted",
+        target: list[str],
+        custom_environment_ids: list[str] | None = None,
     ) -> EnvVar:
         """Seed a variable (as if someone had created it in the dashboard)."""
         with self._lock:
             now = self._now_ms()
             env = EnvVar(
-                _random_id(length=16), key, value, kind, list(target), None, None, now, now, "dashboard"
+                _random_id(length=16),
+                key,
+                value,
+                kind,
+                list(target),
+                None,
+                None,
+                now,
+                now,
+                "dashboard",
+                list(custom_environment_ids or []),
             )
             self.project(project).envs.append(env)
             return env
@@ -244,13 +283,13 @@ class VercelSimulator(SimulatorServer):
             return list(self.project(project).envs)
 
     def env_var(self, project: str, key: str, target: str = "production") -> EnvVar | None:
-        """The variable ``key`` for ``target`` (not branch-specific), value readable."""
+        """The variable ``key`` for ``target`` or custom environment id (not branch-specific)."""
         with self._lock:
             return next(
                 (
                     e
                     for e in self.project(project).envs
-                    if e.key == key and target in e.target and not e.git_branch
+                    if e.key == key and target in e.scopes and not e.git_branch
                 ),
                 None,
             )
@@ -270,7 +309,7 @@ class VercelSimulator(SimulatorServer):
 
     def seed(self, data: Mapping[str, Any]) -> None:
         """Load ``{"tokens": [{"token", "teamIds"}], "projects": [{"name", "teamId"?, "id"?,
-        "productionDeployment"?: true}]}``."""
+        "customEnvironments"?: [{"slug", "id"?}], "productionDeployment"?: true}]}``."""
         for spec in data.get("tokens") or []:
             for team_id in spec.get("teamIds") or [None]:
                 self.add_token(str(spec["token"]), team_id)
@@ -278,6 +317,8 @@ class VercelSimulator(SimulatorServer):
             project = self.add_project(
                 str(spec["name"]), team_id=spec.get("teamId"), project_id=spec.get("id")
             )
+            for environment in spec.get("customEnvironments") or []:
+                self.add_custom_environment(project.id, str(environment["slug"]), environment.get("id"))
             if spec.get("productionDeployment"):
                 self.add_deployment(project.id)
 
@@ -421,7 +462,9 @@ class VercelSimulator(SimulatorServer):
 
     # ----------------------------------------------------------------- env handlers
 
-    def _parse_env(self, item: Any) -> tuple[str, str, str, list[str], str | None, str | None]:
+    def _parse_env(
+        self, item: Any, project: Project
+    ) -> tuple[str, str, str, list[str], str | None, str | None, list[str]]:
         if not isinstance(item, dict):
             raise self._bad_request("Invalid request: each environment variable must be an object.")
         key, value, kind = item.get("key"), item.get("value"), item.get("type")
@@ -432,11 +475,19 @@ class VercelSimulator(SimulatorServer):
             raise self._bad_request("Invalid request: missing required property `value`.")
         if kind not in TYPES:
             raise self._bad_request(f"Invalid request: `type` should be one of {', '.join(TYPES)}.")
-        if not isinstance(target, list) or not target or any(t not in TARGETS for t in target):
+        custom = item.get("customEnvironmentIds")
+        custom = [] if custom is None else custom
+        if not isinstance(custom, list) or any(not isinstance(c, str) for c in custom):
+            raise self._bad_request("Invalid request: `customEnvironmentIds` should be a list of ids.")
+        unknown = [c for c in custom if c not in project.custom_environments]
+        if unknown:
+            raise self._bad_request(f"Invalid request: custom environment {unknown[0]} was not found.")
+        target = [] if target is None and custom else target
+        if not isinstance(target, list) or not (target or custom) or any(t not in TARGETS for t in target):
             raise self._bad_request(
                 "Invalid request: `target` should be a list of production, preview, development."
             )
-        if branch is not None and (not isinstance(branch, str) or target != ["preview"]):
+        if branch is not None and (not isinstance(branch, str) or target != ["preview"] or custom):
             raise self._bad_request("Invalid request: `gitBranch` can only be set with the target preview.")
         if kind == "sensitive" and "development" in target:
             raise self._bad_request(
@@ -446,7 +497,7 @@ class VercelSimulator(SimulatorServer):
             raise self._bad_request(
                 "Invalid request: `comment` should be a string of at most 500 characters."
             )
-        return key, value, str(kind), [str(t) for t in target], branch, comment
+        return key, value, str(kind), [str(t) for t in target], branch, comment, [str(c) for c in custom]
 
     def _create_env(self, request: SimRequest) -> SimResponse:
         project = self._project_or_404(request, request.params["id"])
@@ -455,11 +506,12 @@ class VercelSimulator(SimulatorServer):
         except ValueError as error:
             raise self._bad_request(str(error)) from None
         items = body if isinstance(body, list) else [body]
-        parsed = [self._parse_env(item) for item in items]  # 400 before anything is written
+        parsed = [self._parse_env(item, project) for item in items]  # 400 before anything is written
         upsert = (request.arg("upsert") or "").lower() == "true"
         created: list[JsonDict] = []
         failed: list[JsonDict] = []
-        for key, value, kind, target, branch, comment in parsed:
+        for key, value, kind, target, branch, comment, custom in parsed:
+            scopes = {*target, *custom}
             if self._env_failures:
                 failure = self._env_failures[0]
                 failure.remaining -= 1
@@ -478,15 +530,13 @@ class VercelSimulator(SimulatorServer):
                 )
                 continue
             overlapping = [
-                e
-                for e in project.envs
-                if e.key == key and e.git_branch == branch and set(e.target) & set(target)
+                e for e in project.envs if e.key == key and e.git_branch == branch and e.scopes & scopes
             ]
             if (
                 overlapping
                 and upsert
                 and self.conflict_on_target_mismatch
-                and any(set(e.target) != set(target) for e in overlapping)
+                and any(e.scopes != scopes for e in overlapping)
             ):
                 failed.append(
                     {
@@ -507,7 +557,7 @@ class VercelSimulator(SimulatorServer):
                         "error": {
                             "code": "ENV_ALREADY_EXISTS",
                             "message": f"A variable with the name `{key}` already exists for the target "
-                            f"{overlapping[0].target[0]} on branch {branch}",
+                            f"{sorted(overlapping[0].scopes)[0]} on branch {branch}",
                             "key": key,
                             "envVarKey": key,
                             "envVarId": overlapping[0].id,
@@ -516,7 +566,9 @@ class VercelSimulator(SimulatorServer):
                     }
                 )
                 continue
-            created.append(self._upsert(project, overlapping, key, value, kind, target, branch, comment))
+            created.append(
+                self._upsert(project, overlapping, key, value, kind, target, branch, comment, custom)
+            )
         answer: JsonDict = {
             "created": created if isinstance(body, list) else (created[0] if created else None),
             "failed": failed,
@@ -533,9 +585,11 @@ class VercelSimulator(SimulatorServer):
         target: list[str],
         branch: str | None,
         comment: str | None,
+        custom: list[str],
     ) -> JsonDict:
         now = self._now_ms()
-        covered = [e for e in overlapping if set(e.target) <= set(target)]
+        scopes = {*target, *custom}
+        covered = [e for e in overlapping if e.scopes <= scopes]
         if len(overlapping) == 1 and covered:
             env = overlapping[0]  # replaced in place: same id
             env.value, env.type, env.target, env.comment, env.updated_at = (
@@ -545,12 +599,14 @@ class VercelSimulator(SimulatorServer):
                 comment,
                 now,
             )
+            env.custom_environment_ids = list(custom)
         else:
-            # The new targets move to a new variable; what the old ones kept for other targets stays.
+            # The new scopes move to a new variable; what the old ones kept for other scopes stays.
             for old in overlapping:
-                old.target = [t for t in old.target if t not in target]
+                old.target = [t for t in old.target if t not in scopes]
+                old.custom_environment_ids = [c for c in old.custom_environment_ids if c not in scopes]
                 old.updated_at = now
-            project.envs = [e for e in project.envs if e.target]
+            project.envs = [e for e in project.envs if e.scopes]
             env = EnvVar(
                 _random_id(length=16),
                 key,
@@ -562,6 +618,7 @@ class VercelSimulator(SimulatorServer):
                 now,
                 now,
                 "simulated-user",
+                list(custom),
             )
             project.envs.append(env)
         return env.to_json()
@@ -585,8 +642,10 @@ class VercelSimulator(SimulatorServer):
             "target": body.get("target", env.target),
             "gitBranch": body.get("gitBranch", env.git_branch),
             "comment": body.get("comment", env.comment),
+            "customEnvironmentIds": body.get("customEnvironmentIds", env.custom_environment_ids),
         }
-        key, value, kind, target, branch, comment = self._parse_env(merged)
+        key, value, kind, target, branch, comment, custom = self._parse_env(merged, project)
+        env.custom_environment_ids = custom
         env.key, env.value, env.type, env.target, env.git_branch, env.comment = (
             key,
             value,
@@ -725,7 +784,19 @@ class VercelSimulator(SimulatorServer):
     def _admin_add_project(self, request: SimRequest) -> SimResponse:
         body = cast_json_dict(request.json())
         project = self.add_project(str(body["name"]), team_id=body.get("teamId"), project_id=body.get("id"))
-        return json_response(201, {"id": project.id, "name": project.name, "teamId": project.team_id})
+        for environment in body.get("customEnvironments") or []:
+            self.add_custom_environment(project.id, str(environment["slug"]), environment.get("id"))
+        return json_response(
+            201,
+            {
+                "id": project.id,
+                "name": project.name,
+                "teamId": project.team_id,
+                "customEnvironments": [
+                    {"id": env_id, "slug": slug} for env_id, slug in project.custom_environments.items()
+                ],
+            },
+        )
 
     def _admin_add_deployment(self, request: SimRequest) -> SimResponse:
         body = cast_json_dict(request.json())

@@ -1,8 +1,11 @@
 """Vercel destination: a project environment variable holding the new secret.
 
-Type by target (docs: vercel.com/docs/environment-variables/sensitive-environment-variables):
-``sensitive`` for production and preview (never readable again), ``encrypted`` for development,
-where Vercel does not allow sensitive variables; one request writes both variables.
+Scopes: the ``targets`` production, preview and development, and custom environments by id
+(``customEnvironmentIds`` in the create and edit bodies, vercel.com/docs/rest-api/reference/endpoints/projects/create-one-or-more-environment-variables).
+Type by scope (docs: vercel.com/docs/environment-variables/sensitive-environment-variables):
+``sensitive`` for production, preview and custom (pre-production) environments, never readable
+again; ``encrypted`` for development, where Vercel does not allow sensitive variables. One request
+writes both variables.
 
 Access comes from the application's group: ``Group.vercel`` names the team and the secret in the
 rotator's own vault that holds the Vercel token (the token itself is never in the table).
@@ -32,7 +35,7 @@ from pydantic import ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from shared.adapters.http import clip, retry_after_seconds
-from shared.domain.fields import EnvVarName, GitBranch, IntegrationBase, VercelProject, schema_rules
+from shared.domain.fields import EnvVarName, GitBranch, IntegrationBase, VercelProject, matches, schema_rules
 from shared.errors import (
     FieldProblem,
     NotFoundError,
@@ -57,15 +60,37 @@ META_KEY_ID = "entraSecretRotatorKeyId"
 FAILED_STATES = frozenset({"ERROR", "CANCELED"})
 # Clock skew allowed between Vercel's updatedAt and ours, for variables whose comment was changed.
 SKEW_MS = 5 * 60 * 1000
+STANDARD_TARGETS = ("production", "preview", "development")
+MAX_CUSTOM_ENVIRONMENTS = 20
+
+CustomEnvironmentId = Annotated[
+    str, matches(r"env_[A-Za-z0-9]{1,64}", "a Vercel custom environment id such as env_1234567890")
+]
 
 
 class VercelIntegration(IntegrationBase):
     model_config = ConfigDict(
         json_schema_extra=schema_rules(
             **{
-                "properties": {"targets": {"uniqueItems": True}},
+                "properties": {
+                    "targets": {"uniqueItems": True},
+                    "customEnvironmentIds": {"uniqueItems": True},
+                },
+                "anyOf": [
+                    {"properties": {"targets": {"minItems": 1}}, "required": ["targets"]},
+                    {
+                        "properties": {"customEnvironmentIds": {"minItems": 1}},
+                        "required": ["customEnvironmentIds"],
+                    },
+                ],
                 "if": {"properties": {"gitBranch": {"type": "string"}}, "required": ["gitBranch"]},
-                "then": {"properties": {"targets": {"const": ["preview"]}}},
+                "then": {
+                    "properties": {
+                        "targets": {"const": ["preview"]},
+                        "customEnvironmentIds": {"maxItems": 0},
+                    },
+                    "required": ["targets"],
+                },
             }
         )
     )
@@ -75,9 +100,11 @@ class VercelIntegration(IntegrationBase):
     kind: Literal["vercel"]
     project_id: VercelProject
     env_var_name: EnvVarName
-    targets: Annotated[
-        list[Literal["production", "preview", "development"]], Field(min_length=1, max_length=3)
-    ]
+    targets: Annotated[list[Literal["production", "preview", "development"]], Field(max_length=3)] = []
+    # Custom environments (``env_...`` ids) that receive the variable too.
+    custom_environment_ids: Annotated[
+        list[CustomEnvironmentId], Field(max_length=MAX_CUSTOM_ENVIRONMENTS)
+    ] = []
     git_branch: GitBranch | None = None
     redeploy: bool = False
 
@@ -89,13 +116,30 @@ class VercelIntegration(IntegrationBase):
                 "targets must not repeat",
                 {"field": "targets", "allowed": "production, preview, development"},
             )
-        if self.git_branch is not None and self.targets != ["preview"]:
+        if len(set(self.custom_environment_ids)) != len(self.custom_environment_ids):
+            raise PydanticCustomError(
+                "unique",
+                "customEnvironmentIds must not repeat",
+                {"field": "customEnvironmentIds", "allowed": "distinct custom environment ids"},
+            )
+        if not self.targets and not self.custom_environment_ids:
+            raise PydanticCustomError(
+                "required",
+                "a vercel integration needs targets or customEnvironmentIds",
+                {"field": "targets", "allowed": "at least one of production, preview, development"},
+            )
+        if self.git_branch is not None and (self.targets != ["preview"] or self.custom_environment_ids):
             raise PydanticCustomError(
                 "git_branch",
-                "gitBranch needs targets ['preview']",
+                "gitBranch needs targets ['preview'] and no customEnvironmentIds",
                 {"field": "gitBranch", "allowed": "targets: ['preview']"},
             )
         return self
+
+    @property
+    def scopes(self) -> list[str]:
+        """Where the variable goes: the targets, then the custom environment ids."""
+        return [*self.targets, *self.custom_environment_ids]
 
 
 class VercelPlugin:
@@ -117,7 +161,7 @@ class VercelPlugin:
             problems.append(
                 FieldProblem("groupId", "a vercel integration needs the application's groupId", "a group id")
             )
-        if settings.git_branch is not None and list(settings.targets) != ["preview"]:
+        if settings.git_branch is not None and settings.scopes != ["preview"]:
             problems.append(FieldProblem("gitBranch", "needs targets ['preview']", "targets: ['preview']"))
         return problems
 
@@ -125,7 +169,7 @@ class VercelPlugin:
         branch = f" on branch {settings.git_branch}" if settings.git_branch else ""
         then = ", then redeploy production" if settings.redeploy else ""
         return (
-            f"set variable {settings.env_var_name} ({_describe_types(settings.targets)}{branch}) "
+            f"set variable {settings.env_var_name} ({_describe_types(settings.scopes)}{branch}) "
             f"in Vercel project {settings.project_id} of group {app.group_id}{then}"
         )
 
@@ -133,7 +177,7 @@ class VercelPlugin:
         settings: VercelIntegration = context.settings
         client = await _client(context, step="deploy")
         self._remember(settings, context.key_id)
-        data = await _write_variables(client, settings, context, settings.targets, upsert=True)
+        data = await _write_variables(client, settings, context, settings.scopes, upsert=True)
         failed = data.get("failed") or []
         codes = {(f.get("error") or {}).get("code") if isinstance(f, dict) else None for f in failed}
         if failed and codes == {"ENV_CONFLICT"}:
@@ -148,8 +192,10 @@ class VercelPlugin:
             "targets": list(settings.targets),
             "envVarIds": env_var_ids,
         }
+        if settings.custom_environment_ids:
+            details["customEnvironmentIds"] = list(settings.custom_environment_ids)
         summary = (
-            f"set variable {settings.env_var_name} ({_describe_types(settings.targets)}) "
+            f"set variable {settings.env_var_name} ({_describe_types(settings.scopes)}) "
             f"in Vercel project {settings.project_id}"
         )
         warnings: list[str] = []
@@ -179,13 +225,13 @@ class VercelPlugin:
                 code="VercelUnexpectedResponse",
             )
         written_at = self._written_at.get(_memo_key(settings, context.key_id))
-        for target in settings.targets:
+        for target in settings.scopes:
             matches = [
                 env
                 for env in envs
                 if isinstance(env, dict)
                 and env.get("key") == settings.env_var_name
-                and target in _targets(env)
+                and target in _scopes(env)
                 and (env.get("gitBranch") or None) == settings.git_branch
             ]
             where = f"variable {settings.env_var_name} ({target}) in Vercel project {settings.project_id}"
@@ -240,7 +286,8 @@ def _memo_key(settings: VercelIntegration, key_id: str) -> tuple[str, str, str]:
 
 
 def _type_for(target: str) -> str:
-    """``sensitive`` wherever Vercel allows it; ``encrypted`` for development, where it does not."""
+    """``sensitive`` wherever Vercel allows it; ``encrypted`` for development, where it does not
+    (a custom environment is a pre-production environment: sensitive)."""
     return "encrypted" if target == "development" else "sensitive"
 
 
@@ -263,7 +310,7 @@ async def _write_variables(
             "key": settings.env_var_name,
             "value": context.secret.reveal(),
             "type": kind,
-            "target": group,
+            **_scope_fields(group),
             "comment": f"{COMMENT_PREFIX}{context.key_id}",
         }
         if settings.git_branch:
@@ -333,20 +380,22 @@ async def _update_per_target(
             continue
         if (env.get("gitBranch") or None) != settings.git_branch:
             continue
-        theirs = _targets(env)
-        mine = [t for t in theirs if t in settings.targets]
+        theirs = _scopes(env)
+        mine = [t for t in theirs if t in settings.scopes]
         if not mine:
             continue
         path = f"/v9/projects/{project}/env/{quote(str(env['id']), safe='')}"
-        keep = [t for t in theirs if t not in settings.targets]
+        keep = [t for t in theirs if t not in settings.scopes]
         if keep:
             # It keeps what is not ours; ours get variables of their own below.
-            await client.call("PATCH", path, params={}, body={"target": keep}, action="update variable")
+            await client.call(
+                "PATCH", path, params={}, body=_scope_fields(keep, edit=True), action="update variable"
+            )
             continue
         if len({_type_for(t) for t in mine}) > 1:
             mine = [t for t in mine if _type_for(t) == "encrypted"]
         body = {
-            "target": mine,
+            **_scope_fields(mine, edit=True),
             "value": context.secret.reveal(),
             "type": _type_for(mine[0]),
             "comment": f"{COMMENT_PREFIX}{context.key_id}",
@@ -357,7 +406,7 @@ async def _update_per_target(
             body.clear()
         covered |= set(mine)
         written.append(str(env["id"]))
-    missing = [t for t in settings.targets if t not in covered]
+    missing = [t for t in settings.scopes if t not in covered]
     if missing:
         created = await _write_variables(client, settings, context, missing, upsert=False)
         _raise_if_refused(settings, created.get("failed") or [], context)
@@ -370,11 +419,25 @@ def _describe_types(targets: Any) -> str:
     return "; ".join(f"{kind}: {', '.join(group)}" for kind, group in _by_type(targets))
 
 
-def _targets(env: dict[str, Any]) -> list[str]:
+def _scope_fields(scopes: list[str], *, edit: bool = False) -> dict[str, list[str]]:
+    """``target`` and ``customEnvironmentIds`` of a create or edit body for ``scopes``. An edit
+    states both, so a variable loses exactly the scopes not listed."""
+    targets = [s for s in scopes if s in STANDARD_TARGETS]
+    custom = [s for s in scopes if s not in STANDARD_TARGETS]
+    fields: dict[str, list[str]] = {}
+    if targets or edit:
+        fields["target"] = targets
+    if custom or edit:
+        fields["customEnvironmentIds"] = custom
+    return fields
+
+
+def _scopes(env: dict[str, Any]) -> list[str]:
+    """A listed variable's targets and custom environment ids."""
     target = env.get("target")
-    if isinstance(target, str):
-        return [target]
-    return [str(t) for t in target] if isinstance(target, list) else []
+    targets = [target] if isinstance(target, str) else target if isinstance(target, list) else []
+    custom = env.get("customEnvironmentIds")
+    return [str(t) for t in targets] + ([str(c) for c in custom] if isinstance(custom, list) else [])
 
 
 def _state(deployment: dict[str, Any]) -> str:

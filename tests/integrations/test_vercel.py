@@ -563,3 +563,108 @@ async def test_simulator_seed_state_and_switches_over_http(
     [env] = state["projects"]["prj_seeded"]["envs"]
     assert env["value"] == "v2-value"  # the simulator's own view is decrypted
     assert len(state["projects"]["prj_seeded"]["deployments"]) == 1
+
+
+async def test_custom_environments_are_delivered_with_the_targets_and_alone(
+    devops_vercel_rotator: Rotator, vercel_sim: Any
+) -> None:
+    """Issue 10: custom environments (``customEnvironmentIds``) get the secret like the targets,
+    as a sensitive variable in the same write; an integration may name only custom environments."""
+    rotator = devops_vercel_rotator
+    use_plugins(rotator.services, "vercel")
+    entra_app = rotator.seed_entra_app()
+    project = await seed_vercel(rotator, vercel_sim)
+    staging = vercel_sim.add_custom_environment(project.id, "staging")
+    qa = vercel_sim.add_custom_environment(project.id, "qa")
+    await register_with_integrations(
+        rotator,
+        entra_app,
+        [
+            {
+                "kind": "vercel",
+                "projectId": project.id,
+                "envVarName": KEY,
+                "targets": ["production", "development"],
+                "customEnvironmentIds": [staging],
+            },
+            {
+                "kind": "vercel",
+                "projectId": project.id,
+                "envVarName": "QA_SECRET",
+                "customEnvironmentIds": [qa],
+            },
+        ],
+        group_id="web",
+    )
+    assert await rotator.services.engine.handle(rotator.job(entra_app.app_id)) == "rotated"
+    staged = current_staged(rotator, entra_app.app_id)
+    for key, scope, kind in (
+        (KEY, "production", "sensitive"),
+        (KEY, staging, "sensitive"),
+        (KEY, "development", "encrypted"),
+        ("QA_SECRET", qa, "sensitive"),
+    ):
+        variable = vercel_sim.env_var(project.id, key, scope)
+        assert variable is not None and variable.value == staged.value and variable.type == kind, (key, scope)
+    assert vercel_sim.env_var(project.id, KEY, qa) is None
+    assert vercel_sim.env_var(project.id, KEY, "preview") is None
+    status = await rotator.status(entra_app.app_id)
+    assert {status.integrations[name].result for name in ("vercel-1", "vercel-2")} == {"succeeded"}
+
+
+async def test_env_conflict_over_a_custom_environment_keeps_the_other_scopes(
+    devops_vercel_rotator: Rotator, vercel_sim: Any
+) -> None:
+    """Issue 10: a variable with the key serving preview and a custom environment; ours is the
+    custom environment only. Vercel answers ENV_CONFLICT; preview keeps its value, ours is updated."""
+    rotator = devops_vercel_rotator
+    use_plugins(rotator.services, "vercel")
+    entra_app = rotator.seed_entra_app()
+    project = await seed_vercel(rotator, vercel_sim)
+    staging = vercel_sim.add_custom_environment(project.id, "staging")
+    vercel_sim.add_env(
+        project.id,
+        KEY,
+        "someone-elses-preview-value",
+        kind="sensitive",
+        target=["preview"],
+        custom_environment_ids=[staging],
+    )
+    vercel_sim.set_switches(conflict_on_target_mismatch=True)
+    await register_with_integrations(
+        rotator,
+        entra_app,
+        [{"kind": "vercel", "projectId": project.id, "envVarName": KEY, "customEnvironmentIds": [staging]}],
+        group_id="web",
+    )
+    assert await rotator.services.engine.handle(rotator.job(entra_app.app_id)) == "rotated"
+    staged = current_staged(rotator, entra_app.app_id)
+    assert vercel_sim.env_var(project.id, KEY, staging).value == staged.value
+    assert vercel_sim.env_var(project.id, KEY, "preview").value == "someone-elses-preview-value"
+    assert (await rotator.status(entra_app.app_id)).integrations["vercel-1"].result == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"targets": []}, "targets"),
+        ({"targets": ["preview"], "customEnvironmentIds": ["env_abc"], "gitBranch": "main"}, "gitBranch"),
+        ({"targets": ["preview"], "customEnvironmentIds": ["env_abc", "env_abc"]}, "customEnvironmentIds"),
+        ({"customEnvironmentIds": ["staging"]}, "customEnvironmentIds"),
+    ],
+)
+def test_vercel_scopes_are_validated(extra: dict[str, Any], field: str) -> None:
+    import json
+
+    from pydantic import ValidationError
+
+    body = {
+        "appId": "11111111-2222-3333-4444-555555555555",
+        "objectId": "11111111-2222-3333-4444-555555555556",
+        "displayName": "x",
+        "groupId": "web",
+        "integrations": [{"kind": "vercel", "projectId": "p", "envVarName": KEY, **extra}],
+    }
+    with pytest.raises(ValidationError) as raised:
+        ApplicationConfig.model_validate_json(json.dumps(body))
+    assert field in str(raised.value)
