@@ -15,7 +15,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from shared.config import Settings, load_settings
-from shared.domain.schedule import SchedulePolicy
 
 if TYPE_CHECKING:
     import httpx
@@ -25,6 +24,7 @@ if TYPE_CHECKING:
 
     from shared.adapters.entra import GraphDirectory, TokenVerifier
     from shared.adapters.vault import StagingVault, VaultClient
+    from shared.domain.schedule import SchedulePolicy
     from shared.integrations.base import PluginRegistry
     from shared.inventory import InventoryService
     from shared.notifications.email import EmailNotifier
@@ -147,6 +147,8 @@ class Services:
 
     @cached_property
     def schedule_policy(self) -> SchedulePolicy:
+        from shared.domain.schedule import SchedulePolicy
+
         claim_timeout = timedelta(minutes=self.settings.claim_timeout_minutes)
         return SchedulePolicy(claim_timeout=claim_timeout, requeue_after=claim_timeout)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from shared.domain.models import RotationJob
-
 if TYPE_CHECKING:
     from azure.storage.queue.aio import QueueClient
+
+    from shared.domain.models import RotationJob
 
 QUEUE_NAME = "rotations"
 POISON_QUEUE_NAME = f"{QUEUE_NAME}-poison"
@@ -25,6 +25,8 @@ class RotationQueue:
 def parse_job(body: bytes | str) -> RotationJob:
     """Read a job from a queue message body (already base64-decoded by the host)."""
     from pydantic import ValidationError
+
+    from shared.domain.models import RotationJob
 
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
     try:

@@ -16,7 +16,6 @@ from shared.api.http import (
     parse_model,
     read_json,
 )
-from shared.credentials import extract_group_credentials, extract_integration_credentials, store_credentials
 from shared.errors import FieldProblem, ValidationError
 from shared.services import get_services
 
@@ -143,6 +142,8 @@ async def put_application(req: func.HttpRequest) -> func.HttpResponse:
                 "appId in the body differs from the URL",
                 [FieldProblem("appId", "must match the application id in the URL", app_id)],
             )
+    from shared.credentials import extract_integration_credentials, store_credentials
+
     pending = extract_integration_credentials(data, app_id, get_services().plugins)
     config = parse_model(ApplicationConfig, data)
     raw_if_none_match = req.headers.get("If-None-Match")
@@ -281,6 +282,8 @@ async def put_group(req: func.HttpRequest) -> func.HttpResponse:
                 "groupId in the body differs from the URL",
                 [FieldProblem("groupId", "must match the group id in the URL", group_id)],
             )
+    from shared.credentials import extract_group_credentials, store_credentials
+
     pending = extract_group_credentials(data, group_id)
     group = parse_model(Group, data)
     services = get_services()

@@ -16,6 +16,10 @@ HEAVY = (
     "azure.communication.email",
     "azure.monitor.opentelemetry",
     "httpx",
+    # Validation models: the first request or job builds them (issue 11: import cost ≤ 1.3× the
+    # Functions library's own).
+    "pydantic",
+    "shared.domain.models",
 )
 
 
