@@ -20,8 +20,10 @@ from shared.storage.queue import RotationQueue
 
 logger = logging.getLogger("rotator.scanner")
 
-# One scan handles at most this many applications; the rest are due next time (15 minutes).
-MAX_PER_SCAN = 2000
+# A scan drains the due set page by page; it stops starting new pages after this long, so it ends
+# well before the next timer run (15 minutes) and the host's functionTimeout; the rest is due then.
+SCAN_TIME_BUDGET_SECONDS = 10 * 60
+DUE_PAGE_SIZE = 1000
 SCAN_CONCURRENCY = 16
 
 
@@ -55,6 +57,7 @@ class ScanReport:
     alerts: int = 0
     skipped: int = 0
     duration_ms: int = 0
+    truncated: bool = False  # the time budget ran out before the due set was drained
 
 
 class Scanner:
@@ -65,7 +68,10 @@ class Scanner:
         policy: SchedulePolicy,
         alerter: ThresholdAlerter,
         clock: Callable[[], datetime],
+        *,
+        time_budget_seconds: float = SCAN_TIME_BUDGET_SECONDS,
     ) -> None:
+        self._time_budget = time_budget_seconds
         self._applications = applications
         self._queue = queue
         self._policy = policy
@@ -76,7 +82,6 @@ class Scanner:
         started = time.monotonic()
         now = self._clock()
         report = ScanReport()
-        due, report.rows_read = await self._applications.due(now, MAX_PER_SCAN)
         # A few at a time: each is three storage round trips, and one scan may meet thousands.
         limit = asyncio.Semaphore(SCAN_CONCURRENCY)
 
@@ -88,7 +93,15 @@ class Scanner:
                     report.skipped += 1
                     logger.error("scan of %s failed: %s", app_id, type(error).__name__)
 
-        await asyncio.gather(*(attend(item.app_id) for item in due))
+        async for batch in self._applications.due_batches(now, DUE_PAGE_SIZE):
+            report.rows_read += len(batch)
+            await asyncio.gather(*(attend(item.app_id) for item in batch))
+            if time.monotonic() - started > self._time_budget:
+                report.truncated = True
+                logger.warning(
+                    "scan stopped after its time budget; the remaining due rows wait for the next run"
+                )
+                break
         report.duration_ms = int((time.monotonic() - started) * 1000)
         logger.info(
             "scan.completed: %d due rows read, %s enqueued, %d alerts",
@@ -100,6 +113,7 @@ class Scanner:
                 "rowsRead": report.rows_read,
                 "enqueued": sum(report.enqueued.values()),
                 "durationMs": report.duration_ms,
+                "truncated": report.truncated,
             },
         )
         return report

@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -223,22 +223,24 @@ class ApplicationStore:
         except TableTransactionError as error:
             raise _conflict_or_missing(error, current.app_id) from None
 
-    async def due(self, now: datetime, limit: int) -> tuple[list[DueApplication], int]:
-        """Index rows whose attention time has come, oldest first. Also returns rows read."""
+    async def due_batches(self, now: datetime, batch_size: int) -> AsyncIterator[list[DueApplication]]:
+        """Every index row whose attention time has come, oldest first, in batches of
+        ``batch_size`` (one Table page each, followed by its continuation token), so a scan can
+        drain any number of due applications without holding them all."""
         upper = f"{INDEX_PREFIX}{format_instant(now)}|~"
-        query = self._table.query_entities(
+        pages = self._table.query_entities(
             "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi",
             parameters={"pk": PARTITION, "lo": INDEX_PREFIX, "hi": upper},
-            results_per_page=min(limit, 1000),
+            results_per_page=min(batch_size, 1000),
             select=["RowKey", "AppId"],
-        )
-        found: list[DueApplication] = []
-        async for entity in query:
-            _, instant, app_id = str(entity["RowKey"]).split("|", 2)
-            found.append(DueApplication(app_id, _parse_instant(instant)))
-            if len(found) >= limit:
-                break
-        return found, len(found)
+        ).by_page()
+        async for page in pages:
+            batch = []
+            async for entity in page:
+                _, instant, app_id = str(entity["RowKey"]).split("|", 2)
+                batch.append(DueApplication(app_id, _parse_instant(instant)))
+            if batch:
+                yield batch
 
     def _entities(
         self,

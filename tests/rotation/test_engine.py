@@ -378,3 +378,47 @@ async def test_the_superseded_credential_is_removed_once_it_expires(rotator: Rot
     )
     assert (await rotator.status(entra_app.app_id)).retire_at is None
     assert "credential.retired" in await rotator.log_events(entra_app.app_id)
+
+
+async def test_a_scan_drains_every_due_application_page_by_page(
+    rotator: Rotator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11: no fixed cap per scan. With pages of 4, 11 due applications are all enqueued in one
+    scan, each read once, and a second scan finds none of them due again."""
+    from shared.rotation import scanner
+
+    monkeypatch.setattr(scanner, "DUE_PAGE_SIZE", 4)
+    apps = [rotator.seed_entra_app() for _ in range(11)]
+    for entra_app in apps:
+        await rotator.register(entra_app)
+    report = await rotator.services.scanner.scan()
+    assert report.rows_read == 11 and sum(report.enqueued.values()) == 11 and not report.truncated
+    assert sorted(job.app_id for job in await rotator.queued_jobs()) == sorted(a.app_id for a in apps)
+    again = await rotator.services.scanner.scan()
+    assert again.rows_read == 0 and again.enqueued == {}
+
+
+async def test_a_scan_past_its_time_budget_stops_between_pages(
+    rotator: Rotator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scan stops starting pages once its budget is spent (it must end before the next run);
+    what it did not reach is read by the next scan."""
+    from shared.rotation import scanner
+
+    monkeypatch.setattr(scanner, "DUE_PAGE_SIZE", 3)
+    apps = [rotator.seed_entra_app() for _ in range(7)]
+    for entra_app in apps:
+        await rotator.register(entra_app)
+    services = rotator.services
+    hurried = scanner.Scanner(
+        services.applications,
+        services.rotation_queue,
+        services.schedule_policy,
+        services.alerter,
+        services.clock,
+        time_budget_seconds=0,
+    )
+    first = await hurried.scan()
+    assert first.truncated and first.rows_read == 3
+    rest = await services.scanner.scan()
+    assert rest.rows_read == 4 and sum(rest.enqueued.values()) == 4
