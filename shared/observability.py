@@ -61,6 +61,7 @@ METER_NAME = "rotator"
 WORKER_TELEMETRY_SETTING = "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"
 CONNECTION_STRING_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 DEFAULT_EXPIRY_WINDOW_DAYS = 7
+EXPIRY_REPORT_TASK = "expiry-report"
 
 # Attributes of a LogRecord that are not "extra" fields (the logging module's own).
 _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -278,7 +279,6 @@ _instruments: _Instruments | None = None
 _meter_provider: MeterProvider | None = None
 _instruments_lock = threading.Lock()
 _expiring: ExpirySnapshot | None = None
-_last_expiry_report: datetime | None = None
 
 
 def bind_meter_provider(provider: MeterProvider | None) -> None:
@@ -405,22 +405,22 @@ async def report_expiring_secrets(
     expired), publish the count as ``secrets.expiring`` and log one ``secret.expiring`` record per
     such application (AppTraces; see docs/operations.md). Reads the registry in pages of 1000.
 
-    The timer calls this every 15 minutes; it measures at most once per ``min_interval`` (the
-    gauge keeps reporting the last count), so an application whose secret is in the window - every
-    rotated one is, for its last days - costs a record an hour, not four.
+    The timer calls this every 15 minutes; it measures at most once per ``min_interval`` across
+    every instance (a turn row in storage, ``ApplicationStore.take_turn``; the others report the
+    count that turn recorded), so an application whose secret is in the window - every rotated one
+    is, for its last days - costs a record an hour, not four per instance.
 
     A record is a warning when the secret will not be rotated in time by itself: rotation is off or
     the application is disabled, the last rotation failed, or the secret has already expired.
     """
-    global _last_expiry_report
-    previous = _expiring
-    if (
-        previous is not None
-        and previous.within_days == within_days
-        and _last_expiry_report is not None
-        and timedelta(0) <= now - _last_expiry_report < min_interval
-    ):
-        return previous.count
+    taken, last = await applications.take_turn(EXPIRY_REPORT_TASK, now, min_interval)
+    if not taken:
+        # Another instance (or an earlier run) measured within the interval: report its count.
+        recorded, days = last.get("Count"), last.get("WithinDays")
+        if isinstance(recorded, int) and days == within_days:
+            set_expiring_secrets(recorded, within_days, _last_run(last, now))
+            return recorded
+        return _expiring.count if _expiring is not None else 0
     deadline = now + timedelta(days=within_days)
     count = 0
     token: str | None = None
@@ -455,18 +455,22 @@ async def report_expiring_secrets(
         if not token:
             break
     set_expiring_secrets(count, within_days, now)
-    _last_expiry_report = now
+    await applications.record_turn(EXPIRY_REPORT_TASK, {"Count": count, "WithinDays": within_days})
     return count
+
+
+def _last_run(entity: Mapping[str, Any], default: datetime) -> datetime:
+    value = entity.get("LastRun")
+    return value if isinstance(value, datetime) else default
 
 
 def _reset_for_tests() -> None:
     """Forget the configuration mode, instruments, snapshot and registered secrets."""
-    global _mode, _expiring, _last_expiry_report
+    global _mode, _expiring
     with _configure_lock:
         _mode = None
     bind_meter_provider(None)
     _expiring = None
-    _last_expiry_report = None
     SECRETS.clear()
 
 

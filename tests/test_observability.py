@@ -23,6 +23,7 @@ import pytest
 from shared import observability
 from shared.domain.models import LogLevel
 from shared.rotation.events import EventRecorder
+from shared.storage.applications import ApplicationStore
 
 # The email rotator's fixtures (the tests below drive real rotations through them).
 from tests.notifications.conftest import EmailRotator, acs, acs_sim, email_rotator, stack  # noqa: F401
@@ -228,6 +229,22 @@ async def test_expiring_secrets_gauge_and_records(email_rotator: EmailRotator, t
     email_rotator.clock.advance(timedelta(minutes=15))
     assert await observability.report_expiring_secrets(applications, email_rotator.clock(), 7) == 1
     assert len([e for e in telemetry.events() if e["event"] == "secret.expiring"]) == 1
+    # Across instances too (issue 11): the turn is kept in storage, not in process memory. A new
+    # instance (nothing in memory) reports the recorded count and reads no registrations.
+    observability._expiring = None
+    fresh = ApplicationStore(applications._table, applications._policy)
+    reads = 0
+    original = fresh.list_page
+
+    async def counting_list_page(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await original(*args, **kwargs)
+
+    fresh.list_page = counting_list_page  # type: ignore[method-assign]
+    assert await observability.report_expiring_secrets(fresh, email_rotator.clock(), 7) == 1
+    assert reads == 0 and len([e for e in telemetry.events() if e["event"] == "secret.expiring"]) == 1
+    assert observability.expiring_secrets() is not None and observability.expiring_secrets().count == 1
 
     # Rotation switched off: the secret will expire unless someone acts, so the record warns.
     await email_rotator.register_app(entra_app, enabled=False)

@@ -24,7 +24,7 @@ import binascii
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from shared.domain.models import ApplicationConfig, ApplicationStatus
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
 PARTITION = "registry"
+# Rows that are not registrations (turns of periodic tasks); never read by the registry queries.
+META_PARTITION = "meta"
 APP_PREFIX = "app|"
 INDEX_PREFIX = "due|"
 TABLE_NAME = "applications"
@@ -222,6 +224,45 @@ class ApplicationStore:
             await self._table.submit_transaction(operations)
         except TableTransactionError as error:
             raise _conflict_or_missing(error, current.app_id) from None
+
+    async def take_turn(self, task: str, now: datetime, interval: timedelta) -> tuple[bool, dict[str, Any]]:
+        """Whether this instance runs ``task`` now: at most once per ``interval`` across every
+        instance. The turn is a row in the ``meta`` partition, taken by an ETag-conditional write
+        (a lost race is "not your turn"). Returns (taken, what the last turn recorded)."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        try:
+            entity: Any = await self._table.get_entity(META_PARTITION, task)
+        except ResourceNotFoundError:
+            entity = None
+        if entity is not None:
+            last = entity.get("LastRun")
+            if isinstance(last, datetime) and timedelta(0) <= now - _as_utc(last) < interval:
+                return False, dict(entity)
+        row = {"PartitionKey": META_PARTITION, "RowKey": task, "LastRun": now}
+        try:
+            if entity is None:
+                await self._table.create_entity(row)
+            else:
+                await self._table.update_entity(
+                    row,
+                    mode=UpdateMode.MERGE,
+                    etag=entity.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except (ResourceExistsError, ResourceModifiedError):
+            return False, dict(entity or {})
+        return True, dict(entity or {})
+
+    async def record_turn(self, task: str, values: dict[str, Any]) -> None:
+        """Store what a turn of ``task`` found (read back by the instances that skip their turn)."""
+        from azure.data.tables import UpdateMode
+
+        await self._table.upsert_entity(
+            {"PartitionKey": META_PARTITION, "RowKey": task, **values}, mode=UpdateMode.MERGE
+        )
 
     async def due_batches(self, now: datetime, batch_size: int) -> AsyncIterator[list[DueApplication]]:
         """Every index row whose attention time has come, oldest first, in batches of
