@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import random
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -299,13 +300,15 @@ class Applications:
         self.rows[current.app_id] = stored
         return stored
 
-    async def due(self, now: datetime, limit: int) -> tuple[list[DueApplication], int]:
+    async def due_batches(self, now: datetime, batch_size: int) -> AsyncIterator[list[DueApplication]]:
         found = []
         for app_id, row in self.rows.items():
             moment = attention_at(row.config, row.status, self._policy)
             if moment is not None and moment <= now:
                 found.append(DueApplication(app_id, moment))
-        return found[:limit], len(found)
+        found.sort(key=lambda item: (item.attention_at, item.app_id))
+        for start in range(0, len(found), batch_size):
+            yield found[start : start + batch_size]
 
 
 class Queue:
