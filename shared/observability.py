@@ -402,13 +402,14 @@ async def report_expiring_secrets(
     min_interval: timedelta = timedelta(hours=1),
 ) -> int:
     """Count registered applications whose current secret expires within ``within_days`` (or has
-    expired), publish the count as ``secrets.expiring`` and log one ``secret.expiring`` record per
-    such application (AppTraces; see docs/operations.md). Reads the registry in pages of 1000.
+    expired), publish the count as ``secrets.expiring`` and log a ``secret.expiring`` record for
+    each application that entered the window, or was written while in it (leaving it included),
+    since the last count
+    (AppTraces; see docs/operations.md). The count reads only what changed (``shared.expiry``).
 
     The timer calls this every 15 minutes; it measures at most once per ``min_interval`` across
     every instance (a turn row in storage, ``ApplicationStore.take_turn``; the others report the
-    count that turn recorded), so an application whose secret is in the window - every rotated one
-    is, for its last days - costs a record an hour, not four per instance.
+    count that turn recorded).
 
     A record is a warning when the secret will not be rotated in time by itself: rotation is off or
     the application is disabled, the last rotation failed, or the secret has already expired.
@@ -421,42 +422,46 @@ async def report_expiring_secrets(
             set_expiring_secrets(recorded, within_days, _last_run(last, now))
             return recorded
         return _expiring.count if _expiring is not None else 0
-    deadline = now + timedelta(days=within_days)
-    count = 0
-    token: str | None = None
-    while True:
-        page = await applications.list_page(1000, token)
-        for stored in page.items:
-            status = stored.status
-            expires_at = status.expires_at
-            if expires_at is None or expires_at > deadline:
-                continue
-            count += 1
-            at_risk = (
-                not stored.config.is_schedulable or status.last_result.value == "failed" or expires_at <= now
-            )
-            events_logger.log(
-                logging.WARNING if at_risk else logging.INFO,
-                "secret.expiring: %s's secret expires %s",
-                stored.config.display_name,
-                expires_at.isoformat(),
-                extra={
-                    "event": "secret.expiring",
-                    "appId": stored.app_id,
-                    "expiresAt": expires_at.isoformat(),
-                    "withinDays": within_days,
-                    "rotationEnabled": stored.config.is_schedulable,
-                    "lastResult": status.last_result.value,
-                    "atRisk": at_risk,
-                    "outcome": "warning" if at_risk else "ok",
-                },
-            )
-        token = page.continuation_token
-        if not token:
-            break
-    set_expiring_secrets(count, within_days, now)
-    await applications.record_turn(EXPIRY_REPORT_TASK, {"Count": count, "WithinDays": within_days})
-    return count
+    from shared import expiry
+
+    measurement = await expiry.measure(applications, now, within_days, last)
+    for item in measurement.entered:
+        row = item.row
+        expires = row.expires_at.isoformat() if row.expires_at else ""
+        events_logger.log(
+            logging.WARNING if item.at_risk else logging.INFO,
+            "secret.expiring: %s's secret expires %s",
+            row.display_name,
+            expires,
+            extra={
+                "event": "secret.expiring",
+                "appId": row.app_id,
+                "expiresAt": expires,
+                "withinDays": within_days,
+                "rotationEnabled": row.rotation_scheduled,
+                "lastResult": row.last_result,
+                "atRisk": item.at_risk,
+                "outcome": "warning" if item.at_risk else "ok",
+            },
+        )
+    set_expiring_secrets(measurement.count, within_days, now)
+    await applications.record_turn(
+        EXPIRY_REPORT_TASK,
+        {"Count": measurement.count, "WithinDays": within_days, "AsOf": measurement.as_of},
+    )
+    if measurement.consumed:
+        try:
+            await applications.delete_rows(measurement.consumed)
+        except Exception as error:  # noqa: BLE001 - leftovers are older than AsOf: never read again
+            logger.info("consumed expiry changes not deleted: %s", type(error).__name__)
+    logger.info(
+        "expiry.measured: %d expiring, %d rows read%s",
+        measurement.count,
+        measurement.rows_read,
+        " (first walk)" if measurement.walked else "",
+        extra={"event": "expiry.measured", "rowsRead": measurement.rows_read, "walked": measurement.walked},
+    )
+    return measurement.count
 
 
 def _last_run(entity: Mapping[str, Any], default: datetime) -> datetime:

@@ -186,7 +186,7 @@ class RegistryService:
                 app_id=app_id,
                 rotation_id=claim.rotation_id,
             )
-        await self._applications.delete(current)
+        await self._applications.delete(current, now=self._clock())
         pending = current.status.pending
         if pending is not None and self._events is not None:
             await self._events.record(

@@ -14,6 +14,11 @@ grows with the number of due applications, not with the size of the table. ``Ind
 row names its current index row, so a write can delete the old one in the same transaction; the
 app row's ETag guards both. What the attention time is comes from ``shared.domain.schedule``.
 
+* ``exp|{expiresAt}|{appId}``  one row per application whose secret has an expiry, and
+* ``chg|{writtenAt}|{appId}|{n}``  one row per write that changed an application's expiry or its
+  rotation state: together they keep the expiring-secrets count (``shared.expiry``) up to date
+  by reading only what changed or entered the window since the last count, never every row.
+
 One partition serves thousands of writes per second on Azure, far more than rotations need.
 """
 
@@ -39,6 +44,10 @@ PARTITION = "registry"
 META_PARTITION = "meta"
 APP_PREFIX = "app|"
 INDEX_PREFIX = "due|"
+EXPIRY_PREFIX = "exp|"
+CHANGE_PREFIX = "chg|"
+# A transaction holds at most 100 operations (Azure Tables batch limit).
+MAX_BATCH = 100
 TABLE_NAME = "applications"
 
 
@@ -63,10 +72,44 @@ class StoredApplication:
     created_at: datetime
     updated_at: datetime
     index_key: str | None = None
+    # The ``exp|`` row and rotation state last written (None: written before they were tracked).
+    expiry_key: str | None = None
+    expiry_state: str | None = None
+    # Writes of this row so far: orders its ``chg|`` rows (clocks of two instances may disagree).
+    writes: int = 0
 
     @property
     def app_id(self) -> str:
         return str(self.config.app_id)
+
+
+@dataclass(frozen=True)
+class ExpiryRow:
+    """An ``exp|`` row, or the new side of a ``chg|`` row: what the expiry count needs of an app."""
+
+    app_id: str
+    display_name: str
+    expires_at: datetime | None
+    # ``expiry_state``: "<1 if rotation is scheduled else 0>|<last result>".
+    state: str
+
+    @property
+    def rotation_scheduled(self) -> bool:
+        return self.state.startswith("1|")
+
+    @property
+    def last_result(self) -> str:
+        return self.state.partition("|")[2]
+
+
+@dataclass(frozen=True)
+class ExpiryChange:
+    """A ``chg|`` row: an application's expiry before and after one write."""
+
+    key: str
+    sequence: int  # the application's write number
+    old_expires_at: datetime | None
+    new: ExpiryRow
 
 
 @dataclass(frozen=True)
@@ -157,13 +200,19 @@ class ApplicationStore:
         operations: list[Any] = [("create", entity)]
         if index_key:
             operations.append(("upsert", {"PartitionKey": PARTITION, "RowKey": index_key, "AppId": app_id}))
+        # A re-registered app's writes must order after its earlier life's: start from the time.
+        first = int(now.timestamp() * 1_000_000)
+        expiry_key, state = _expiry_operations(operations, None, config, status, now, sequence=first)
+        entity["ExpiryKey"], entity["ExpiryState"], entity["Writes"] = expiry_key or "", state, _int64(first)
         try:
             results = await self._table.submit_transaction(operations)
         except TableTransactionError as error:
             if error.error_code == "EntityAlreadyExists" or error.status_code == 409:
                 raise ConflictError("Application is already registered", app_id=app_id) from None
             raise
-        return StoredApplication(config, status, _etag(results[0]), now, now, index_key)
+        return StoredApplication(
+            config, status, _etag(results[0]), now, now, index_key, expiry_key, state, first
+        )
 
     async def save(
         self,
@@ -173,10 +222,12 @@ class ApplicationStore:
         now: datetime,
         *,
         etag: str | None = None,
+        record_change: bool = True,
     ) -> StoredApplication:
         """Replace the row that was read as ``current``; 412-style conflict if it changed since.
 
-        ``etag`` overrides ``current.etag`` (the caller's If-Match).
+        ``etag`` overrides ``current.etag`` (the caller's If-Match). ``record_change=False`` only
+        writes the expiry row (the expiry count's first walk, which counted this application).
         """
         from azure.core import MatchConditions
         from azure.data.tables import TableTransactionError, UpdateMode
@@ -201,13 +252,20 @@ class ApplicationStore:
                 operations.append(
                     ("upsert", {"PartitionKey": PARTITION, "RowKey": index_key, "AppId": app_id})
                 )
+        writes = current.writes + 1
+        expiry_key, state = _expiry_operations(
+            operations, current, config, status, now, sequence=writes, record_change=record_change
+        )
+        entity["ExpiryKey"], entity["ExpiryState"], entity["Writes"] = expiry_key or "", state, _int64(writes)
         try:
             results = await self._table.submit_transaction(operations)
         except TableTransactionError as error:
             raise _conflict_or_missing(error, app_id) from None
-        return StoredApplication(config, status, _etag(results[0]), current.created_at, now, index_key)
+        return StoredApplication(
+            config, status, _etag(results[0]), current.created_at, now, index_key, expiry_key, state, writes
+        )
 
-    async def delete(self, current: StoredApplication, *, etag: str | None = None) -> None:
+    async def delete(self, current: StoredApplication, *, now: datetime, etag: str | None = None) -> None:
         from azure.core import MatchConditions
         from azure.data.tables import TableTransactionError
 
@@ -220,6 +278,23 @@ class ApplicationStore:
         ]
         if current.index_key:
             operations.append(("delete", {"PartitionKey": PARTITION, "RowKey": current.index_key}))
+        if current.expiry_key:
+            operations.append(("delete", {"PartitionKey": PARTITION, "RowKey": current.expiry_key}))
+        if current.status.expires_at is not None:
+            operations.append(
+                (
+                    "create",
+                    _change_row(
+                        current.app_id,
+                        current.config.display_name,
+                        current,
+                        None,
+                        "0|",
+                        now,
+                        current.writes + 1,
+                    ),
+                )
+            )
         try:
             await self._table.submit_transaction(operations)
         except TableTransactionError as error:
@@ -263,6 +338,59 @@ class ApplicationStore:
         await self._table.upsert_entity(
             {"PartitionKey": META_PARTITION, "RowKey": task, **values}, mode=UpdateMode.MERGE
         )
+
+    async def expiry_changes(self, after: datetime, upto: datetime) -> list[ExpiryChange]:
+        """The ``chg|`` rows written in (``after``, ``upto``], oldest first."""
+        rows = await self._range(CHANGE_PREFIX, after, upto)
+        return [
+            ExpiryChange(
+                str(row["RowKey"]),
+                _int(row.get("Sequence")),
+                _optional_instant(row.get("OldExpiresAt")),
+                ExpiryRow(
+                    str(row["AppId"]),
+                    str(row.get("DisplayName") or ""),
+                    _optional_instant(row.get("NewExpiresAt")),
+                    str(row.get("State") or "0|"),
+                ),
+            )
+            for row in rows
+        ]
+
+    async def expiring_between(self, after: datetime, upto: datetime) -> list[ExpiryRow]:
+        """The ``exp|`` rows of secrets expiring in (``after``, ``upto``], soonest first."""
+        rows = await self._range(EXPIRY_PREFIX, after, upto)
+        return [
+            ExpiryRow(
+                str(row["AppId"]),
+                str(row.get("DisplayName") or ""),
+                _optional_instant(row.get("ExpiresAt")),
+                str(row.get("State") or "0|"),
+            )
+            for row in rows
+        ]
+
+    async def delete_rows(self, row_keys: Sequence[str]) -> None:
+        """Delete rows of the registry partition (consumed ``chg|`` rows), 100 per transaction."""
+        for start in range(0, len(row_keys), MAX_BATCH):
+            await self._table.submit_transaction(
+                [
+                    ("delete", {"PartitionKey": PARTITION, "RowKey": key})
+                    for key in row_keys[start : start + MAX_BATCH]
+                ]
+            )
+
+    async def _range(self, prefix: str, after: datetime, upto: datetime) -> list[Any]:
+        query = self._table.query_entities(
+            "PartitionKey eq @pk and RowKey gt @lo and RowKey le @hi",
+            parameters={
+                "pk": PARTITION,
+                "lo": f"{prefix}{format_instant(after)}|~",
+                "hi": f"{prefix}{format_instant(upto)}|~",
+            },
+            results_per_page=1000,
+        )
+        return [row async for row in query]
 
     async def due_batches(self, now: datetime, batch_size: int) -> AsyncIterator[list[DueApplication]]:
         """Every index row whose attention time has come, oldest first, in batches of
@@ -320,7 +448,104 @@ def _from_entity(entity: Any) -> StoredApplication:
         created_at=_as_utc(entity["CreatedAt"]),
         updated_at=_as_utc(entity["UpdatedAt"]),
         index_key=entity.get("IndexKey") or None,
+        expiry_key=entity.get("ExpiryKey") or None,
+        expiry_state=entity.get("ExpiryState") or None,
+        writes=_int(entity.get("Writes")),
     )
+
+
+def expiry_state(config: ApplicationConfig, status: ApplicationStatus) -> str:
+    return f"{1 if config.is_schedulable else 0}|{status.last_result.value}"
+
+
+def expiry_row_key(expires_at: datetime, app_id: str) -> str:
+    return f"{EXPIRY_PREFIX}{format_instant(expires_at)}|{app_id}"
+
+
+def _expiry_operations(
+    operations: list[Any],
+    current: StoredApplication | None,
+    config: ApplicationConfig,
+    status: ApplicationStatus,
+    now: datetime,
+    *,
+    sequence: int,
+    record_change: bool = True,
+) -> tuple[str | None, str]:
+    """Add to ``operations`` the ``exp|`` row moves and the ``chg|`` row of this write (when the
+    expiry or the rotation state changed). Returns the new expiry key and state."""
+    app_id = str(config.app_id)
+    expiry_key = expiry_row_key(status.expires_at, app_id) if status.expires_at else None
+    state = expiry_state(config, status)
+    old_key = current.expiry_key if current is not None else None
+    if old_key != expiry_key or (current is not None and current.expiry_state != state):
+        if old_key and old_key != expiry_key:
+            operations.append(("delete", {"PartitionKey": PARTITION, "RowKey": old_key}))
+        if expiry_key and status.expires_at is not None:
+            row = {
+                "PartitionKey": PARTITION,
+                "RowKey": expiry_key,
+                "AppId": app_id,
+                "DisplayName": config.display_name,
+                "ExpiresAt": status.expires_at,
+                "State": state,
+            }
+            operations.append(("upsert", row))
+    old_expiry = current.status.expires_at if current is not None else None
+    old_state = current.expiry_state if current is not None else None
+    if record_change and (old_expiry != status.expires_at or (old_state or state) != state):
+        if old_expiry is not None or status.expires_at is not None:
+            operations.append(
+                (
+                    "create",
+                    _change_row(
+                        app_id, config.display_name, current, status.expires_at, state, now, sequence
+                    ),
+                )
+            )
+    return expiry_key, state
+
+
+def _change_row(
+    app_id: str,
+    display_name: str,
+    current: StoredApplication | None,
+    new_expires_at: datetime | None,
+    state: str,
+    now: datetime,
+    sequence: int,
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "PartitionKey": PARTITION,
+        # Unique per write (the app row's ETag serialises its writes); ordered by write time.
+        "RowKey": f"{CHANGE_PREFIX}{format_instant(now)}|{app_id}|{sequence:020d}",
+        "AppId": app_id,
+        "DisplayName": display_name,
+        "State": state,
+        "Sequence": _int64(sequence),
+    }
+    if current is not None and current.status.expires_at is not None:
+        row["OldExpiresAt"] = current.status.expires_at
+    if new_expires_at is not None:
+        row["NewExpiresAt"] = new_expires_at
+    return row
+
+
+def _int64(value: int) -> Any:
+    """An Edm.Int64 property (the SDK refuses Python ints beyond Int32 otherwise)."""
+    from azure.data.tables import EdmType, EntityProperty
+
+    return EntityProperty(value, EdmType.INT64)
+
+
+def _int(value: Any) -> int:
+    """An integer property; Int64 values come back as ``EntityProperty(value, EdmType.INT64)``."""
+    value = getattr(value, "value", value)
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
+
+
+def _optional_instant(value: Any) -> datetime | None:
+    return _as_utc(value) if isinstance(value, datetime) else None
 
 
 def _etag(result: Any) -> str:

@@ -1,0 +1,143 @@
+"""The count of registered applications whose secret expires within a window, kept up to date by
+reading only what changed, so the timer's cost follows the due work and not the registry's size.
+
+The applications store keeps, in the transaction of every write, an ``exp|`` row per application
+with an expiry and a ``chg|`` row per write that moved an expiry or changed the rotation state
+(``shared.storage.applications``). A measurement as of ``T'`` from the last one as of ``T``, with
+window ``W``:
+
+* an application written in (T, T'] contributes ``[last new expiry <= T'+W] - [first old expiry
+  <= T+W]``, read from its ``chg|`` rows;
+* any other application's expiry did not move, so it entered the window exactly when its expiry
+  lies in (T+W, T'+W]: a key range of ``exp|`` rows (an expired secret stays counted: the count is
+  "expires within W days or has expired").
+
+Rows read: the changes since the last measurement and the secrets that entered the window, both
+about the number of rotations in the interval. The first measurement (no stored count, or another
+window) walks the registry once and writes the ``exp|`` rows that older versions did not.
+
+Measurements are taken ``SETTLE`` behind the clock, so a write whose transaction was still in
+flight (its ``chg|`` row stamped earlier than it commits) is not skipped. The first walk counts the
+registry as of its start; an application whose write was in flight at that moment may be off by
+one until the window is changed (which walks again).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.storage.applications import ApplicationStore, ExpiryRow, expiry_state
+
+logger = logging.getLogger("rotator.expiry")
+
+SETTLE = timedelta(minutes=2)
+TASK = "expiry-report"
+
+
+@dataclass(frozen=True)
+class Expiring:
+    """An application in the window, for its ``secret.expiring`` record."""
+
+    row: ExpiryRow
+    at_risk: bool
+
+
+@dataclass
+class Measurement:
+    count: int
+    as_of: datetime
+    within_days: int
+    rows_read: int = 0
+    walked: bool = False  # the first measurement: the registry was read once
+    # Entered the window, or written while in it (left it included): one record each.
+    entered: list[Expiring] = field(default_factory=list)
+    # The ``chg|`` rows this measurement consumed: deleted once its count is recorded (a failure in
+    # between leaves rows older than the recorded time, which are never read again).
+    consumed: list[str] = field(default_factory=list)
+
+
+def at_risk(row: ExpiryRow, now: datetime) -> bool:
+    """Will not be rotated in time by itself: rotation off or app disabled, last rotation failed,
+    or already expired."""
+    return (
+        not row.rotation_scheduled
+        or row.last_result == "failed"
+        or (row.expires_at is not None and row.expires_at <= now)
+    )
+
+
+async def measure(
+    applications: ApplicationStore, now: datetime, within_days: int, last: dict[str, Any]
+) -> Measurement:
+    """The count as of ``now - SETTLE``, from ``last`` (what the previous turn recorded)."""
+    window = timedelta(days=within_days)
+    as_of = now - SETTLE
+    previous_as_of, previous_count = last.get("AsOf"), last.get("Count")
+    if (
+        not isinstance(previous_as_of, datetime)
+        or not isinstance(previous_count, int)
+        or last.get("WithinDays") != within_days
+        or previous_as_of >= as_of
+    ):
+        # The walk reads the registry as it is now: later writes (stamped after now) are changes.
+        return await _walk(applications, now, now, within_days)
+    changes = await applications.expiry_changes(previous_as_of, as_of)
+    first_old: dict[str, datetime | None] = {}
+    latest: dict[str, ExpiryRow] = {}
+    for change in sorted(changes, key=lambda change: (change.new.app_id, change.sequence)):
+        first_old.setdefault(change.new.app_id, change.old_expires_at)
+        latest[change.new.app_id] = change.new
+    count = previous_count
+    entered: list[Expiring] = []
+    for app_id, new in latest.items():
+        old = first_old[app_id]
+        was_in = old is not None and old <= previous_as_of + window
+        now_in = new.expires_at is not None and new.expires_at <= as_of + window
+        count += int(now_in) - int(was_in)
+        if now_in or was_in:
+            # Leaving the window is reported too: the latest record of an app says where it is.
+            entered.append(Expiring(new, now_in and at_risk(new, now)))
+    crossing = await applications.expiring_between(previous_as_of + window, as_of + window)
+    for row in crossing:
+        if row.app_id not in latest:
+            count += 1
+            entered.append(Expiring(row, at_risk(row, now)))
+    consumed = [change.key for change in changes]
+    return Measurement(count, as_of, within_days, len(changes) + len(crossing), False, entered, consumed)
+
+
+async def _walk(
+    applications: ApplicationStore, now: datetime, as_of: datetime, within_days: int
+) -> Measurement:
+    deadline = as_of + timedelta(days=within_days)
+    measurement = Measurement(0, as_of, within_days, walked=True)
+    token: str | None = None
+    while True:
+        page = await applications.list_page(1000, token)
+        measurement.rows_read += len(page.items)
+        for stored in page.items:
+            status = stored.status
+            if stored.expiry_key is None and status.expires_at is not None:
+                # Written before expiry rows existed: add its row (it is counted here, not as a change).
+                try:
+                    await applications.save(
+                        stored, stored.config, status, stored.updated_at, record_change=False
+                    )
+                except Exception as error:  # noqa: BLE001 - a concurrent write adds the row itself
+                    logger.info("expiry row of %s not added: %s", stored.app_id, type(error).__name__)
+            if status.expires_at is None or status.expires_at > deadline:
+                continue
+            measurement.count += 1
+            row = ExpiryRow(
+                stored.app_id,
+                stored.config.display_name,
+                status.expires_at,
+                expiry_state(stored.config, status),
+            )
+            measurement.entered.append(Expiring(row, at_risk(row, now)))
+        token = page.continuation_token
+        if not token:
+            return measurement
