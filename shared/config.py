@@ -145,6 +145,36 @@ SETTINGS: tuple[SettingSpec, ...] = (
         maximum=300,
     ),
     SettingSpec(
+        "ROTATOR_GRAPH_WRITES_PER_SECOND",
+        "int",
+        "Graph password writes per second for the whole rotator, shared by every instance (Graph allows "
+        "3,000 per 150 s per app and tenant; the default keeps below it with a burst of 25 seconds' worth).",
+        default="16",
+        minimum=1,
+        maximum=19,
+        deployed=False,
+    ),
+    SettingSpec(
+        "ROTATOR_EMAILS_PER_HOUR",
+        "int",
+        "Emails per hour for the whole rotator, shared by every instance (ACS allows 100 per hour for a "
+        "new resource; raise it with your quota).",
+        default="90",
+        minimum=1,
+        maximum=100000,
+        deployed=False,
+    ),
+    SettingSpec(
+        "ROTATOR_ARM_WRITES_PER_SECOND",
+        "int",
+        "Azure Resource Manager writes per second for the whole rotator, shared by every instance (ARM "
+        "refills 10 per second per principal).",
+        default="8",
+        minimum=1,
+        maximum=10,
+        deployed=False,
+    ),
+    SettingSpec(
         "ROTATOR_CA_BUNDLE",
         "path",
         "Extra CA certificate file to trust (the local simulators' throwaway CA). Unset in Azure.",
@@ -190,6 +220,9 @@ class Settings:
     verify_timeout_seconds: int
     http_timeout_seconds: int
     ca_bundle: str | None
+    graph_writes_per_second: int
+    emails_per_hour: int
+    arm_writes_per_second: int
 
     @property
     def email_enabled(self) -> bool:
@@ -262,6 +295,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         verify_timeout_seconds=number("ROTATOR_VERIFY_TIMEOUT_SECONDS"),
         http_timeout_seconds=number("ROTATOR_HTTP_TIMEOUT_SECONDS"),
         ca_bundle=text("ROTATOR_CA_BUNDLE"),
+        graph_writes_per_second=number("ROTATOR_GRAPH_WRITES_PER_SECOND"),
+        emails_per_hour=number("ROTATOR_EMAILS_PER_HOUR"),
+        arm_writes_per_second=number("ROTATOR_ARM_WRITES_PER_SECOND"),
     )
 
 

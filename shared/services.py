@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from azure.data.tables.aio import TableServiceClient
     from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
-    from shared.adapters.entra import GraphDirectory, TokenVerifier
+    from shared.adapters.entra import EntraDirectory, TokenVerifier
     from shared.adapters.vault import StagingVault, VaultClient
     from shared.domain.schedule import SchedulePolicy
     from shared.integrations.base import PluginRegistry
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from shared.rotation.ports import Checkpoint, Notifier
     from shared.rotation.scanner import Scanner, ThresholdAlerter
     from shared.storage.applications import ApplicationStore
+    from shared.storage.budget import RateBudget
     from shared.storage.groups import GroupStore
     from shared.storage.queue import RotationQueue
     from shared.storage.rotation_log import RotationLogStore
@@ -194,7 +195,8 @@ class Services:
 
     # --- rotation -----------------------------------------------------------------------------
     @cached_property
-    def directory(self) -> GraphDirectory:
+    def directory(self) -> EntraDirectory:
+        from shared.adapters.budgeted import BudgetedDirectory
         from shared.adapters.entra import GraphDirectory
 
         directory = GraphDirectory(
@@ -205,7 +207,41 @@ class Services:
             ca_bundle=self.settings.ca_bundle,
         )
         self._closers.append(directory.close)
-        return directory
+        return BudgetedDirectory(directory, self.graph_write_budget)
+
+    # --- rate budgets shared by every instance (shared.storage.budget) ------------------------
+    def _budget(self, name: str, rate_per_second: float, burst: float) -> RateBudget:
+        from shared.storage.applications import TABLE_NAME
+        from shared.storage.budget import Limit, RateBudget
+
+        return RateBudget(
+            self.table_service.get_table_client(TABLE_NAME),
+            name,
+            Limit(rate_per_second, burst),
+            clock=self.clock,
+            sleep=self.sleep,
+        )
+
+    @cached_property
+    def graph_write_budget(self) -> RateBudget:
+        rate = self.settings.graph_writes_per_second
+        # Burst + 150 s of refill stays within Graph's 3,000 writes per 150 s per app and tenant.
+        return self._budget(
+            f"graph-writes|{self.settings.tenant_id}", rate, min(25 * rate, 3000 - 150 * rate)
+        )
+
+    @cached_property
+    def email_budget(self) -> RateBudget:
+        per_hour = self.settings.emails_per_hour
+        burst = max(1.0, per_hour / 10)
+        # Burst + an hour of refill stays within the hourly quota.
+        return self._budget("email", max(per_hour - burst, 1) / 3600, burst)
+
+    @cached_property
+    def arm_write_budget(self) -> RateBudget:
+        rate = self.settings.arm_writes_per_second
+        # ARM's bucket is 200 refilling 10/s per principal: keep the burst below it.
+        return self._budget("arm-writes", rate, 150)
 
     @cached_property
     def verifier(self) -> TokenVerifier:
@@ -289,6 +325,8 @@ class Services:
 
         settings = self.settings
         assert settings.acs_endpoint and settings.email_sender, "email is not configured"
+        from shared.adapters.budgeted import BudgetedEmailTransport
+
         transport = AcsEmailTransport(
             settings.acs_endpoint,
             self.credential,
@@ -297,7 +335,7 @@ class Services:
         )
         self._closers.append(transport.close)
         return EmailNotifier(
-            transport,
+            BudgetedEmailTransport(transport, self.email_budget),
             sender_address=settings.email_sender,
             clock=self.clock,
             events=self.events,

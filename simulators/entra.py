@@ -13,11 +13,14 @@ slow answers, the new-secret propagation delay, secrets that never work, and a m
 
 from __future__ import annotations
 
+import collections
 import hmac
+import math
 import re
 import secrets
 import ssl
 import string
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -163,6 +166,12 @@ class EntraSimulator(SimulatorServer):
     * ``leading_dash_secrets`` - the next N new secrets start with ``-``.
     * ``msa_password_limit`` - passwords an app with a personal-account audience may hold (2).
     * ``throttle_writes`` - next N addPassword/removePassword get 429 + ``Retry-After``.
+    * ``write_quota`` - ``{"limit", "window_seconds"}`` or None: addPassword/removePassword beyond
+      ``limit`` in any sliding ``window_seconds`` get 429 ``Request_ThrottledTemporarily`` with
+      ``Retry-After`` (the seconds until the oldest counted write leaves the window) and
+      ``x-ms-throttle-information: WriteLimitExceeded``, as Graph enforces 3,000 writes per 150 s
+      per app and tenant (learn.microsoft.com/graph/throttling-limits, identity and access).
+      Refused writes are not counted; ``writes_throttled`` in the state counts them.
     * ``fail_next`` - next N requests matching method/path get a 5xx (base switch).
     * ``commit_then_fail`` - next N addPassword create the password, then answer 504/503.
     * ``latency_seconds`` / ``clock_offset_seconds`` - base switches.
@@ -225,6 +234,9 @@ class EntraSimulator(SimulatorServer):
         self.msa_password_limit = 2
         self.propagation_delay_seconds = 0.0
         self.broken_new_secrets = False
+        self.write_quota: tuple[int, float] | None = None
+        self._writes: collections.deque[float] = collections.deque()
+        self.writes_throttled = 0
 
     # ----------------------------------------------------------------- Python admin API
 
@@ -382,6 +394,12 @@ class EntraSimulator(SimulatorServer):
                     "msa_password_limit": self.msa_password_limit,
                     "propagation_delay_seconds": self.propagation_delay_seconds,
                     "broken_new_secrets": self.broken_new_secrets,
+                    "write_quota": (
+                        None
+                        if self.write_quota is None
+                        else {"limit": self.write_quota[0], "window_seconds": self.write_quota[1]}
+                    ),
+                    "writes_throttled": self.writes_throttled,
                 }
             )
             return data
@@ -399,6 +417,12 @@ class EntraSimulator(SimulatorServer):
             self.propagation_delay_seconds = float(value or 0)
         elif name == "broken_new_secrets":
             self.broken_new_secrets = bool(value)
+        elif name == "write_quota":
+            self.write_quota = (
+                None if value is None else (int(value["limit"]), float(value["window_seconds"]))
+            )
+            self._writes.clear()
+            self.writes_throttled = 0
         elif name == "throttle_writes":
             count, retry_after = (
                 (value, 1) if isinstance(value, int) else (value["count"], value.get("retry_after", 1))
@@ -688,7 +712,34 @@ class EntraSimulator(SimulatorServer):
             payload["@odata.nextLink"] = f"{request.base_url}/v1.0/applications?{query}"
         return self.graph_ok(request, payload)
 
+    def _within_write_quota(self, request: SimRequest) -> None:
+        """Count a password write against ``write_quota``; 429 when the window is full."""
+        if self.write_quota is None:
+            return
+        limit, window = self.write_quota
+        now = time.monotonic()
+        while self._writes and self._writes[0] <= now - window:
+            self._writes.popleft()
+        if len(self._writes) >= limit:
+            self.writes_throttled += 1
+            seconds = max(1, math.ceil(self._writes[0] + window - now))
+            raise SimHTTPError(
+                self.graph_error(
+                    request,
+                    429,
+                    "Request_ThrottledTemporarily",
+                    f"Your request is throttled temporarily. Please try after {seconds} seconds.",
+                    headers={
+                        "Retry-After": str(seconds),
+                        "x-ms-throttle-scope": f"Tenant_Application/ReadWrite/simulator/{self.tenant_id}",
+                        "x-ms-throttle-information": "WriteLimitExceeded",
+                    },
+                )
+            )
+        self._writes.append(now)
+
     def _add_password(self, request: SimRequest) -> SimResponse:
+        self._within_write_quota(request)
         app = self._resolve(request)
         body = self._body(request)
         spec = body.get("passwordCredential") or {}
@@ -761,6 +812,7 @@ class EntraSimulator(SimulatorServer):
         return self.graph_ok(request, payload)
 
     def _remove_password(self, request: SimRequest) -> SimResponse:
+        self._within_write_quota(request)
         app = self._resolve(request)
         key_id = self._body(request).get("keyId")
         try:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from shared.domain.secret import SecretValue
 
+WRITE_METHODS = frozenset({"PUT", "POST", "PATCH", "DELETE"})
 logger = logging.getLogger("rotator.arm")
 
 ARM_SERVICE = "arm"
@@ -131,6 +132,10 @@ class ArmClient:
 
         url = self.url(path_or_url, api_version)
         headers = await self._headers()
+        budget = self._services.arm_write_budget if method.upper() in WRITE_METHODS else None
+        if budget is not None:
+            # ARM's write quota is per principal: one budget for every instance.
+            await budget.acquire()
         try:
             response: httpx.Response = await self._services.http.request(
                 method, url, json=body, headers=headers, follow_redirects=False
@@ -153,6 +158,10 @@ class ArmClient:
         logger.info("ARM %s %s -> %d", method, target.label, status)
         if 200 <= status < 300 or status in accept:
             return response
+        if status == 429 and budget is not None:
+            delay = retry_after_seconds(response.headers)
+            if delay:
+                await budget.pause(delay)
         self._raise_for(response, target, action)
         raise AssertionError("unreachable")
 
