@@ -190,6 +190,32 @@ class ApplicationStore:
             break
         return Page(items, encode_continuation(getattr(pages, "continuation_token", None)))
 
+    async def registered(self, app_ids: Sequence[str]) -> set[str]:
+        """Which of ``app_ids`` have a registration, by key-only queries (no row is parsed).
+
+        A Table filter allows at most 15 comparisons (learn "Querying tables and entities"): the
+        partition and 14 row keys per query, the queries run together.
+        """
+        import asyncio
+
+        async def chunk(ids: Sequence[str]) -> set[str]:
+            names = {f"k{i}": app_row_key(app_id) for i, app_id in enumerate(ids)}
+            query = " or ".join(f"RowKey eq @{name}" for name in names)
+            rows = self._table.query_entities(
+                # Spaces around the parentheses: the SDK substitutes "@name" tokens split on spaces.
+                f"PartitionKey eq @pk and ( {query} )",
+                parameters={"pk": PARTITION, **names},
+                select=["RowKey"],
+            )
+            return {str(row["RowKey"])[len(APP_PREFIX) :] async for row in rows}
+
+        unique = sorted(set(app_ids))
+        chunks = [unique[start : start + 14] for start in range(0, len(unique), 14)]
+        found: set[str] = set()
+        for result in await asyncio.gather(*(chunk(ids) for ids in chunks)):
+            found |= result
+        return found
+
     async def create(
         self, config: ApplicationConfig, status: ApplicationStatus, now: datetime
     ) -> StoredApplication:

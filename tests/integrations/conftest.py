@@ -150,16 +150,18 @@ def webhook_sim(stack: Any) -> Any:
 
 
 @pytest.fixture
-async def arm_services(stack: Any, arm_sim: Any, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Services]:
-    """Services for calling the ARM / webhook plugins directly: the stack's identity, vaults and ARM."""
+async def arm_services(
+    stack: Any, arm_sim: Any, azurite: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Services]:
+    """Services for calling the ARM / webhook plugins directly: the stack's identity, vaults and ARM,
+    and Azurite (ARM writes take a token of the shared ARM write budget)."""
     from tests.conftest import base_environment
 
-    env = base_environment(
-        "UseDevelopmentStorage=true", **{**stack.app_settings(), "ROTATOR_ARM_URL": arm_sim.url}
-    )
+    env = base_environment(azurite, **{**stack.app_settings(), "ROTATOR_ARM_URL": arm_sim.url})
     for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER"):
         monkeypatch.setenv(name, env[name])
     services = Services(load_settings(env), clock=FakeClock(stack))
+    await services.ensure_storage()
     try:
         yield services
     finally:

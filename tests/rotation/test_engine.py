@@ -422,3 +422,48 @@ async def test_a_scan_past_its_time_budget_stops_between_pages(
     assert first.truncated and first.rows_read == 3
     rest = await services.scanner.scan()
     assert rest.rows_read == 4 and sum(rest.enqueued.values()) == 4
+
+
+async def test_registered_answers_for_many_ids_with_key_only_queries(rotator: Rotator) -> None:
+    """Issue 11: the inventory asks which of a page's application ids are registered in a few
+    key-only queries (14 ids each, the Table filter limit), not one read and parse per id."""
+    apps = [rotator.seed_entra_app() for _ in range(17)]
+    for entra_app in apps[:16]:
+        await rotator.register(entra_app)
+    unknown = [f"00000000-0000-4000-8000-{n:012d}" for n in range(20)]
+    asked = [a.app_id for a in apps] + unknown
+    found = await rotator.services.applications.registered(asked)
+    assert found == {a.app_id for a in apps[:16]}
+
+
+def test_a_graph_application_page_is_parsed_into_records() -> None:
+    import json
+
+    from shared.inventory import parse_application_page
+
+    page = {
+        "@odata.nextLink": "https://graph.microsoft.com/v1.0/applications?$top=2&$skiptoken=RFNwdAIAAQAAAA",
+        "value": [
+            {
+                "id": "o1",
+                "appId": "a1",
+                "displayName": "One",
+                "passwordCredentials": [
+                    {
+                        "keyId": "k1",
+                        "displayName": "d",
+                        "hint": "abc",
+                        "startDateTime": "2026-11-01T10:00:00Z",
+                        "endDateTime": "2026-12-01T10:00:00.1234567Z",
+                    }
+                ],
+            },
+            {"id": "o2", "appId": "a2", "displayName": None, "passwordCredentials": []},
+        ],
+    }
+    parsed = parse_application_page(json.dumps(page).encode())
+    assert [a.app_id for a in parsed.applications] == ["a1", "a2"]
+    [password] = parsed.applications[0].passwords
+    assert password.end is not None and password.end.microsecond == 123456 and password.end.tzinfo is not None
+    assert password.start is not None and password.start.day == 1
+    assert parsed.skip_token == "RFNwdAIAAQAAAA"
