@@ -129,7 +129,8 @@ class HttpFrontend:
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=_MAX_BODY, middlewares=[_empty_not_found])
-        app.router.add_route("*", "/{tail:.*}", self.handle)
+        # [\s\S], not '.': a decoded path may hold a newline (%0A), which the Functions host routes.
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self.handle)
         return app
 
     async def handle(self, request: web.Request) -> web.StreamResponse:

@@ -87,3 +87,16 @@ def test_a_registration_too_large_for_a_table_property_is_a_400(api: httpx.Clien
     integrations = [{"kind": "keyVault", "name": f"kv-{i}", "vaultUrl": url} for i in range(20)]
     response = api.put(f"/applications/{uuid.uuid4()}", json=registration(integrations=integrations))
     assert_problem(response, 400, "body")
+
+
+def test_an_encoded_newline_in_the_app_id_is_a_400_from_the_app_not_a_host_404(api: httpx.Client) -> None:
+    """Found by schemathesis: the local host's catch-all route did not match a decoded path holding
+    a newline (%0A), so it answered an undocumented 404 with no body; the Functions host routes it."""
+    response = api.put(
+        "/applications/%C3%A1%0A%F2%89%AE%9F",
+        headers={"If-Match": "", "Content-Type": "application/json"},
+        content=b'{"displayName": "0", "objectId": "e3e70682-c209-1cac-a29f-6fbed82c07cd"}',
+    )
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["errors"][0]["field"] == "appId"

@@ -1,0 +1,206 @@
+"""Benchmark (not a test): API latency through the local host, the way a portal calls it.
+
+    .venv/bin/python -m scripts.bench_api [--registered 10000] [--directory 2000]
+
+The real ``function_app`` is served by the local host (devhost) over real sockets, on Azurite and
+the simulators. ``--registered`` registrations are written as the app writes them; the simulated
+directory holds ``--directory`` applications for the inventory. Measured:
+
+* ``GET /applications?pageSize=100``: one client walking the pages (continuation tokens), then 8
+  clients at once; latency percentiles.
+* ``GET /applications/{appId}``: idle, then while another client walks ``/inventory`` pages.
+
+``make bench`` runs it after the timer benchmark and adds its table to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "bench-function-key"
+TENANT = "00000000-0000-0000-0000-00000000cafe"
+
+
+@dataclass
+class Latencies:
+    label: str
+    samples: list[float]
+
+    def percentile(self, fraction: float) -> float:
+        ordered = sorted(self.samples)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000
+
+    def row(self) -> str:
+        return (
+            f"| {self.label} | {len(self.samples)} | {self.percentile(0.5):.0f} | "
+            f"{self.percentile(0.99):.0f} | {max(self.samples) * 1000:.0f} |"
+        )
+
+
+def timed(client: httpx.Client, path: str, params: dict[str, str] | None = None) -> tuple[float, Any]:
+    started = time.perf_counter()
+    response = client.get(path, params=params)
+    elapsed = time.perf_counter() - started
+    if response.status_code != 200:
+        raise RuntimeError(f"{path}: {response.status_code} {response.text[:200]}")
+    return elapsed, response.json()
+
+
+def walk_pages(client: httpx.Client, path: str, count: int, page_size: int = 100) -> list[float]:
+    samples: list[float] = []
+    token: str | None = None
+    while len(samples) < count:
+        params = {"pageSize": str(page_size), **({"continuationToken": token} if token else {})}
+        elapsed, body = timed(client, path, params)
+        samples.append(elapsed)
+        token = body.get("continuationToken")
+    return samples
+
+
+def in_threads(count: int, work: Callable[[int], list[float]]) -> list[float]:
+    results: list[list[float]] = [[] for _ in range(count)]
+    threads = [
+        threading.Thread(target=lambda n=n: results.__setitem__(n, work(n)), daemon=True)
+        for n in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [sample for result in results for sample in result]
+
+
+def measure(base_url: str, registered: int) -> list[Latencies]:
+    def client() -> httpx.Client:
+        return httpx.Client(base_url=f"{base_url}/api", headers={"x-functions-key": KEY}, timeout=60)
+
+    results: list[Latencies] = []
+    with client() as warm:
+        walk_pages(warm, "/applications", 5)
+        app_id = f"00000000-0000-4000-8000-{registered // 2:012d}"
+        for _ in range(20):
+            timed(warm, f"/applications/{app_id}")
+        results.append(Latencies("list, page of 100, 1 client", walk_pages(warm, "/applications", 200)))
+    results.append(
+        Latencies(
+            "list, page of 100, 8 clients",
+            in_threads(8, lambda _n: _walk_with_own_client(client, 40)),
+        )
+    )
+    with client() as one:
+        idle = [timed(one, f"/applications/{app_id}")[0] for _ in range(300)]
+        results.append(Latencies("GET one application, idle", idle))
+        stop = threading.Event()
+
+        def inventory_walker() -> None:
+            with client() as walker:
+                while not stop.is_set():
+                    token: str | None = None
+                    while not stop.is_set():
+                        params = {"pageSize": "100", **({"continuationToken": token} if token else {})}
+                        _, body = timed(walker, "/inventory", params)
+                        token = body.get("continuationToken")
+                        if not token:
+                            break
+
+        walker = threading.Thread(target=inventory_walker, daemon=True)
+        walker.start()
+        time.sleep(1.0)
+        busy = [timed(one, f"/applications/{app_id}")[0] for _ in range(300)]
+        stop.set()
+        walker.join()
+        results.append(Latencies("GET one application, during an inventory walk", busy))
+    return results
+
+
+def _walk_with_own_client(factory: Callable[[], httpx.Client], count: int) -> list[float]:
+    with factory() as own:
+        return walk_pages(own, "/applications", count)
+
+
+def run(registered: int, directory: int) -> tuple[list[Latencies], float]:
+    import asyncio
+
+    import function_app
+    from devhost import DevHostThread
+    from devhost.testing import AzuriteProcess
+    from scripts.bench_timer import seed
+    from shared.config import load_settings
+    from shared.services import Services, set_services
+    from simulators.stack import SimulatorStack
+
+    with (
+        tempfile.TemporaryDirectory() as workdir,
+        AzuriteProcess(Path(workdir, "azurite")) as azurite,
+        SimulatorStack(Path(workdir, "sims"), keyvaults=("rotator",), tenant_id=TENANT) as stack,
+    ):
+        seeded = seed(azurite.connection_string, registered, datetime.now(UTC))
+        for number in range(directory):
+            stack.entra.add_application(
+                f"directory-{number}",
+                passwords=[
+                    {"displayName": "p", "secretText": f"s{number}x", "endDateTime": "2027-01-01T00:00:00Z"}
+                ],
+            )
+        settings = load_settings(
+            {
+                "AzureWebJobsStorage": azurite.connection_string,
+                **stack.app_settings(),
+                "ROTATOR_TENANT_ID": TENANT,
+            }
+        )
+        import os
+
+        os.environ.update(stack.msi.environment())
+        services = Services(settings)
+        set_services(services)
+        try:
+            with DevHostThread(
+                function_app.app,
+                port=0,
+                function_key=KEY,
+                host_json_path=ROOT / "host.json",
+                settings={"AzureWebJobsStorage": azurite.connection_string},
+                enable_queues=False,
+                enable_timers=False,
+            ) as host:
+                results = measure(str(host.base_url).rstrip("/"), registered)
+                host.run_coroutine(services.close())
+        finally:
+            set_services(None)
+            asyncio.set_event_loop(None)
+    return results, seeded
+
+
+HEADER = "| request | samples | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--registered", type=int, default=10000)
+    parser.add_argument("--directory", type=int, default=2000)
+    args = parser.parse_args()
+    results, seeded = run(args.registered, args.directory)
+    print(f"{args.registered:,} registered (seeded in {seeded:.0f} s), {args.directory:,} in the directory")
+    print(HEADER)
+    for result in results:
+        print(result.row())
+    idle, busy = results[2], results[3]
+    print(f"GET one during an inventory walk: p99 {busy.percentile(0.99) / idle.percentile(0.99):.2f}x idle")
+
+
+if __name__ == "__main__":
+    main()
