@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, quote, urlparse
 
-from shared.adapters.entra import PasswordInfo, _graph_errors
+from shared.adapters.entra import PasswordInfo, _graph_errors, password_infos
 from shared.adapters.retry import RetryPolicy, retry
 from shared.domain.models import rfc3339
 from shared.errors import ExternalServiceError, FieldProblem, ValidationError
@@ -174,39 +174,11 @@ def parse_application_page(raw: bytes) -> DirectoryPage:
                 object_id=str(app.get("id")),
                 app_id=str(app.get("appId")),
                 display_name=str(app.get("displayName") or ""),
-                passwords=tuple(
-                    PasswordInfo(
-                        key_id=str(p.get("keyId")),
-                        display_name=p.get("displayName"),
-                        hint=p.get("hint"),
-                        start=_graph_instant(p.get("startDateTime")),
-                        end=_graph_instant(p.get("endDateTime")),
-                    )
-                    for p in app.get("passwordCredentials") or []
-                    if isinstance(p, dict)
-                ),
+                passwords=password_infos(app.get("passwordCredentials")),
             )
         )
     next_link = data.get("@odata.nextLink")
     return DirectoryPage(applications, _skip_token(next_link if isinstance(next_link, str) else None))
-
-
-def _graph_instant(value: Any) -> datetime | None:
-    """Graph's DateTimeOffset (``2026-12-01T10:00:00Z``, fractions of any length) in UTC."""
-    if not isinstance(value, str) or not value:
-        return None
-    from datetime import UTC
-
-    text = value.replace("Z", "+00:00")
-    if "." in text:
-        head, _, tail = text.partition(".")
-        digits = "".join(ch for ch in tail if ch.isdigit())
-        text = f"{head}.{digits[:6].ljust(6, '0')}{tail[len(digits) :]}"
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def missing_permission_error(error: ExternalServiceError | None = None) -> ExternalServiceError:

@@ -247,12 +247,15 @@ class Services:
     def verifier(self) -> TokenVerifier:
         from shared.adapters.entra import TokenVerifier
 
-        return TokenVerifier(
+        verifier = TokenVerifier(
             self.settings.tenant_id,
             self.settings.login_authority,
             self.settings.graph_scope,
             ca_bundle=self.settings.ca_bundle,
+            timeout_seconds=self.settings.http_timeout_seconds,
         )
+        self._closers.append(verifier.close)
+        return verifier
 
     def vault(self, vault_url: str) -> VaultClient:
         """A client for any vault (the rotator's own, or a destination), cached per URL."""

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from shared.adapters.tls import azure_transport
 from shared.domain.secret import SecretValue
 from shared.errors import ExternalServiceError, NotFoundError, ThrottledError, TransientServiceError
 
@@ -69,8 +70,9 @@ class VaultClient:
             # The challenge's resource must match the vault's domain, except for local simulators.
             "verify_challenge_resource": host not in ("localhost", "127.0.0.1"),
         }
-        if ca_bundle:
-            options["connection_verify"] = ca_bundle
+        transport = azure_transport(ca_bundle)
+        if transport is not None:
+            options["transport"] = transport
         self.vault_url = vault_url
         self._client: SecretClient = SecretClient(vault_url, credential, **options)
 

@@ -98,8 +98,12 @@ def attention_at(
 ) -> datetime | None:
     """The next moment the timer must look at this application, or None to never look."""
     if status.in_progress is not None:
-        # Even a disabled app's running rotation must finish or be taken over.
-        return status.in_progress.expires_at
+        # Even a disabled app's running rotation must finish or be taken over. From the claim's
+        # start, not its renewed expiry: every step renews the claim, and a moving attention time
+        # would move the index row with each step (two more writes each). A scan that comes while
+        # a renewed claim still holds finds nothing to do; the next one looks again.
+        claim = status.in_progress
+        return min(claim.expires_at, claim.claimed_at + policy.claim_timeout)
     if status.pending is not None:
         # A requested rotation whose job may be lost: requeue it (at once if it was never queued).
         return status.enqueued_at + policy.requeue_after if status.enqueued_at else EPOCH

@@ -120,8 +120,11 @@ class AcsEmailTransport:
                 # Retries are the notifier's (bounded, with a deadline); the poller's GETs fail fast.
                 "retry_total": 0,
             }
-            if self._ca_bundle:
-                options["connection_verify"] = self._ca_bundle
+            from shared.adapters.tls import azure_transport
+
+            transport = azure_transport(self._ca_bundle)
+            if transport is not None:
+                options["transport"] = transport
             self._client = EmailClient(self._endpoint, self._credential, **options)
         return self._client
 

@@ -283,6 +283,23 @@ class ApplicationStore:
             operations, current, config, status, now, sequence=writes, record_change=record_change
         )
         entity["ExpiryKey"], entity["ExpiryState"], entity["Writes"] = expiry_key or "", state, _int64(writes)
+        if len(operations) == 1:
+            # Only the app row (most step writes): one entity request, without the batch's
+            # multipart body, which costs milliseconds of CPU to build and parse.
+            from azure.core.exceptions import HttpResponseError
+
+            try:
+                result = await self._table.update_entity(
+                    entity,
+                    mode=UpdateMode.REPLACE,
+                    etag=etag or current.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except HttpResponseError as error:
+                raise _conflict_or_missing(error, app_id) from None
+            return StoredApplication(
+                config, status, _etag(result), current.created_at, now, index_key, expiry_key, state, writes
+            )
         try:
             results = await self._table.submit_transaction(operations)
         except TableTransactionError as error:

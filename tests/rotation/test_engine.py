@@ -467,3 +467,15 @@ def test_a_graph_application_page_is_parsed_into_records() -> None:
     assert password.end is not None and password.end.microsecond == 123456 and password.end.tzinfo is not None
     assert password.start is not None and password.start.day == 1
     assert parsed.skip_token == "RFNwdAIAAQAAAA"
+
+
+async def test_a_rotation_reads_the_application_from_graph_twice(rotator: Rotator) -> None:
+    """Issue 11: Graph reads per rotation stay two (identity and credentials, then retirement);
+    a rotation's many steps do not each read the application again."""
+    entra_app = rotator.seed_entra_app()
+    await rotator.register(entra_app)
+    entra = rotator.stack.entra
+    before = len(entra.requests(method="GET", path=r"/v1\.0/applications/[^/]+$"))
+    assert await rotator.services.engine.handle(rotator.job(entra_app.app_id)) == "rotated"
+    reads = len(entra.requests(method="GET", path=r"/v1\.0/applications/[^/]+$")) - before
+    assert reads == 2

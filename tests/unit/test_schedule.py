@@ -80,3 +80,21 @@ def test_the_superseded_credential_is_retired_when_it_expires() -> None:
     assert attention_at(config(), status, POLICY) == NOW + timedelta(hours=1)
     assert attention_needed(config(), status, POLICY, NOW) == Attention.NOTHING
     assert attention_needed(config(), status, POLICY, NOW + timedelta(hours=1)) == Attention.RETIRE
+
+
+def test_renewing_a_claim_does_not_move_its_attention_time() -> None:
+    """Issue 11: every step renews the claim; the attention time (the index row's key) stays put,
+    so a step writes only the application row, not an index move as well."""
+    claim = RotationClaim(rotation_id="r", owner="w1", claimed_at=NOW, expires_at=NOW + timedelta(minutes=30))
+    first = attention_at(config(), ApplicationStatus(in_progress=claim), POLICY)
+    renewed = claim.model_copy(update={"expires_at": NOW + timedelta(minutes=50)})
+    assert attention_at(config(), ApplicationStatus(in_progress=renewed), POLICY) == first
+    # A scan at that moment finds the renewed claim alive: nothing to do, no takeover.
+    assert (
+        attention_needed(config(), ApplicationStatus(in_progress=renewed), POLICY, first) == Attention.NOTHING
+    )
+    # Released early (a finished or given-up claim expires now): looked at then.
+    released = claim.model_copy(update={"expires_at": NOW + timedelta(minutes=1)})
+    assert attention_at(config(), ApplicationStatus(in_progress=released), POLICY) == NOW + timedelta(
+        minutes=1
+    )

@@ -1,0 +1,30 @@
+"""One trust for every outbound call (issue 11 and 12): the public roots plus ROTATOR_CA_BUNDLE,
+in one TLS context per process, so pooled connections are reused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shared.adapters.tls import azure_transport, ssl_context
+
+
+def test_without_a_bundle_the_sdks_keep_their_defaults() -> None:
+    assert azure_transport(None) is None
+    assert ssl_context(None) is True
+
+
+def test_a_bundle_adds_to_the_public_roots_and_one_context_serves_every_request(tmp_path: Path) -> None:
+    import certifi
+
+    # Any valid CA certificate will do as "the extra one": take the first from certifi's file.
+    first = certifi.contents().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
+    bundle = tmp_path / "extra-ca.pem"
+    bundle.write_text(first)
+    context = ssl_context(str(bundle))
+    assert not isinstance(context, bool)
+    assert len(context.get_ca_certs()) > 100  # the public roots are still trusted
+    transport = azure_transport(str(bundle))
+    # azure-core asks per request; the answer is the same context each time (connections pool).
+    assert transport._build_ssl_config(None, True) is context
+    assert transport._build_ssl_config(None, True) is transport._build_ssl_config(None, str(bundle))
+    assert transport._build_ssl_config(None, False) is False
