@@ -40,7 +40,7 @@ infra-scan:
 test: lint typecheck unit infra-scan
 
 bench: setup
-	$(BIN)/python -m scripts.bench_timer
+	$(BIN)/python -m scripts.bench
 
 clean:
 	rm -rf $(VENV) node_modules .local .mypy_cache .ruff_cache .pytest_cache

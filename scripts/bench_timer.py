@@ -1,7 +1,5 @@
-"""Benchmark (not a test): the timer run's cost against the number of registered applications,
-and the cold-start import cost of ``function_app``.
-
-    make bench            # or: .venv/bin/python -m scripts.bench_timer [--sizes 1000 10000 100000]
+"""The timer run's cost against the number of registered applications, and the cold-start import
+cost of ``function_app`` (part of ``make bench``: ``scripts/bench.py`` runs it and writes the table).
 
 For each size N it starts from an empty Azurite table and writes N registrations as the app writes
 them (app row, due-index row, expiry row): 100 are due now, 50 more have secrets that entered the
@@ -11,13 +9,12 @@ is what does not follow the due work. It then runs one real timer pass: the scan
 (``Scanner.scan``: index query, per-app read, enqueue to the real queue, status write) and the
 expiry report (``report_expiring_secrets``: changes and window entries since the last turn), and
 reports rows read, wall time and this process's CPU time (Azurite runs in its own process).
-Then it times ``import function_app`` against a bare ``import azure.functions`` in fresh
-interpreters (median of several runs) with peak RSS, and writes the table to docs/benchmarks.md.
+The import cost compares ``import function_app`` with a bare ``import azure.functions`` in fresh
+interpreters (median of several runs) with peak RSS.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import platform
@@ -216,18 +213,10 @@ def import_costs(statements: tuple[str, ...], runs: int = 11) -> list[tuple[floa
     return [(statistics.median(samples[s][0]) * 1000, statistics.median(samples[s][1])) for s in statements]
 
 
-def main() -> None:
+def timer_table(sizes: list[int]) -> tuple[list[str], str]:
+    """The timer run at each registry size: the table rows and the ratio line."""
     from devhost.testing import AzuriteProcess
 
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
-    args = parser.parse_args()
-
-    print(
-        f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}"
-    )
     header = (
         "| registered | due | rows read: scan | rows read: expiry report | rows read / due "
         "| enqueued | expiring counted | timer run wall s | timer run CPU s (this process) | seed s |"
@@ -237,7 +226,7 @@ def main() -> None:
     now = datetime.now(UTC)
     runs: dict[int, TimerRun] = {}
     with tempfile.TemporaryDirectory() as directory, AzuriteProcess(directory) as azurite:
-        for size in args.sizes:
+        for size in sizes:
             seeded = seed(azurite.connection_string, size, now)
             run = runs[size] = asyncio.run(timer_once(azurite.connection_string, now))
             line = (
@@ -254,7 +243,11 @@ def main() -> None:
         f"{runs[largest].cpu / runs[smallest].cpu:.2f}x."
     )
     print(ratios)
+    return lines, ratios
 
+
+def cold_start() -> tuple[list[str], str]:
+    """The import cost table and the heavy libraries ``import function_app`` loads."""
     (base_ms, base_rss), (app_ms, app_rss) = import_costs(("import azure.functions", "import function_app"))
     cold = [
         "| import | wall time (median of 11) | peak RSS |",
@@ -278,64 +271,28 @@ def main() -> None:
         check=True,
     ).stdout.strip()
     print(f"heavy libraries loaded by import function_app: {heavy}")
-    write_report(lines, ratios, cold, heavy)
+    return cold, heavy
 
 
-def write_report(timer: list[str], ratios: str, cold: list[str], heavy: str) -> None:
+def machine() -> str:
     import os
 
-    cpus = os.cpu_count()
     memory = next(
         (
             line.split()[1]
             for line in Path("/proc/meminfo").read_text().splitlines()
             if line.startswith("MemTotal")
         ),
-        "?",
+        "0",
     )
-    machine = (
-        f"{cpus} cores ({platform.machine()}), {int(memory) // 1024 // 1024 if memory.isdigit() else '?'} GiB RAM, "
-        f"Python {platform.python_version()}, Azurite from node_modules on the same machine"
+    return (
+        f"{os.cpu_count()} cores ({platform.machine()}), {int(memory) // 1024 // 1024} GiB RAM, "
+        f"Python {platform.python_version()}; Azurite (from node_modules), the simulators and the "
+        "local host on the same machine"
     )
-    text = f"""# Benchmarks
-
-Written by `make bench` (`scripts/bench_timer.py`) on {datetime.now(UTC):%Y-%m-%d}; nothing here
-comes from timed unit tests. Ratios are measured within one run.
-
-**Machine:** {machine}.
-
-## A timer run against the registry's size
-
-Method: {TIMER_METHOD}
-
-{chr(10).join(timer)}
-
-{ratios}
-
-Rows read follow the due work, not the registry: the scan reads the due-index rows and the expiry
-report reads the changes and the window entries since its last turn (plus its turn row). Wall time
-grows with N because Azurite evaluates every table query by walking the whole table (its LokiJS
-store filters with a JavaScript predicate; Azure Table storage seeks the key range), and each of
-its writes gets slower as the table grows; this process's CPU time is the rotator's own work.
-
-## Cold start
-
-Method: a fresh interpreter per run, the two imports alternating, median of 11, wall time of the import statement alone, and
-peak resident memory (`VmHWM` of that process).
-
-{chr(10).join(cold)}
-
-Loaded by `import function_app` among the heavy libraries: {heavy} (`tests/unit/test_cold_start.py`
-keeps it so): each is imported in the code path that first needs it.
-
-## Not measured yet
-
-The 1,000-due drain through the local host, list and inventory latencies, and the simulated
-scale-out against a Graph quota (issue 11) have no benchmark here yet.
-"""
-    (ROOT / "docs" / "benchmarks.md").write_text(text)
-    print("written: docs/benchmarks.md")
 
 
 if __name__ == "__main__":
+    from scripts.bench import main
+
     main()
