@@ -3,7 +3,7 @@
     .venv/bin/python -m scripts.bench_api [--registered 10000] [--directory 2000]
 
 The real ``function_app`` is served by the local host (devhost) over real sockets, on Azurite and
-the simulators. ``--registered`` registrations are written as the app writes them; the simulated
+the simulators (in their own process). ``--registered`` registrations are written as the app writes them; the simulated
 directory holds ``--directory`` applications for the inventory. Measured:
 
 * ``GET /applications?pageSize=100``: one client walking the pages (continuation tokens), then 8
@@ -29,7 +29,6 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "bench-function-key"
-TENANT = "00000000-0000-0000-0000-00000000cafe"
 
 
 @dataclass
@@ -136,33 +135,29 @@ def run(registered: int, directory: int) -> tuple[list[Latencies], float]:
     from devhost import DevHostThread
     from devhost.testing import AzuriteProcess
     from scripts.bench_timer import seed
+    from scripts.sim_process import SimulatorProcess, apply_environment
     from shared.config import load_settings
     from shared.services import Services, set_services
-    from simulators.stack import SimulatorStack
 
+    directory_seed = {
+        "applications": [
+            {
+                "displayName": f"directory-{number}",
+                "passwordCredentials": [
+                    {"displayName": "p", "secretText": f"s{number}x", "endDateTime": "2027-01-01T00:00:00Z"}
+                ],
+            }
+            for number in range(directory)
+        ]
+    }
     with (
         tempfile.TemporaryDirectory() as workdir,
         AzuriteProcess(Path(workdir, "azurite")) as azurite,
-        SimulatorStack(Path(workdir, "sims"), keyvaults=("rotator",), tenant_id=TENANT) as stack,
+        SimulatorProcess(Path(workdir, "sims"), directory_seed) as sims,
     ):
         seeded = seed(azurite.connection_string, registered, datetime.now(UTC))
-        for number in range(directory):
-            stack.entra.add_application(
-                f"directory-{number}",
-                passwords=[
-                    {"displayName": "p", "secretText": f"s{number}x", "endDateTime": "2027-01-01T00:00:00Z"}
-                ],
-            )
-        settings = load_settings(
-            {
-                "AzureWebJobsStorage": azurite.connection_string,
-                **stack.app_settings(),
-                "ROTATOR_TENANT_ID": TENANT,
-            }
-        )
-        import os
-
-        os.environ.update(stack.msi.environment())
+        apply_environment(sims)
+        settings = load_settings({"AzureWebJobsStorage": azurite.connection_string, **sims.app_settings})
         services = Services(settings)
         set_services(services)
         try:

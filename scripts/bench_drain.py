@@ -4,7 +4,8 @@
 
 The real ``function_app`` runs in the local host (devhost) with the project's host.json (queue
 batch and threshold, so at most ``batchSize + newBatchThreshold`` jobs at once), on Azurite and
-the simulators, which answer each request after ``--latency-ms``. ``--due`` applications are
+the simulators (in their own process, as the services are in Azure), which answer each request
+after ``--latency-ms``. ``--due`` applications are
 registered (rotation on, no destinations: the rotation itself is measured: claim, addPassword,
 stage in the vault, prove the secret at the token endpoint, record) and are all due.
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import tempfile
 import time
@@ -97,36 +97,49 @@ async def _loop_cpu() -> float:
     return time.thread_time()
 
 
+@dataclass(frozen=True)
+class DirectoryApp:
+    app_id: str
+    object_id: str
+    display_name: str
+
+
 def run(due: int, latency_ms: int) -> DrainResult:
     import function_app
     from devhost import DevHostThread, load_host_json
     from devhost.testing import AzuriteProcess
+    from scripts.sim_process import SimulatorProcess, apply_environment
     from shared.config import load_settings
     from shared.domain.models import JobReason, RotationJob
     from shared.services import Services, set_services
-    from simulators.stack import SimulatorStack
 
+    expiring = (datetime.now(UTC) + timedelta(days=60)).isoformat()
+    entra_apps = [
+        DirectoryApp(str(uuid.uuid4()), str(uuid.uuid4()), f"drain-{number}") for number in range(due + 1)
+    ]
+    seed = {
+        "applications": [
+            {
+                "displayName": app.display_name,
+                "appId": app.app_id,
+                "id": app.object_id,
+                "passwordCredentials": [
+                    {"displayName": "hand-made", "secretText": f"s-{app.app_id}", "endDateTime": expiring}
+                ],
+            }
+            for app in entra_apps
+        ]
+    }
     with (
         tempfile.TemporaryDirectory() as workdir,
         AzuriteProcess(Path(workdir, "azurite")) as azurite,
-        SimulatorStack(Path(workdir, "sims"), keyvaults=("rotator",), tenant_id=TENANT) as stack,
+        SimulatorProcess(Path(workdir, "sims"), seed) as sims,
     ):
-        expiring = (datetime.now(UTC) + timedelta(days=60)).isoformat()
-        entra_apps = [
-            stack.entra.add_application(
-                f"drain-{number}",
-                passwords=[
-                    {"displayName": "hand-made", "secretText": f"s-{number}-x", "endDateTime": expiring}
-                ],
-            )
-            for number in range(due + 1)
-        ]
-        os.environ.update(stack.msi.environment())
+        apply_environment(sims)
         settings = load_settings(
             {
                 "AzureWebJobsStorage": azurite.connection_string,
-                **stack.app_settings(),
-                "ROTATOR_TENANT_ID": TENANT,
+                **sims.app_settings,
                 "ROTATOR_VERIFY_TIMEOUT_SECONDS": "60",
             }
         )
@@ -150,8 +163,7 @@ def run(due: int, latency_ms: int) -> DrainResult:
                 host.run_coroutine(services.ensure_storage())
                 single, rest = entra_apps[0], entra_apps[1:]
                 host.run_coroutine(_register(services, [single]))
-                for server in stack.servers.values():
-                    server.set_switches(latency_seconds=latency_ms / 1000)
+                sims.set_switches(latency_seconds=latency_ms / 1000)
                 singles = []
                 for _ in range(5):
                     job = RotationJob(
@@ -164,11 +176,9 @@ def run(due: int, latency_ms: int) -> DrainResult:
                     host.run_coroutine(services.rotation_queue.enqueue(job))
                     host.drain("rotations", timeout=120)
                     singles.append(time.perf_counter() - started)
-                for server in stack.servers.values():
-                    server.set_switches(latency_seconds=0)
+                sims.set_switches(latency_seconds=0)
                 host.run_coroutine(_register(services, rest))
-                for server in stack.servers.values():
-                    server.set_switches(latency_seconds=latency_ms / 1000)
+                sims.set_switches(latency_seconds=latency_ms / 1000)
                 app_ids = [app.app_id for app in rest]
                 cpu = host.run_coroutine(_loop_cpu())
                 started = time.perf_counter()

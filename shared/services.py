@@ -210,7 +210,7 @@ class Services:
         return BudgetedDirectory(directory, self.graph_write_budget)
 
     # --- rate budgets shared by every instance (shared.storage.budget) ------------------------
-    def _budget(self, name: str, rate_per_second: float, burst: float) -> RateBudget:
+    def _budget(self, name: str, rate_per_second: float, burst: float, batch: int = 1) -> RateBudget:
         from shared.storage.applications import TABLE_NAME
         from shared.storage.budget import Limit, RateBudget
 
@@ -220,14 +220,17 @@ class Services:
             Limit(rate_per_second, burst),
             clock=self.clock,
             sleep=self.sleep,
+            batch=batch,
         )
 
     @cached_property
     def graph_write_budget(self) -> RateBudget:
         rate = self.settings.graph_writes_per_second
-        # Burst + 150 s of refill stays within Graph's 3,000 writes per 150 s per app and tenant.
+        # Burst + 151 s of refill (150 s and a second of held tokens) stays within Graph's 3,000
+        # writes per 150 s per app and tenant. Batches of 2: a rotation's addPassword and its
+        # removal of the superseded credential.
         return self._budget(
-            f"graph-writes|{self.settings.tenant_id}", rate, min(25 * rate, 3000 - 150 * rate)
+            f"graph-writes|{self.settings.tenant_id}", rate, min(25 * rate, 3000 - 151 * rate), batch=2
         )
 
     @cached_property

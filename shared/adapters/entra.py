@@ -106,6 +106,10 @@ class GraphDirectory:
         adapter.base_url = f"{graph_url.rstrip('/')}/v1.0"
         self._http_client = http_client
         self._client = GraphServiceClient(request_adapter=adapter)
+        # Policies change rarely: each answer is kept for POLICY_CACHE_SECONDS (a stricter policy
+        # meanwhile shows as a refused addPassword, which the rotation handles by searching).
+        self._policy_limits: dict[str, tuple[float, timedelta | None]] = {}
+        self._policies_forbidden: tuple[float, ExternalServiceError] | None = None
 
     async def close(self) -> None:
         await self._http_client.aclose()
@@ -189,8 +193,29 @@ class GraphDirectory:
         learn.microsoft.com/graph/api/resources/tenantappmanagementpolicy and
         learn.microsoft.com/graph/api/resources/appmanagementpolicy. A restriction counts when its
         ``state`` is not ``disabled`` and the app was created after its
-        ``restrictForAppsCreatedAfterDateTime`` (when set).
+        ``restrictForAppsCreatedAfterDateTime`` (when set). Answers (and a 403) are kept for
+        ``POLICY_CACHE_SECONDS``.
         """
+        import time
+
+        object_id = app.object_id
+        now = time.monotonic()
+        if self._policies_forbidden is not None and now < self._policies_forbidden[0]:
+            raise self._policies_forbidden[1]
+        cached = self._policy_limits.get(object_id)
+        if cached is not None and now < cached[0]:
+            return cached[1]
+        try:
+            limit = await self._read_lifetime_limit(app)
+        except ExternalServiceError as error:
+            if error.status == 403:
+                # Without Policy.Read.All: ask again in a while, not on every rotation.
+                self._policies_forbidden = (now + POLICY_CACHE_SECONDS, error)
+            raise
+        self._policy_limits[object_id] = (now + POLICY_CACHE_SECONDS, limit)
+        return limit
+
+    async def _read_lifetime_limit(self, app: EntraApplication) -> timedelta | None:
         object_id = app.object_id
         async with _graph_errors("read app management policies", object_id=object_id):
             assigned = await self._client.applications.by_application_id(
@@ -238,6 +263,7 @@ def _gone_codes(code: str | None) -> bool:
     )
 
 
+POLICY_CACHE_SECONDS = 15 * 60
 APPLICATION_SELECT = (
     "id",
     "appId",

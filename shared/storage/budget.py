@@ -17,6 +17,8 @@ The budgets and the limits they keep under (``Budgets``):
 * ARM writes: a bucket of 200 refilling 10/s per principal (learn "Understand how Azure Resource
   Manager throttles requests"). Default 8/s with a burst of 150.
 
+An instance may take a few tokens in one write (``batch``) and spend them within a second; unspent
+ones lapse, which keeps the bound (burst + rate x window, plus at most one second of rate).
 A caller waits for its token up to ``max_wait_seconds``; beyond that ``acquire`` raises
 ``ThrottledError`` with the wait as ``retry_after``, and the caller's one retry layer decides.
 """
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("rotator.budget")
 
 META_PARTITION = "meta"
+# How long tokens taken in a batch may be spent locally before they lapse.
+HOLD_SECONDS = 1.0
 # Attempts to record a pause before giving up (each lost race re-reads the row).
 CONTENTION_ATTEMPTS = 30
 
@@ -62,8 +66,14 @@ class RateBudget:
         clock: Callable[[], datetime],
         sleep: Callable[[float], Awaitable[None]],
         max_wait_seconds: float = 60.0,
+        batch: int = 1,
     ) -> None:
         self.name = name
+        # Tokens taken from the shared row in one write and spent here within HOLD_SECONDS (fewer
+        # round trips per call; unspent ones lapse, so no instance hoards).
+        self._batch = max(1, batch)
+        self._held = 0.0
+        self._held_until: datetime | None = None
         self._table = table
         self._limit = limit
         self._clock = clock
@@ -76,6 +86,11 @@ class RateBudget:
 
         Raises ``ThrottledError`` (``retry_after``: the wait still needed) beyond that.
         """
+        now = self._clock()
+        if self._held >= cost and self._held_until is not None and now < self._held_until:
+            self._held -= cost
+            return
+        self._held = 0.0
         waited = 0.0
         while True:
             entity = await self._read()
@@ -85,7 +100,10 @@ class RateBudget:
                 # Spread the wake-ups of every paused caller over a little more than the pause.
                 wait = (paused_until - now).total_seconds() * random.uniform(1.0, 1.2)  # noqa: S311
             elif tokens >= cost:
-                if await self._write(entity, tokens - cost, now, paused_until):
+                take = max(cost, min(float(self._batch) * cost, tokens // cost * cost))
+                if await self._write(entity, tokens - take, now, paused_until):
+                    self._held = take - cost
+                    self._held_until = now + timedelta(seconds=HOLD_SECONDS)
                     return
                 wait = random.uniform(0.005, 0.05)  # noqa: S311 - lost a race: read again soon
             else:
@@ -102,6 +120,7 @@ class RateBudget:
 
     async def pause(self, seconds: float) -> None:
         """Pause every caller of this budget for ``seconds`` (a 429's ``Retry-After``)."""
+        self._held = 0.0
         for _ in range(CONTENTION_ATTEMPTS):
             entity = await self._read()
             now = self._clock()

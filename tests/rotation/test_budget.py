@@ -141,3 +141,24 @@ async def test_forty_instances_stay_under_the_graph_write_quota(rotator: Rotator
     finally:
         entra.set_switches(write_quota=None)
         await directory.close()
+
+
+async def test_a_batch_is_taken_in_one_write_and_unspent_tokens_lapse(rotator: Rotator) -> None:
+    clock = SteppingClock()
+    slow = Limit(rate_per_second=0.001, burst=4)
+    batched = budget(rotator, clock, "batched", slow, batch=2, max_wait_seconds=1)
+    other = budget(rotator, clock, "batched", slow, max_wait_seconds=1)
+    await batched.acquire()  # takes two tokens in one write
+    await batched.acquire()  # spends the one it holds
+    await other.acquire()
+    await other.acquire()  # the last two: the bucket held four
+    with pytest.raises(ThrottledError):
+        await other.acquire()
+
+    lapsing = budget(
+        rotator, clock, "lapsing", Limit(rate_per_second=0.001, burst=2), batch=2, max_wait_seconds=1
+    )
+    await lapsing.acquire()  # holds one more
+    clock.now += timedelta(seconds=2)  # past the hold: it lapses, the bucket is empty
+    with pytest.raises(ThrottledError):
+        await lapsing.acquire()
