@@ -383,9 +383,8 @@ class InventoryService:
         )
 
     async def _registered(self, app_ids: Sequence[str]) -> set[str] | None:
-        """Which of ``app_ids`` are registered: key-only queries of up to 14 ids each (a Table
-        filter allows 15 comparisons, learn "Querying tables and entities"), not one read and one
-        parse per application."""
+        """Which of ``app_ids`` are registered: key-only point reads (``ApplicationStore.registered``),
+        not a read and a parse of each registration."""
         store = self._applications
         if store is None:
             return None
