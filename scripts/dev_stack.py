@@ -125,7 +125,12 @@ async def run() -> int:
             for line in demo.get("watch", []):
                 _print(f"  {line}")
             _print()
-            _print("The timer scans every 15 minutes (at :00, :15, :30, :45). Ctrl-C stops everything.")
+            _print("The timer scans every 15 minutes (at :00, :15, :30, :45). To scan now:")
+            _print(
+                f"  curl -s -X POST -H 'x-functions-key: {key}' -H 'Content-Type: application/json' "
+                f'-d \'{{"input": ""}}\' {base}/admin/functions/scan_due_rotations'
+            )
+            _print("Ctrl-C stops everything.")
             await _wait_for_signal()
         finally:
             _print("Stopping...")

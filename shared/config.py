@@ -46,9 +46,22 @@ SETTINGS: tuple[SettingSpec, ...] = (
         local_example="UseDevelopmentStorage=true",
     ),
     SettingSpec(
+        "AzureWebJobsStorage__tableServiceUri",
+        "url",
+        "Table service URI for identity-based connections (the account's primaryEndpoints.table; "
+        "right in every cloud, sovereign ones included).",
+    ),
+    SettingSpec(
+        "AzureWebJobsStorage__queueServiceUri",
+        "url",
+        "Queue service URI for identity-based connections (the account's primaryEndpoints.queue).",
+    ),
+    SettingSpec(
         "AzureWebJobsStorage__accountName",
         "str",
-        "Storage account name for identity-based connections (used when AzureWebJobsStorage is unset).",
+        "Storage account name for identity-based connections in the public cloud only (it implies "
+        "core.windows.net); the service URIs above take precedence.",
+        deployed=False,
     ),
     SettingSpec(
         "AzureWebJobsStorage__clientId",
@@ -192,14 +205,16 @@ class StorageSettings:
     connection_string: str | None
     account_name: str | None
     client_id: str | None
+    table_service_uri: str | None = None
+    queue_service_uri: str | None = None
 
     @property
     def table_endpoint(self) -> str:
-        return f"https://{self.account_name}.table.core.windows.net"
+        return self.table_service_uri or f"https://{self.account_name}.table.core.windows.net"
 
     @property
     def queue_endpoint(self) -> str:
-        return f"https://{self.account_name}.queue.core.windows.net"
+        return self.queue_service_uri or f"https://{self.account_name}.queue.core.windows.net"
 
 
 @dataclass(frozen=True)
@@ -255,10 +270,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             problems.append(f"{spec.name}: {error}")
     storage_connection = values.get("AzureWebJobsStorage")
     storage_account = values.get("AzureWebJobsStorage__accountName")
-    if not storage_connection and not storage_account:
+    service_uris = values.get("AzureWebJobsStorage__tableServiceUri"), values.get(
+        "AzureWebJobsStorage__queueServiceUri"
+    )
+    if not storage_connection and not storage_account and not all(service_uris):
         problems.append(
-            "AzureWebJobsStorage: set a connection string, or AzureWebJobsStorage__accountName "
-            "for an identity-based connection"
+            "AzureWebJobsStorage: set a connection string, or for an identity-based connection "
+            "AzureWebJobsStorage__tableServiceUri and __queueServiceUri (or __accountName)"
         )
     if bool(values.get("ROTATOR_ACS_ENDPOINT")) != bool(values.get("ROTATOR_EMAIL_SENDER")):
         problems.append("ROTATOR_EMAIL_SENDER: set it together with ROTATOR_ACS_ENDPOINT (or neither)")
@@ -279,6 +297,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             connection_string=text("AzureWebJobsStorage"),
             account_name=text("AzureWebJobsStorage__accountName"),
             client_id=text("AzureWebJobsStorage__clientId"),
+            table_service_uri=text("AzureWebJobsStorage__tableServiceUri"),
+            queue_service_uri=text("AzureWebJobsStorage__queueServiceUri"),
         ),
         tenant_id=str(values["ROTATOR_TENANT_ID"]),
         vault_url=str(values["ROTATOR_VAULT_URL"]),

@@ -23,8 +23,14 @@ param identityId string
 @description('Client id of the user-assigned identity.')
 param identityClientId string
 
-@description('Storage account for the runtime, tables and queues.')
-param storageAccountName string
+@description('The storage account\'s blob endpoint (primaryEndpoints.blob).')
+param storageBlobEndpoint string
+
+@description('The storage account\'s queue endpoint (primaryEndpoints.queue).')
+param storageQueueEndpoint string
+
+@description('The storage account\'s table endpoint (primaryEndpoints.table).')
+param storageTableEndpoint string
 
 @description('URL of the blob container holding the deployment package.')
 param deploymentContainerUrl string
@@ -74,7 +80,9 @@ param allowedOrigins array = []
 @description('Subnet for VNet integration; empty means no VNet integration.')
 param subnetId string = ''
 
-@description('Upper bound of Flex Consumption instances.')
+@description('Upper bound of Flex Consumption instances (the plan allows 40 to 1,000; rate limits are kept across instances by the app).')
+@minValue(40)
+@maxValue(1000)
 param maximumInstanceCount int = 100
 
 @description('Memory per instance, in MB.')
@@ -146,9 +154,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
+      // No ftpsState or vnetRouteAllEnabled: Flex Consumption rejects them (ARM error 51021).
+      // FTP stays off through the basic-publishing policies below; with a subnet, Flex routes all
+      // outbound traffic through it.
       http20Enabled: true
-      vnetRouteAllEnabled: !empty(subnetId)
       cors: {
         allowedOrigins: allowedOrigins
         supportCredentials: false
@@ -156,10 +165,20 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       // Flex Consumption takes the runtime from functionAppConfig, so FUNCTIONS_WORKER_RUNTIME
       // and FUNCTIONS_EXTENSION_VERSION must not be set here.
       appSettings: [
-        // Identity-based storage connection for the host and the app (no connection string).
+        // Identity-based storage connection for the host and the app (no connection string). The
+        // service URIs come from the account, so sovereign clouds work (accountName alone assumes
+        // the public cloud's storage suffix, learn "Connecting to host storage with an identity").
         {
-          name: 'AzureWebJobsStorage__accountName'
-          value: storageAccountName
+          name: 'AzureWebJobsStorage__blobServiceUri'
+          value: storageBlobEndpoint
+        }
+        {
+          name: 'AzureWebJobsStorage__queueServiceUri'
+          value: storageQueueEndpoint
+        }
+        {
+          name: 'AzureWebJobsStorage__tableServiceUri'
+          value: storageTableEndpoint
         }
         {
           name: 'AzureWebJobsStorage__credential'
@@ -182,6 +201,12 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
           value: 'true'
+        }
+        // Export the rotator's own loggers only: without it the worker exports the root logger,
+        // the exporter's own records and every HTTP request line included.
+        {
+          name: 'PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME'
+          value: 'rotator'
         }
         // The rotator's own settings (shared/config.py).
         {

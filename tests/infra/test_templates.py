@@ -281,7 +281,6 @@ def test_function_app_is_flex_python_https_only() -> None:
     config = site.properties["siteConfig"]
     assert config["minTlsVersion"] == "1.2"
     assert config["scmMinTlsVersion"] == "1.2"
-    assert config["ftpsState"] == "Disabled"
     flex = site.properties["functionAppConfig"]
     assert flex["runtime"] == {"name": "python", "version": "3.11"}
     assert flex["deployment"]["storage"]["type"] == "blobContainer"
@@ -518,3 +517,52 @@ def test_every_checkov_skip_is_justified() -> None:
             skipped += 1
             assert index > 0 and lines[index - 1].strip().startswith("#"), f"unjustified skip: {line.strip()}"
     assert skipped, "the file lists its skips"
+
+
+def test_flex_site_config_has_no_property_flex_rejects() -> None:
+    """Issue 12: Flex Consumption rejects ftpsState and vnetRouteAllEnabled in siteConfig (ARM
+    error 51021); FTP stays off through the basic-publishing policies."""
+    site = one_resource(template("app/function.bicep"), "Microsoft.Web/sites")
+    config = site.properties["siteConfig"]
+    assert "ftpsState" not in config and "vnetRouteAllEnabled" not in config
+
+
+def test_the_worker_exports_only_the_rotators_loggers() -> None:
+    """Issue 12: without PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME the worker exports the root logger
+    (the exporter's own records and every HTTP request line); every logger of the app is under it."""
+    import re as regex
+
+    settings = app_settings()
+    assert settings["PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME"] == "rotator"
+    names = set()
+    for path in Path(ROOT, "shared").rglob("*.py"):
+        # The loggers the app writes its records to (module-level ``x = logging.getLogger(...)``).
+        names |= set(regex.findall(r'(?m)^\w+ = logging\.getLogger\(\s*"([^"]+)"\s*\)', path.read_text()))
+    assert names and all(name == "rotator" or name.startswith("rotator.") for name in names), names
+
+
+def test_host_json_pairs_the_worker_telemetry_with_open_telemetry_mode() -> None:
+    import json as jsonlib
+
+    host = jsonlib.loads(Path(ROOT, "host.json").read_text())
+    assert host["telemetryMode"] == "OpenTelemetry"
+
+
+def test_storage_is_reached_by_service_uris_from_the_account() -> None:
+    """Issue 12: accountName implies core.windows.net (wrong in sovereign clouds): the service URIs
+    come from the storage account's primaryEndpoints."""
+    settings = app_settings()
+    assert "AzureWebJobsStorage__accountName" not in settings
+    for service in ("blob", "queue", "table"):
+        assert (
+            settings[f"AzureWebJobsStorage__{service}ServiceUri"] == f"storage{service.capitalize()}Endpoint"
+        )
+    storage = Path(ROOT, "infra", "app", "storage.bicep").read_text()
+    for service in ("blob", "queue", "table"):
+        assert f"storage.properties.primaryEndpoints.{service}" in storage
+    assert "core.windows.net" not in "".join(p.read_text() for p in Path(ROOT, "infra").rglob("*.bicep"))
+
+
+def test_instance_count_keeps_the_flex_bounds() -> None:
+    text = Path(ROOT, "infra", "app", "function.bicep").read_text()
+    assert "@minValue(40)\n@maxValue(1000)\nparam maximumInstanceCount int" in text

@@ -80,3 +80,19 @@ def test_readme_explains_every_setting() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     missing = [spec.name for spec in SETTINGS if f"`{spec.name}`" not in readme]
     assert missing == []
+
+
+def test_identity_storage_uses_the_service_uris_when_given() -> None:
+    """Issue 12: sovereign clouds: the service URIs from the account, not <name>.core.windows.net."""
+    env = {k: v for k, v in GOOD.items() if k != "AzureWebJobsStorage"}
+    settings = load_settings(
+        {
+            **env,
+            "AzureWebJobsStorage__tableServiceUri": "https://rotatorsa.table.core.usgovcloudapi.net",
+            "AzureWebJobsStorage__queueServiceUri": "https://rotatorsa.queue.core.usgovcloudapi.net",
+        }
+    )
+    assert settings.storage.table_endpoint == "https://rotatorsa.table.core.usgovcloudapi.net"
+    assert settings.storage.queue_endpoint == "https://rotatorsa.queue.core.usgovcloudapi.net"
+    with pytest.raises(ConfigurationError, match="tableServiceUri"):
+        load_settings({**env, "AzureWebJobsStorage__queueServiceUri": "https://q.example"})
