@@ -5,7 +5,9 @@ identity, Key Vaults, and the integration destinations), creates the tables and 
 the local Functions host with ``function_app.py``, registers a demo application and prints how to
 use it. Ctrl-C stops everything. State lives under ``.local/`` and starts fresh each run (the
 simulators keep theirs in memory, so old registrations would point at applications that no
-longer exist); set ``ROTATOR_LOCAL_KEEP_DATA=1`` to keep Azurite's data anyway.
+longer exist); set ``ROTATOR_LOCAL_KEEP_DATA=1`` to keep Azurite's data anyway. Settings are
+layered (``scripts/local_settings.py``): the stack's defaults and endpoints, then a
+``local.settings.json`` of yours, then the environment, all validated as in Azure.
 """
 
 from __future__ import annotations
@@ -38,17 +40,11 @@ def build_stack(state_dir: Path) -> Any:
     return stack
 
 
-def environment(stack: Any, connection_string: str) -> dict[str, str]:
-    env = {"AzureWebJobsStorage": connection_string, **stack.app_settings()}
-    # Short verification waits suit a demo; the default is 180 s.
-    env.setdefault("ROTATOR_VERIFY_TIMEOUT_SECONDS", os.environ.get("ROTATOR_VERIFY_TIMEOUT_SECONDS", "60"))
-    return env
-
-
 async def run() -> int:
     from devhost import DevHost
     from devhost.testing import AzuriteProcess
     from scripts.demo import DEMO_APP_ID, register_demo
+    from scripts.local_settings import LocalSettingsError, layer, read_local_settings
     from shared.config import load_settings
     from shared.errors import ConfigurationError
     from shared.services import Services, set_services
@@ -75,13 +71,25 @@ async def run() -> int:
         stack = stop_later.enter_context(build_stack(LOCAL / "simulators"))
         stack.write_endpoints()
 
-        env = environment(stack, azurite.connection_string)
-        os.environ.update(env)
+        try:
+            user_file = read_local_settings(ROOT / "local.settings.json")
+        except LocalSettingsError as error:
+            _print(f"Configuration error: {error}")
+            return 2
+        stack_values = {"AzureWebJobsStorage": azurite.connection_string, **stack.app_settings()}
+        layered = layer(stack_values, user_file, os.environ)
+        env = layered.values
         try:
             settings = load_settings(env)
         except ConfigurationError as error:
             _print(f"Configuration error: {error.message}")
             return 2
+        os.environ.update(env)
+        overridden = sorted(
+            name for name, source in layered.sources.items() if source != "stack" and name in stack_values
+        )
+        if overridden:
+            _print(f"Your settings replace the local stack's for: {', '.join(overridden)}")
         services = Services(settings)
         set_services(services)
         await services.ensure_storage()
