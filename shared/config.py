@@ -34,6 +34,8 @@ class SettingSpec:
     # Whether a deployment sets it (the Bicep test checks these); local-only settings are not.
     deployed: bool = True
     local_example: str | None = None
+    # The values a "str" setting may take (None: any).
+    choices: tuple[str, ...] | None = None
 
 
 SETTINGS: tuple[SettingSpec, ...] = (
@@ -86,6 +88,17 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "ROTATOR_MANAGED_IDENTITY_CLIENT_ID",
         "str",
         "Client id of the user-assigned managed identity the rotator signs in with (unset: system-assigned).",
+    ),
+    SettingSpec(
+        "ROTATOR_CREDENTIAL",
+        "str",
+        "How the rotator signs in: auto (a managed identity where the host provides one, "
+        "IDENTITY_ENDPOINT; otherwise the developer chain), managedidentity, default (azure-identity's "
+        "DefaultAzureCredential without managed identity: environment, workload identity, Azure CLI, "
+        "azd, PowerShell) or cli (Azure CLI).",
+        default="auto",
+        deployed=False,
+        choices=("auto", "managedidentity", "default", "cli"),
     ),
     SettingSpec(
         "ROTATOR_GRAPH_URL",
@@ -235,6 +248,7 @@ class Settings:
     verify_timeout_seconds: int
     http_timeout_seconds: int
     ca_bundle: str | None
+    credential: str
     graph_writes_per_second: int
     emails_per_hour: int
     arm_writes_per_second: int
@@ -250,6 +264,18 @@ class Settings:
     @property
     def arm_scope(self) -> str:
         return _default_scope(self.arm_url)
+
+
+def credential_kind(setting: str, environ: Mapping[str, str]) -> str:
+    """Which credential to build: ``managedidentity``, ``default`` or ``cli``.
+
+    ``auto`` takes the managed identity where the host provides one (App Service and Functions set
+    ``IDENTITY_ENDPOINT``, learn "How to use managed identities for App Service and Azure
+    Functions"), and otherwise the developer chain (a laptop pointed at a real tenant).
+    """
+    if setting != "auto":
+        return setting
+    return "managedidentity" if environ.get("IDENTITY_ENDPOINT") or environ.get("MSI_ENDPOINT") else "default"
 
 
 def _default_scope(base_url: str) -> str:
@@ -270,8 +296,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             problems.append(f"{spec.name}: {error}")
     storage_connection = values.get("AzureWebJobsStorage")
     storage_account = values.get("AzureWebJobsStorage__accountName")
-    service_uris = values.get("AzureWebJobsStorage__tableServiceUri"), values.get(
-        "AzureWebJobsStorage__queueServiceUri"
+    service_uris = (
+        values.get("AzureWebJobsStorage__tableServiceUri"),
+        values.get("AzureWebJobsStorage__queueServiceUri"),
     )
     if not storage_connection and not storage_account and not all(service_uris):
         problems.append(
@@ -315,6 +342,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         verify_timeout_seconds=number("ROTATOR_VERIFY_TIMEOUT_SECONDS"),
         http_timeout_seconds=number("ROTATOR_HTTP_TIMEOUT_SECONDS"),
         ca_bundle=text("ROTATOR_CA_BUNDLE"),
+        credential=str(values["ROTATOR_CREDENTIAL"]),
         graph_writes_per_second=number("ROTATOR_GRAPH_WRITES_PER_SECOND"),
         emails_per_hour=number("ROTATOR_EMAILS_PER_HOUR"),
         arm_writes_per_second=number("ROTATOR_ARM_WRITES_PER_SECOND"),
@@ -355,6 +383,8 @@ def _parse(spec: SettingSpec, raw: str | None) -> object:
             raise ValueError("must name an existing file")
         return raw
     if spec.kind == "str":
+        if spec.choices is not None and raw not in spec.choices:
+            raise ValueError(f"must be one of {', '.join(spec.choices)}")
         if spec.name == "ROTATOR_CREDENTIAL_PREFIX" and (
             len(raw) > 40 or ":" in raw or not raw.isprintable()
         ):

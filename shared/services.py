@@ -68,11 +68,28 @@ class Services:
     # --- identity -----------------------------------------------------------------------------
     @property
     def credential(self) -> AsyncTokenCredential:
-        """The rotator's own identity: a managed identity in Azure (no secret held anywhere)."""
+        """The rotator's own identity: a managed identity in Azure (no secret held anywhere), or
+        the developer's sign-in elsewhere (``ROTATOR_CREDENTIAL``, ``shared.config.credential_kind``)."""
         if self._credential is None:
-            from azure.identity.aio import ManagedIdentityCredential
+            import os
 
-            self._credential = ManagedIdentityCredential(client_id=self.settings.managed_identity_client_id)
+            from shared.config import credential_kind
+
+            kind = credential_kind(self.settings.credential, os.environ)
+            if kind == "cli":
+                from azure.identity.aio import AzureCliCredential
+
+                self._credential = AzureCliCredential()
+            elif kind == "default":
+                from azure.identity.aio import DefaultAzureCredential
+
+                self._credential = DefaultAzureCredential(exclude_managed_identity_credential=True)
+            else:
+                from azure.identity.aio import ManagedIdentityCredential
+
+                self._credential = ManagedIdentityCredential(
+                    client_id=self.settings.managed_identity_client_id
+                )
             self._closers.append(self._credential.close)
         return self._credential
 

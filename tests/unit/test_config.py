@@ -96,3 +96,52 @@ def test_identity_storage_uses_the_service_uris_when_given() -> None:
     assert settings.storage.queue_endpoint == "https://rotatorsa.queue.core.usgovcloudapi.net"
     with pytest.raises(ConfigurationError, match="tableServiceUri"):
         load_settings({**env, "AzureWebJobsStorage__queueServiceUri": "https://q.example"})
+
+
+def test_the_credential_follows_the_setting_and_the_host() -> None:
+    """Issue 12: a managed identity where the host provides one; elsewhere the developer chain."""
+    from shared.config import credential_kind
+
+    assert (
+        credential_kind("auto", {"IDENTITY_ENDPOINT": "http://169.254.255.2:8081/msi/token"})
+        == "managedidentity"
+    )
+    assert credential_kind("auto", {}) == "default"
+    assert credential_kind("cli", {"IDENTITY_ENDPOINT": "x"}) == "cli"
+    assert credential_kind("managedidentity", {}) == "managedidentity"
+    with pytest.raises(ConfigurationError, match="ROTATOR_CREDENTIAL: must be one of auto, managedidentity"):
+        load_settings({**GOOD, "ROTATOR_CREDENTIAL": "password"})
+
+
+@pytest.mark.parametrize(
+    ("setting", "environ", "expected"),
+    [
+        (
+            "auto",
+            {"IDENTITY_ENDPOINT": "http://127.0.0.1:1/msi", "IDENTITY_HEADER": "h"},
+            "ManagedIdentityCredential",
+        ),
+        ("auto", {}, "DefaultAzureCredential"),
+        ("cli", {}, "AzureCliCredential"),
+    ],
+)
+def test_services_build_the_chosen_credential(
+    setting: str, environ: dict[str, str], expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from shared.services import Services
+
+    for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+
+    async def build() -> str:
+        services = Services(load_settings({**GOOD, "ROTATOR_CREDENTIAL": setting}))
+        try:
+            return type(services.credential).__name__
+        finally:
+            await services.close()
+
+    assert asyncio.run(build()) == expected
