@@ -21,6 +21,21 @@ from shared.errors import ConfigurationError
 
 SettingKind = Literal["url", "str", "int", "uuid", "path", "bool"]
 
+# Token audiences per cloud, never derived from a configured URL (a proxy or alias would get a
+# wrong one from Entra). learn.microsoft.com/graph/deployments (Graph national clouds) and
+# learn.microsoft.com/azure/azure-government/compare-azure-government-global-azure, .../china.
+CLOUD_AUDIENCES: dict[str, dict[str, str]] = {
+    "AzureCloud": {"graph": "https://graph.microsoft.com", "arm": "https://management.azure.com"},
+    "AzureUSGovernment": {
+        "graph": "https://graph.microsoft.us",
+        "arm": "https://management.usgovcloudapi.net",
+    },
+    "AzureChinaCloud": {
+        "graph": "https://microsoftgraph.chinacloudapi.cn",
+        "arm": "https://management.chinacloudapi.cn",
+    },
+}
+
 
 @dataclass(frozen=True)
 class SettingSpec:
@@ -99,6 +114,27 @@ SETTINGS: tuple[SettingSpec, ...] = (
         default="auto",
         deployed=False,
         choices=("auto", "managedidentity", "default", "cli"),
+    ),
+    SettingSpec(
+        "ROTATOR_CLOUD",
+        "str",
+        "The Azure cloud (Bicep's environment().name): picks the token audiences of Microsoft Graph "
+        "and Resource Manager.",
+        default="AzureCloud",
+        choices=tuple(CLOUD_AUDIENCES),
+    ),
+    SettingSpec(
+        "ROTATOR_GRAPH_SCOPE",
+        "str",
+        "Token scope for Microsoft Graph (unset: the cloud's, e.g. https://graph.microsoft.com/.default; "
+        "set it for a national deployment such as https://dod-graph.microsoft.us/.default).",
+        deployed=False,
+    ),
+    SettingSpec(
+        "ROTATOR_ARM_SCOPE",
+        "str",
+        "Token scope for Azure Resource Manager (unset: the cloud's, e.g. https://management.azure.com/.default).",
+        deployed=False,
     ),
     SettingSpec(
         "ROTATOR_GRAPH_URL",
@@ -249,6 +285,9 @@ class Settings:
     http_timeout_seconds: int
     ca_bundle: str | None
     credential: str
+    cloud: str
+    graph_scope_override: str | None
+    arm_scope_override: str | None
     graph_writes_per_second: int
     emails_per_hour: int
     arm_writes_per_second: int
@@ -259,11 +298,13 @@ class Settings:
 
     @property
     def graph_scope(self) -> str:
-        return _default_scope(self.graph_url)
+        """Microsoft Graph's token scope: the setting, or the cloud's audience (never the URL's)."""
+        return self.graph_scope_override or f"{CLOUD_AUDIENCES[self.cloud]['graph']}/.default"
 
     @property
     def arm_scope(self) -> str:
-        return _default_scope(self.arm_url)
+        """Resource Manager's token scope: the setting, or the cloud's audience."""
+        return self.arm_scope_override or f"{CLOUD_AUDIENCES[self.cloud]['arm']}/.default"
 
 
 def credential_kind(setting: str, environ: Mapping[str, str]) -> str:
@@ -276,11 +317,6 @@ def credential_kind(setting: str, environ: Mapping[str, str]) -> str:
     if setting != "auto":
         return setting
     return "managedidentity" if environ.get("IDENTITY_ENDPOINT") or environ.get("MSI_ENDPOINT") else "default"
-
-
-def _default_scope(base_url: str) -> str:
-    parsed = urlparse(base_url)
-    return f"{parsed.scheme}://{parsed.netloc}/.default"
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -343,6 +379,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_timeout_seconds=number("ROTATOR_HTTP_TIMEOUT_SECONDS"),
         ca_bundle=text("ROTATOR_CA_BUNDLE"),
         credential=str(values["ROTATOR_CREDENTIAL"]),
+        cloud=str(values["ROTATOR_CLOUD"]),
+        graph_scope_override=text("ROTATOR_GRAPH_SCOPE"),
+        arm_scope_override=text("ROTATOR_ARM_SCOPE"),
         graph_writes_per_second=number("ROTATOR_GRAPH_WRITES_PER_SECOND"),
         emails_per_hour=number("ROTATOR_EMAILS_PER_HOUR"),
         arm_writes_per_second=number("ROTATOR_ARM_WRITES_PER_SECOND"),
@@ -385,6 +424,10 @@ def _parse(spec: SettingSpec, raw: str | None) -> object:
     if spec.kind == "str":
         if spec.choices is not None and raw not in spec.choices:
             raise ValueError(f"must be one of {', '.join(spec.choices)}")
+        if spec.name.endswith("_SCOPE") and not (
+            raw.endswith("/.default") and "://" in raw or raw.count("-") == 4
+        ):
+            raise ValueError("must be a scope such as https://graph.microsoft.com/.default")
         if spec.name == "ROTATOR_CREDENTIAL_PREFIX" and (
             len(raw) > 40 or ":" in raw or not raw.isprintable()
         ):

@@ -481,8 +481,8 @@ class ArmSimulator(SimulatorServer):
         return json_response(status, {"error": {"code": code, "message": message}}, headers)
 
     def authenticate(self, request: SimRequest) -> SimResponse | None:
-        own = [request.base_url, f"https://127.0.0.1:{self.port}", f"https://localhost:{self.port}"]
-        check = self.issuer.check(request.header("authorization"), [*ARM_AUDIENCES, *own])
+        # Resource Manager's own audiences only: a token for the host's URL is refused, as in Azure.
+        check = self.issuer.check(request.header("authorization"), list(ARM_AUDIENCES))
         if not check.ok or check.token is None:
             if check.error == "missing":
                 return self.arm_error(

@@ -450,9 +450,9 @@ class EntraSimulator(SimulatorServer):
     # ----------------------------------------------------------------- Graph helpers
 
     def graph_audiences(self, request: SimRequest) -> list[str]:
-        # Lenient on purpose: the app may derive its scope from a Graph base URL that points here.
-        own = [request.base_url, f"https://127.0.0.1:{self.port}", f"https://localhost:{self.port}"]
-        return [GRAPH_RESOURCE, GRAPH_APP_ID, *own]
+        # Graph's own audiences only, as Entra issues them (learn.microsoft.com/graph/auth): a token
+        # for "https://<this host>/.default" is refused, as real Graph would refuse it.
+        return [GRAPH_RESOURCE, GRAPH_APP_ID]
 
     def authenticate(self, request: SimRequest) -> SimResponse | None:
         if not request.path.startswith(_GRAPH_PREFIX):

@@ -221,6 +221,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'ROTATOR_MANAGED_IDENTITY_CLIENT_ID'
           value: identityClientId
         }
+        // Token audiences follow the cloud, never the configured URLs.
+        {
+          name: 'ROTATOR_CLOUD'
+          value: environment().name
+        }
         {
           name: 'ROTATOR_GRAPH_URL'
           value: graphUrl

@@ -21,9 +21,36 @@ def test_defaults_are_the_public_cloud() -> None:
     assert not settings.email_enabled
 
 
-def test_sovereign_cloud_urls_are_settings() -> None:
-    settings = load_settings({**GOOD, "ROTATOR_GRAPH_URL": "https://graph.microsoft.us"})
-    assert settings.graph_scope == "https://graph.microsoft.us/.default"
+def test_audiences_come_from_the_cloud_never_from_a_url() -> None:
+    """Issue 12: a proxy or alias URL must not change the token audience; sovereign clouds get theirs."""
+    proxied = load_settings(
+        {
+            **GOOD,
+            "ROTATOR_GRAPH_URL": "https://graph-proxy.contoso.example",
+            "ROTATOR_ARM_URL": "https://arm.contoso.example",
+        }
+    )
+    assert proxied.graph_scope == "https://graph.microsoft.com/.default"
+    assert proxied.arm_scope == "https://management.azure.com/.default"
+    government = load_settings(
+        {**GOOD, "ROTATOR_CLOUD": "AzureUSGovernment", "ROTATOR_GRAPH_URL": "https://graph.microsoft.us"}
+    )
+    assert government.graph_scope == "https://graph.microsoft.us/.default"
+    assert government.arm_scope == "https://management.usgovcloudapi.net/.default"
+    china = load_settings({**GOOD, "ROTATOR_CLOUD": "AzureChinaCloud"})
+    assert china.graph_scope == "https://microsoftgraph.chinacloudapi.cn/.default"
+    dod = load_settings(
+        {
+            **GOOD,
+            "ROTATOR_CLOUD": "AzureUSGovernment",
+            "ROTATOR_GRAPH_SCOPE": "https://dod-graph.microsoft.us/.default",
+        }
+    )
+    assert dod.graph_scope == "https://dod-graph.microsoft.us/.default"
+    with pytest.raises(ConfigurationError, match="ROTATOR_GRAPH_SCOPE: must be a scope"):
+        load_settings({**GOOD, "ROTATOR_GRAPH_SCOPE": "https://graph.microsoft.com"})
+    with pytest.raises(ConfigurationError, match="ROTATOR_CLOUD: must be one of"):
+        load_settings({**GOOD, "ROTATOR_CLOUD": "AzureGermanCloud"})
 
 
 @pytest.mark.parametrize(
