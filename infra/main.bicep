@@ -64,7 +64,7 @@ param credentialPrefix string = 'secret-rotator'
 param claimTimeoutMinutes int = 30
 
 @minValue(10)
-@maxValue(900)
+@maxValue(480)
 @description('Seconds to keep trying a new secret through Entra propagation delay.')
 param verifyTimeoutSeconds int = 180
 

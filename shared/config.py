@@ -193,10 +193,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "ROTATOR_VERIFY_TIMEOUT_SECONDS",
         "int",
-        "How long to keep trying a new secret through Entra's propagation delay before giving up.",
+        "How long to keep trying a new secret through Entra's propagation delay before giving up "
+        "(at most 480: a rotation's job must end within host.json's functionTimeout of 10 minutes).",
         default="180",
         minimum=10,
-        maximum=900,
+        maximum=480,
     ),
     SettingSpec(
         "ROTATOR_HTTP_TIMEOUT_SECONDS",
@@ -245,6 +246,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
 )
 
 SETTINGS_BY_NAME = {spec.name: spec for spec in SETTINGS}
+# A claim outlives the longest step (the verification wait) by this much.
+CLAIM_MARGIN_SECONDS = 120
 
 
 @dataclass(frozen=True)
@@ -340,6 +343,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         problems.append(
             "AzureWebJobsStorage: set a connection string, or for an identity-based connection "
             "AzureWebJobsStorage__tableServiceUri and __queueServiceUri (or __accountName)"
+        )
+    claim, verify = values.get("ROTATOR_CLAIM_TIMEOUT_MINUTES"), values.get("ROTATOR_VERIFY_TIMEOUT_SECONDS")
+    if isinstance(claim, int) and isinstance(verify, int) and verify + CLAIM_MARGIN_SECONDS > claim * 60:
+        problems.append(
+            "ROTATOR_CLAIM_TIMEOUT_MINUTES: must exceed ROTATOR_VERIFY_TIMEOUT_SECONDS by at least "
+            f"{CLAIM_MARGIN_SECONDS} seconds, or a rotation still verifying could be taken over"
         )
     if bool(values.get("ROTATOR_ACS_ENDPOINT")) != bool(values.get("ROTATOR_EMAIL_SENDER")):
         problems.append("ROTATOR_EMAIL_SENDER: set it together with ROTATOR_ACS_ENDPOINT (or neither)")

@@ -645,11 +645,15 @@ class RotationEngine:
             await self._discard_unstaged(run, "its staged version cannot be read back from the vault")
             return
         key_id = str(claim.key_id)
-        started = time.monotonic()
+        started = renewed = time.monotonic()
         delay = self._settings.verify_first_delay
         attempts = 0
         while True:
             attempts += 1
+            if time.monotonic() - renewed > self._settings.claim_timeout.total_seconds() / 3:
+                # A long wait through propagation keeps the claim alive, so no scan takes it over.
+                await self._lease.write(run, claim={})
+                renewed = time.monotonic()
             try:
                 works = await self._verifier.works(str(run.config.app_id), staged.value)
             except TransientServiceError:

@@ -479,3 +479,32 @@ async def test_a_rotation_reads_the_application_from_graph_twice(rotator: Rotato
     assert await rotator.services.engine.handle(rotator.job(entra_app.app_id)) == "rotated"
     reads = len(entra.requests(method="GET", path=r"/v1\.0/applications/[^/]+$")) - before
     assert reads == 2
+
+
+async def test_the_claim_is_renewed_while_a_long_verification_waits(
+    rotator: Rotator, monkeypatch: Any
+) -> None:
+    """Issue 12: the claim was renewed only between steps, so a verification wait longer than a
+    third of the claim timeout risked a takeover. With a 9-second claim and 8 seconds of
+    propagation delay, the claim is renewed during the wait and the rotation ends normally."""
+    import dataclasses
+
+    rotator.stack.entra.propagation_delay_seconds = 8
+    entra_app = rotator.seed_entra_app()
+    await rotator.register(entra_app)
+    engine = rotator.services.engine
+    monkeypatch.setattr(
+        engine, "_settings", dataclasses.replace(engine._settings, claim_timeout=timedelta(seconds=9))
+    )
+    renewals = 0
+    original = engine._lease.write
+
+    async def counting(run: Any, *, claim: Any = None, **kwargs: Any) -> None:
+        nonlocal renewals
+        if claim == {} and not kwargs:
+            renewals += 1
+        await original(run, claim=claim, **kwargs)
+
+    monkeypatch.setattr(engine._lease, "write", counting)
+    assert await engine.handle(rotator.job(entra_app.app_id)) == "rotated"
+    assert renewals >= 1

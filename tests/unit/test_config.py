@@ -172,3 +172,32 @@ def test_services_build_the_chosen_credential(
             await services.close()
 
     assert asyncio.run(build()) == expected
+
+
+def test_timeouts_are_checked_against_each_other_and_the_function_timeout() -> None:
+    """Issue 12: the verification wait fits in host.json's functionTimeout with room for the other
+    steps, and a claim outlives it (the claim is also renewed while it waits)."""
+    import json
+    import re
+    from pathlib import Path
+
+    from shared.config import CLAIM_MARGIN_SECONDS, SETTINGS_BY_NAME
+
+    host = json.loads((Path(__file__).parents[2] / "host.json").read_text())
+    hours, minutes, seconds = (
+        int(part) for part in re.fullmatch(r"(\d+):(\d+):(\d+)", host["functionTimeout"]).groups()
+    )
+    function_timeout = hours * 3600 + minutes * 60 + seconds
+    verify_max = SETTINGS_BY_NAME["ROTATOR_VERIFY_TIMEOUT_SECONDS"].maximum
+    assert verify_max is not None and verify_max + 120 <= function_timeout
+    with pytest.raises(ConfigurationError, match="ROTATOR_CLAIM_TIMEOUT_MINUTES: must exceed"):
+        load_settings({**GOOD, "ROTATOR_CLAIM_TIMEOUT_MINUTES": "5", "ROTATOR_VERIFY_TIMEOUT_SECONDS": "300"})
+    assert load_settings(
+        {
+            **GOOD,
+            "ROTATOR_CLAIM_TIMEOUT_MINUTES": "5",
+            "ROTATOR_VERIFY_TIMEOUT_SECONDS": str(300 - CLAIM_MARGIN_SECONDS),
+        }
+    )
+    with pytest.raises(ConfigurationError, match="ROTATOR_VERIFY_TIMEOUT_SECONDS: must be from 10 to 480"):
+        load_settings({**GOOD, "ROTATOR_VERIFY_TIMEOUT_SECONDS": "900"})
