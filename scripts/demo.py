@@ -15,6 +15,15 @@ DEMO_VERCEL_TEAM = "team_demo"
 DEMO_VERCEL_PROJECT = "payroll-web"
 # The demo's Vercel token: it exists only inside the local simulator.
 DEMO_VERCEL_TOKEN = "demo-vercel-token-local-only"  # noqa: S105
+# The second demo application: delivered through Azure Resource Manager and a webhook.
+OPS_APP_ID = "6f1c2b9e-0d1a-4c55-9a3e-5d3c2f1a0b03"
+OPS_OBJECT_ID = "2b7d4e10-8c3f-4f6a-b1d2-7e9a0c4d5f04"
+OPS_DISPLAY_NAME = "Demo Ops Automation"
+DEMO_SCOPE = "/subscriptions/00000000-0000-4000-8000-0000000000de/resourceGroups/rg-demo/providers"
+OPS_CONNECTION_ID = f"{DEMO_SCOPE}/Microsoft.Web/connections/keyvault-ops"
+OPS_SITE_ID = f"{DEMO_SCOPE}/Microsoft.Web/sites/ops-func"
+OPS_ACCOUNT_ID = f"{DEMO_SCOPE}/Microsoft.Automation/automationAccounts/ops-automation"
+OPS_RUNBOOK = "Update-Consumers"
 
 
 def tune_simulators(stack: Any) -> None:
@@ -86,4 +95,62 @@ async def register_demo(base_url: str, function_key: str, stack: Any) -> dict[st
         response.raise_for_status()
         registered: dict[str, Any] = response.json()
     registered["watch"] = watch
+    return registered
+
+
+async def register_operations_demo(base_url: str, function_key: str, stack: Any) -> dict[str, Any]:
+    """The second demo: a Logic App API connection, an App Service setting, an Automation runbook
+    and a signed webhook, all seeded in the simulators (as their admin routes would over HTTP)."""
+    stack.entra.add_application(
+        OPS_DISPLAY_NAME,
+        app_id=OPS_APP_ID,
+        object_id=OPS_OBJECT_ID,
+        passwords=[
+            {
+                "displayName": "created by hand",
+                "secretText": "demo-ops-hand-made-secret-do-not-use-02",
+                "endDateTime": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
+            }
+        ],
+    )
+    stack.arm.add_connection(OPS_CONNECTION_ID, client_id=OPS_APP_ID, tenant_id=stack.tenant_id)
+    stack.arm.add_site(OPS_SITE_ID, {"WEBSITE_RUN_FROM_PACKAGE": "1"})
+    stack.arm.add_automation_account(OPS_ACCOUNT_ID)
+    stack.arm.add_runbook(
+        OPS_ACCOUNT_ID, OPS_RUNBOOK, {"ClientSecret": {"type": "System.String", "isMandatory": True}}
+    )
+    hook = stack.webhook.add_hook()
+    body: dict[str, Any] = {
+        "objectId": OPS_OBJECT_ID,
+        "displayName": OPS_DISPLAY_NAME,
+        "rotation": {"enabled": True, "secretLifetimeDays": 21, "updateThresholdHours": 1},
+        "integrations": [
+            {"kind": "logicAppConnection", "name": "keyvault-ops", "resourceId": OPS_CONNECTION_ID},
+            {
+                "kind": "appService",
+                "name": "ops-func",
+                "resourceId": OPS_SITE_ID,
+                "settingName": "AZURE_CLIENT_SECRET",
+            },
+            {
+                "kind": "automation",
+                "name": "runbook",
+                "target": "runbook",
+                "automationAccountId": OPS_ACCOUNT_ID,
+                "runbookName": OPS_RUNBOOK,
+            },
+            {"kind": "automation", "name": "webhook", "target": "webhook", "webhookUrl": hook.url},
+        ],
+    }
+    async with httpx.AsyncClient(
+        base_url=f"{base_url}/api", headers={"x-functions-key": function_key}, timeout=30
+    ) as client:
+        response = await client.put(f"/applications/{OPS_APP_ID}", json=body)
+        response.raise_for_status()
+        registered: dict[str, Any] = response.json()
+    registered["watch"] = [
+        "The Logic App connection, the App Service setting and the runbook jobs (Resource Manager): "
+        f"curl -sk {stack.arm.url}/_sim/state",
+        f"The signed webhook deliveries (Standard Webhooks): curl -sk {stack.webhook.url}/_sim/state",
+    ]
     return registered

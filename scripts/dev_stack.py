@@ -43,7 +43,7 @@ def build_stack(state_dir: Path) -> Any:
 async def run() -> int:
     from devhost import DevHost
     from devhost.testing import AzuriteProcess
-    from scripts.demo import DEMO_APP_ID, register_demo
+    from scripts.demo import DEMO_APP_ID, OPS_APP_ID, register_demo, register_operations_demo
     from scripts.local_settings import LocalSettingsError, layer, read_local_settings
     from shared.config import load_settings
     from shared.errors import ConfigurationError
@@ -112,6 +112,7 @@ async def run() -> int:
             base = host.base_url.rstrip("/")
             key = host.function_key
             demo = await register_demo(base, key, stack)
+            operations = await register_operations_demo(base, key, stack)
             _print()
             _print("Entra ID secret rotator is running locally.")
             _print(f"  API:           {base}/api   (OpenAPI: {base}/api/openapi.json)")
@@ -131,6 +132,16 @@ async def run() -> int:
             _print(f"  curl -s -H 'x-functions-key: {key}' {base}/api/applications/{DEMO_APP_ID}/log")
             _print(f"  curl -s -H 'x-functions-key: {key}' {base}/api/applications/{DEMO_APP_ID}/plan")
             for line in demo.get("watch", []):
+                _print(f"  {line}")
+            _print()
+            _print(
+                f"Demo application {operations['displayName']} ({OPS_APP_ID}) delivers to the other kinds: "
+                "a Logic App connection, an App Service setting, an Automation runbook and a webhook. Try:"
+            )
+            _print(
+                f"  curl -s -X POST -H 'x-functions-key: {key}' {base}/api/applications/{OPS_APP_ID}/refresh"
+            )
+            for line in operations.get("watch", []):
                 _print(f"  {line}")
             _print()
             _print("The timer scans every 15 minutes (at :00, :15, :30, :45). To scan now:")

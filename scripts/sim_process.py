@@ -73,7 +73,10 @@ class SimulatorProcess:
 
     def set_switches(self, **switches: Any) -> None:
         """The same switches on every server (``POST /_sim/switches``)."""
-        with httpx.Client(verify=self.endpoints["ca_pem"], timeout=30) as client:
+        import ssl
+
+        trust = ssl.create_default_context(cafile=self.endpoints["ca_pem"])
+        with httpx.Client(verify=trust, timeout=30) as client:
             for url in self.endpoints["servers"].values():
                 client.post(f"{url}/_sim/switches", json=switches).raise_for_status()
 

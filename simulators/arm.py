@@ -256,6 +256,53 @@ class ArmSimulator(SimulatorServer):
         self.route("GET", "(?i)" + _OPERATIONS, self._get_operation)
         self.route("PUT", "(?i)" + _ROLE_ASSIGNMENT, self._put_role_assignment)
 
+        # Seeding over HTTP, so `make run` (simulators in their own process) can set up each kind.
+        self.admin_route("POST", "/connections", self._admin_add_connection)
+        self.admin_route("POST", "/sites", self._admin_add_site)
+        self.admin_route("POST", "/automationAccounts", self._admin_add_account)
+        self.admin_route("POST", "/runbooks", self._admin_add_runbook)
+
+    def seed(self, data: Mapping[str, Any]) -> None:
+        """Load ``{"connections": [{"resourceId", "clientId", "secret"?, "tenantId"?, "api"?}],
+        "sites": [{"resourceId", "settings"?}], "automationAccounts": [{"resourceId",
+        "runbooks"?: [{"name", "parameters"?}]}]}``."""
+        for spec in data.get("connections") or []:
+            self._connection_from(spec)
+        for spec in data.get("sites") or []:
+            self.add_site(str(spec["resourceId"]), spec.get("settings") or {})
+        for spec in data.get("automationAccounts") or []:
+            self.add_automation_account(str(spec["resourceId"]))
+            for runbook in spec.get("runbooks") or []:
+                self.add_runbook(str(spec["resourceId"]), str(runbook["name"]), runbook.get("parameters"))
+
+    def _connection_from(self, spec: Mapping[str, Any]) -> Connection:
+        return self.add_connection(
+            str(spec["resourceId"]),
+            client_id=str(spec["clientId"]),
+            secret=spec.get("secret", "old-connection-secret"),
+            tenant_id=spec.get("tenantId"),
+            api=str(spec.get("api", "keyvault")),
+        )
+
+    def _admin_add_connection(self, request: SimRequest) -> SimResponse:
+        connection = self._connection_from(cast_json_dict(request.json()))
+        return json_response(201, {"resourceId": connection.resource_id})
+
+    def _admin_add_site(self, request: SimRequest) -> SimResponse:
+        body = cast_json_dict(request.json())
+        site = self.add_site(str(body["resourceId"]), body.get("settings") or {})
+        return json_response(201, {"resourceId": site.resource_id})
+
+    def _admin_add_account(self, request: SimRequest) -> SimResponse:
+        body = cast_json_dict(request.json())
+        account = self.add_automation_account(str(body["resourceId"]))
+        return json_response(201, {"resourceId": account.resource_id})
+
+    def _admin_add_runbook(self, request: SimRequest) -> SimResponse:
+        body = cast_json_dict(request.json())
+        self.add_runbook(str(body["accountId"]), str(body["name"]), body.get("parameters"))
+        return json_response(201, {"accountId": body["accountId"], "name": body["name"]})
+
     def _put_role_assignment(self, request: SimRequest) -> SimResponse:
         """Record a role assignment; one on a simulated vault lets its principal in there."""
         scope, name = request.params["scope"], request.params["name"]

@@ -214,6 +214,7 @@ class SimulatorStack:
         - ``applications``: list of ``{"displayName", "appId"?, "id"?, "signInAudience"?,
           "passwordCredentials"?: [{"displayName", "secretText", "startDateTime"?, "endDateTime"?, "keyId"?}]}``
         - ``keyvaults``: ``{"<vault>": {"secrets": {"<name>": "value" or {"value", "contentType"?, "tags"?}}}}``
+        - ``arm``: Logic App connections, sites and Automation accounts (``ArmSimulator.seed``)
         - ``switches``: ``{"entra": {...}, "msi": {...}, "keyvault:<vault>": {...}}`` (as ``POST /_sim/switches``)
         """
         for app in data.get("applications", []):
@@ -240,6 +241,7 @@ class SimulatorStack:
                     )
         self.devops.seed(data.get("devops") or {})
         self.vercel.seed(data.get("vercel") or {})
+        self.arm.seed(data.get("arm") or {})
         for key, switches in (data.get("switches") or {}).items():
             if key not in self.servers:
                 raise ValueError(f"seed sets switches of unknown simulator {key!r}")

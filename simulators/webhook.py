@@ -31,6 +31,7 @@ from .base import (
     SimRequest,
     SimResponse,
     SimulatorServer,
+    cast_json_dict,
     empty_response,
     json_response,
 )
@@ -96,11 +97,17 @@ class WebhookSimulator(SimulatorServer):
         self._seen: set[str] = set()
         self._set_defaults()
         self.route("POST", r"/hooks/(?P<token>[A-Za-z0-9_-]+)", self._receive)
+        self.admin_route("POST", "/hooks", self._admin_add_hook)
 
     def _set_defaults(self) -> None:
         self.answer_status = 200
         self.redirect_to: str | None = None
         self.tolerance_seconds = 300
+
+    def _admin_add_hook(self, request: SimRequest) -> SimResponse:
+        body = cast_json_dict(request.json()) if request.body else {}
+        hook = self.add_hook(signing_key=body.get("signingKey"))
+        return json_response(201, {"url": hook.url})
 
     # ----------------------------------------------------------------- Python admin API
 
