@@ -434,10 +434,14 @@ def test_admin_http_endpoints(stack: SimulatorStack) -> None:
 
 async def test_app_id_forms_of_add_and_remove_password_over_raw_http(stack: SimulatorStack) -> None:
     app = stack.entra.add_application("payroll")
-    # A token whose audience is the simulator's own URL (a scope derived from the Graph base URL).
-    headers = {"Authorization": f"Bearer {stack.entra.token_for(audience=f'{stack.entra.url}/.default')}"}
+    headers = {"Authorization": f"Bearer {stack.entra.token_for()}"}
+    # A token whose audience is the simulator's own URL (a scope derived from a Graph base URL) is
+    # refused, as real Graph refuses any audience but its own (issue 12).
+    derived = {"Authorization": f"Bearer {stack.entra.token_for(audience=f'{stack.entra.url}/.default')}"}
     base = f"{stack.entra.url}/v1.0/applications(appId='{app.app_id}')"
     async with httpx.AsyncClient(verify=stack.tls.client_context(), headers=headers) as http:
+        refused = await http.post(f"{base}/addPassword", json={}, headers=derived)
+        assert refused.status_code == 401
         added = await http.post(f"{base}/addPassword", json={})  # the body is optional
         removed = await http.post(f"{base}/removePassword", json={"keyId": added.json()["keyId"]})
         again = await http.post(f"{base}/removePassword", json={"keyId": added.json()["keyId"]})
