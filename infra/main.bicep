@@ -184,9 +184,17 @@ module rbac 'app/rbac.bicep' = {
   }
 }
 
+// The app-role assignment to an identity created in this same deployment can fail while Entra
+// replicates the new service principal to Microsoft Graph (microsoftgraph/msgraph-bicep-types#193).
+// It waits for the Function App and the vault (minutes of deployment), which is the replication
+// time in practice; if it still fails, `azd provision` again is safe (every resource is idempotent).
 module graphGrant 'app/graph-permission.bicep' = if (grantGraphPermission) {
   name: 'graph-permission'
   scope: rg
+  dependsOn: [
+    functionApp
+    keyVault
+  ]
   params: {
     principalId: identity.outputs.principalId
     graphPermission: graphPermission

@@ -566,3 +566,14 @@ def test_storage_is_reached_by_service_uris_from_the_account() -> None:
 def test_instance_count_keeps_the_flex_bounds() -> None:
     text = Path(ROOT, "infra", "app", "function.bicep").read_text()
     assert "@minValue(40)\n@maxValue(1000)\nparam maximumInstanceCount int" in text
+
+
+def test_the_graph_grant_waits_for_slow_resources_for_replication() -> None:
+    """Issue 12: the app-role assignment to a just-created identity can fail on replication delay
+    (msgraph-bicep-types#193): the grant waits for the Function App and the vault, and the
+    deployment guide says what to do if it still fails."""
+    text = Path(ROOT, "infra", "main.bicep").read_text()
+    grant = text[text.index("module graphGrant") :]
+    grant = grant[: grant.index("\n}\n")]
+    assert "dependsOn" in grant and "functionApp" in grant and "keyVault" in grant
+    assert "msgraph-bicep-types#193" in Path(ROOT, "docs", "deployment.md").read_text()

@@ -28,3 +28,26 @@ def test_a_bundle_adds_to_the_public_roots_and_one_context_serves_every_request(
     assert transport._build_ssl_config(None, True) is context
     assert transport._build_ssl_config(None, True) is transport._build_ssl_config(None, str(bundle))
     assert transport._build_ssl_config(None, False) is False
+
+
+def test_every_client_takes_its_trust_from_the_one_builder() -> None:
+    """Issue 12: ROTATOR_CA_BUNDLE meant "add" for some clients and "replace" for others. Every TLS
+    setting in the deployed code now comes from ``shared.adapters.tls`` (public roots plus the
+    bundle): no client is given a CA file path, builds its own context, or turns checking off."""
+    import re
+
+    from tests.conftest import ROOT
+
+    offenders = []
+    for path in Path(ROOT, "shared").rglob("*.py"):
+        if path.name == "tls.py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if re.search(
+                r"connection_verify|create_default_context|SSLContext\(|verify=False|ssl=False", line
+            ):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+            for argument in re.findall(r"\b(?:verify|ssl)=([^,)]+)", line):
+                if not re.match(r"(ssl_context\(|trust\b|True\b)", argument.strip()):
+                    offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert offenders == []
