@@ -24,26 +24,119 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCAL = ROOT / ".local"
+LOCAL = Path(os.environ.get("ROTATOR_LOCAL_DIR") or ROOT / ".local")
+# Simulator ports, pinned so a restarted stack keeps the URLs its registrations hold: the base
+# (ROTATOR_LOCAL_SIMULATOR_PORT, 0 for free ports) plus these offsets.
+SIMULATOR_OFFSETS = {
+    "entra": 0,
+    "msi": 1,
+    "rotator": 2,
+    "demo": 3,
+    "devops": 4,
+    "vercel": 5,
+    "arm": 6,
+    "webhook": 7,
+    "acs": 8,
+}
+SNAPSHOT_SECONDS = 2.0
 
 
 def _print(line: str = "") -> None:
     print(line, flush=True)
 
 
-def build_stack(state_dir: Path) -> Any:
+def simulator_ports(base: int) -> dict[str, int]:
+    return {name: (base + offset if base else 0) for name, offset in SIMULATOR_OFFSETS.items()}
+
+
+def build_stack(state_dir: Path, ports: dict[str, int], *, keep: bool) -> Any:
     from scripts.demo import tune_simulators
     from simulators.stack import SimulatorStack
 
-    stack = SimulatorStack(state_dir, keyvaults=("rotator", "demo"))
+    stack = SimulatorStack(
+        state_dir,
+        keyvaults=("rotator", "demo"),
+        entra_port=ports["entra"],
+        msi_port=ports["msi"],
+        keyvault_ports={"rotator": ports["rotator"], "demo": ports["demo"]},
+        extra_ports={name: ports[name] for name in ("devops", "vercel", "arm", "webhook", "acs")},
+        reuse_tls=keep,
+    )
     tune_simulators(stack)
     return stack
+
+
+def stop_leftovers(state_file: Path) -> list[str]:
+    """Stop what a previous run that was killed left running (its Azurite, in its own session, or
+    the old stack process), from the pid file; what was stopped, in words."""
+    import signal as signals
+    import time
+
+    if not state_file.exists():
+        return []
+    try:
+        recorded = json.loads(state_file.read_text())
+    except ValueError:
+        recorded = {}
+    stopped = []
+    for role, pid in (recorded.get("pids") or {}).items():
+        if not isinstance(pid, int) or pid == os.getpid():
+            continue
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # gone
+        if ("azurite" if role == "azurite" else "scripts.dev_stack") not in command:
+            continue  # the pid was reused by something else
+        os.kill(pid, signals.SIGTERM)
+        for _ in range(50):
+            if not Path(f"/proc/{pid}").exists():
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signals.SIGKILL)
+        stopped.append(f"{role} (pid {pid})")
+    state_file.unlink(missing_ok=True)
+    return stopped
+
+
+def prepare_local(state_file: Path, *, keep: bool) -> list[str]:
+    """Stop a previous run's leftovers, then start ``.local/`` afresh unless its data is kept."""
+    stopped = stop_leftovers(state_file)
+    if not keep:
+        shutil.rmtree(LOCAL, ignore_errors=True)
+    LOCAL.mkdir(parents=True, exist_ok=True)
+    return stopped
+
+
+def taken_ports(ports: dict[str, int]) -> list[str]:
+    """The ports (by setting) another process holds: a clear message beats EADDRINUSE later."""
+    import socket
+
+    taken = []
+    for name, number in ports.items():
+        if not number:
+            continue
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", number))
+            except OSError:
+                taken.append(f"{number} ({name})")
+    return taken
 
 
 async def run() -> int:
     from devhost import DevHost
     from devhost.testing import AzuriteProcess
-    from scripts.demo import DEMO_APP_ID, OPS_APP_ID, register_demo, register_operations_demo
+    from scripts.demo import (
+        DEMO_APP_ID,
+        DEMO_DISPLAY_NAME,
+        OPS_APP_ID,
+        OPS_DISPLAY_NAME,
+        register_demo,
+        register_operations_demo,
+    )
     from scripts.local_settings import LocalSettingsError, layer, read_local_settings
     from shared.config import load_settings
     from shared.errors import ConfigurationError
@@ -52,24 +145,47 @@ async def run() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    if os.environ.get("ROTATOR_LOCAL_KEEP_DATA") != "1":
-        shutil.rmtree(LOCAL, ignore_errors=True)
-    LOCAL.mkdir(exist_ok=True)
+    keep = os.environ.get("ROTATOR_LOCAL_KEEP_DATA") == "1"
+    state_file = LOCAL / "stack.json"
+    for leftover in prepare_local(state_file, keep=keep):
+        _print(f"Stopped {leftover}, left running by a previous run that did not stop cleanly.")
 
     port = int(os.environ.get("ROTATOR_LOCAL_PORT", "7071"))
     function_key = os.environ.get("ROTATOR_LOCAL_FUNCTION_KEY") or None
+    azurite_ports = {
+        "ROTATOR_LOCAL_AZURITE_BLOB_PORT": int(os.environ.get("ROTATOR_LOCAL_AZURITE_BLOB_PORT", "10000")),
+        "ROTATOR_LOCAL_AZURITE_QUEUE_PORT": int(os.environ.get("ROTATOR_LOCAL_AZURITE_QUEUE_PORT", "10001")),
+        "ROTATOR_LOCAL_AZURITE_TABLE_PORT": int(os.environ.get("ROTATOR_LOCAL_AZURITE_TABLE_PORT", "10002")),
+    }
+    sim_ports = simulator_ports(int(os.environ.get("ROTATOR_LOCAL_SIMULATOR_PORT", "7101")))
+    taken = taken_ports(
+        {"ROTATOR_LOCAL_PORT": port, **azurite_ports}
+        | {f"ROTATOR_LOCAL_SIMULATOR_PORT+{SIMULATOR_OFFSETS[n]} ({n})": p for n, p in sim_ports.items()}
+    )
+    if taken:
+        _print(
+            "Ports in use by another process: " + ", ".join(taken) + ". Stop it, or choose other ports with "
+            "the settings named (ROTATOR_LOCAL_SIMULATOR_PORT=0 picks free simulator ports)."
+        )
+        return 2
 
     with contextlib.ExitStack() as stop_later:
         azurite = stop_later.enter_context(
             AzuriteProcess(
                 LOCAL / "azurite",
-                blob_port=int(os.environ.get("ROTATOR_LOCAL_AZURITE_BLOB_PORT", "10000")),
-                queue_port=int(os.environ.get("ROTATOR_LOCAL_AZURITE_QUEUE_PORT", "10001")),
-                table_port=int(os.environ.get("ROTATOR_LOCAL_AZURITE_TABLE_PORT", "10002")),
+                blob_port=azurite_ports["ROTATOR_LOCAL_AZURITE_BLOB_PORT"],
+                queue_port=azurite_ports["ROTATOR_LOCAL_AZURITE_QUEUE_PORT"],
+                table_port=azurite_ports["ROTATOR_LOCAL_AZURITE_TABLE_PORT"],
             )
         )
-        stack = stop_later.enter_context(build_stack(LOCAL / "simulators"))
+        state_file.write_text(json.dumps({"pids": {"stack": os.getpid(), "azurite": azurite.pid}}))
+        stop_later.callback(lambda: state_file.unlink(missing_ok=True))
+        stack = stop_later.enter_context(build_stack(LOCAL / "simulators", sim_ports, keep=keep))
         stack.write_endpoints()
+        snapshot_file = LOCAL / "simulators" / "snapshot.json"
+        restored = keep and snapshot_file.exists()
+        if restored:
+            stack.restore(json.loads(snapshot_file.read_text()))
 
         try:
             user_file = read_local_settings(ROOT / "local.settings.json")
@@ -111,8 +227,14 @@ async def run() -> int:
         try:
             base = host.base_url.rstrip("/")
             key = host.function_key
-            demo = await register_demo(base, key, stack)
-            operations = await register_operations_demo(base, key, stack)
+            if restored:
+                demo = {"displayName": DEMO_DISPLAY_NAME, "watch": []}
+                operations = {"displayName": OPS_DISPLAY_NAME, "watch": []}
+                _print("Restored the last run: registrations from Azurite, simulator state from .local/.")
+            else:
+                demo = await register_demo(base, key, stack)
+                operations = await register_operations_demo(base, key, stack)
+            snapshots = asyncio.create_task(_keep_snapshots(stack, snapshot_file))
             _print()
             _print("Entra ID secret rotator is running locally.")
             _print(f"  API:           {base}/api   (OpenAPI: {base}/api/openapi.json)")
@@ -153,10 +275,28 @@ async def run() -> int:
             await _wait_for_signal()
         finally:
             _print("Stopping...")
+            if "snapshots" in locals():
+                snapshots.cancel()
+            _write_snapshot(stack, snapshot_file)
             await host.stop()
             await services.close()
             set_services(None)
     return 0
+
+
+def _write_snapshot(stack: Any, path: Path) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(stack.snapshot()))
+    os.replace(temporary, path)
+
+
+async def _keep_snapshots(stack: Any, path: Path) -> None:
+    """The simulators live in this process: their state is written every few seconds, so a run
+    killed without warning restarts (ROTATOR_LOCAL_KEEP_DATA=1) with the same applications,
+    secrets and destinations its registrations point at."""
+    while True:
+        await asyncio.to_thread(_write_snapshot, stack, path)
+        await asyncio.sleep(SNAPSHOT_SECONDS)
 
 
 async def _wait_for_signal() -> None:

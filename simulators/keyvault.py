@@ -172,8 +172,9 @@ class KeyVaultSimulator(SimulatorServer):
         enabled: bool = True,
         not_before: int | None = None,
         expires: int | None = None,
+        version: str | None = None,
     ) -> SecretVersion:
-        """Add a version directly (seeding; no auth, no faults)."""
+        """Add a version directly (seeding; no auth, no faults). ``version``: restore a known id."""
         if not SECRET_NAME.match(name):
             raise ValueError(f"invalid secret name {name!r}")
         with self._lock:
@@ -182,7 +183,7 @@ class KeyVaultSimulator(SimulatorServer):
             now = self.clock.timestamp()
             secret = SecretVersion(
                 name=self._canonical_name(name),
-                version=uuid.uuid4().hex,
+                version=version or uuid.uuid4().hex,
                 value=value,
                 content_type=content_type,
                 tags=dict(tags) if tags is not None else None,

@@ -45,6 +45,8 @@ class SimulatorStack:
         keyvault_ports: Mapping[str, int] | None = None,
         msi_header: str | None = None,
         host: str = "127.0.0.1",
+        extra_ports: Mapping[str, int] | None = None,
+        reuse_tls: bool = False,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -52,7 +54,8 @@ class SimulatorStack:
         self.host = host
         self.clock = SimClock()
         self.issuer = TokenIssuer()
-        self.tls: TlsBundle = create_tls_bundle(self.state_dir)
+        # reuse_tls: keep the CA (and so ROTATOR_CA_BUNDLE) of a previous run in state_dir.
+        self.tls: TlsBundle = create_tls_bundle(self.state_dir, reuse=reuse_tls)
         self.ssl_context: ssl.SSLContext = self.tls.server_context()
         self.entra = EntraSimulator(
             issuer=self.issuer,
@@ -80,20 +83,34 @@ class SimulatorStack:
         self._extra: dict[str, SimulatorServer] = {}
         self._running = False
         # Integration destinations: each is a server of its own on a free port.
+        fixed = dict(extra_ports or {})
         self.devops = AzureDevOpsSimulator(
-            issuer=self.issuer, ssl_context=self.ssl_context, clock=self.clock, host=host
+            issuer=self.issuer,
+            ssl_context=self.ssl_context,
+            clock=self.clock,
+            host=host,
+            port=fixed.get("devops", 0),
         )
-        self.vercel = VercelSimulator(ssl_context=self.ssl_context, clock=self.clock, host=host)
+        self.vercel = VercelSimulator(
+            ssl_context=self.ssl_context, clock=self.clock, host=host, port=fixed.get("vercel", 0)
+        )
         self.arm = ArmSimulator(
             issuer=self.issuer,
             ssl_context=self.ssl_context,
             keyvaults=self.keyvaults,
             clock=self.clock,
             host=host,
+            port=fixed.get("arm", 0),
         )
-        self.webhook = WebhookSimulator(ssl_context=self.ssl_context, clock=self.clock, host=host)
+        self.webhook = WebhookSimulator(
+            ssl_context=self.ssl_context, clock=self.clock, host=host, port=fixed.get("webhook", 0)
+        )
         self.acs = AcsEmailSimulator(
-            issuer=self.issuer, ssl_context=self.ssl_context, clock=self.clock, host=host
+            issuer=self.issuer,
+            ssl_context=self.ssl_context,
+            clock=self.clock,
+            host=host,
+            port=fixed.get("acs", 0),
         )
         self._extra["acs"] = self.acs
         self._extra.update(
@@ -203,6 +220,117 @@ class SimulatorStack:
         temporary.write_text(json.dumps(self.endpoints(), indent=2) + "\n", encoding="utf-8")
         os.replace(temporary, target)
         return target
+
+    # ----------------------------------------------------------------- snapshot (a restartable local stack)
+
+    def snapshot(self) -> JsonDict:
+        """What a restarted local stack needs to carry on: applications with their passwords, every
+        secret version (ids kept: the rotator reads staged secrets by version), Vercel tokens and
+        projects, webhook receivers, and the ARM destinations. ``restore`` loads it."""
+        from .entra import graph_datetime
+
+        with self.entra._lock:
+            applications = [
+                {
+                    "displayName": app.display_name,
+                    "appId": app.app_id,
+                    "id": app.object_id,
+                    "signInAudience": app.sign_in_audience,
+                    "passwordCredentials": [
+                        {
+                            "displayName": p.display_name,
+                            "secretText": p.secret_text,
+                            "keyId": p.key_id,
+                            "startDateTime": graph_datetime(p.start),
+                            "endDateTime": graph_datetime(p.end),
+                        }
+                        for p in app.passwords
+                    ],
+                }
+                for app in self.entra._apps.values()
+            ]
+        vaults = {}
+        for name, vault in self.keyvaults.items():
+            with vault._lock:
+                vaults[name] = [
+                    {
+                        "name": v.name,
+                        "version": v.version,
+                        "value": v.value,
+                        "contentType": v.content_type,
+                        "tags": v.tags,
+                        "enabled": v.enabled,
+                    }
+                    for versions in vault._secrets.values()
+                    for v in versions
+                ]
+        with self.vercel._lock:
+            vercel = {
+                "tokens": [
+                    {"token": t, "teamIds": sorted(teams, key=str)}
+                    for t, teams in self.vercel._tokens.items()
+                ],
+                "projects": [
+                    {"name": p.name, "id": p.id, "teamId": p.team_id} for p in self.vercel._projects.values()
+                ],
+            }
+        with self.webhook._lock:
+            hooks = [{"token": h.token, "signingKey": h.signing_key} for h in self.webhook.hooks.values()]
+        with self.arm._lock:
+            arm = {
+                "connections": [
+                    {
+                        "resourceId": c.resource_id,
+                        "parameters": dict(c.parameters),
+                        "allowed": sorted(c.allowed_parameters),
+                    }
+                    for c in self.arm.connections.values()
+                ],
+                "sites": [
+                    {"resourceId": s.resource_id, "settings": dict(s.settings)}
+                    for s in self.arm.sites.values()
+                ],
+                "automationAccounts": [
+                    {
+                        "resourceId": a.resource_id,
+                        "runbooks": [
+                            {"name": r.name, "parameters": r.parameters} for r in a.runbooks.values()
+                        ],
+                    }
+                    for a in self.arm.accounts.values()
+                ],
+            }
+        return {"applications": applications, "vaults": vaults, "vercel": vercel, "hooks": hooks, "arm": arm}
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Load a ``snapshot()`` into this (running) stack."""
+        self.seed({"applications": data.get("applications") or [], "vercel": data.get("vercel") or {}})
+        for name, versions in (data.get("vaults") or {}).items():
+            vault = self.keyvaults.get(name)
+            if vault is None:
+                continue
+            for v in versions:
+                vault.set_secret(
+                    v["name"],
+                    v["value"],
+                    content_type=v.get("contentType"),
+                    tags=v.get("tags"),
+                    enabled=bool(v.get("enabled", True)),
+                    version=v["version"],
+                )
+        for hook in data.get("hooks") or []:
+            self.webhook.add_hook(signing_key=hook.get("signingKey"), token=hook["token"])
+        arm = data.get("arm") or {}
+        for connection in arm.get("connections") or []:
+            parameters = dict(connection.get("parameters") or {})
+            restored = self.arm.add_connection(
+                connection["resourceId"], client_id=parameters.get("token:clientId", "")
+            )
+            restored.parameters = parameters
+            restored.allowed_parameters = set(connection.get("allowed") or []) | {
+                k.lower() for k in parameters
+            }
+        self.arm.seed({k: v for k, v in arm.items() if k != "connections"})
 
     # ----------------------------------------------------------------- seeding
 

@@ -39,14 +39,25 @@ class TlsBundle:
         return ssl.create_default_context(cafile=str(self.ca_pem))
 
 
-def create_tls_bundle(directory: Path | str, hostnames: Sequence[str] = DEFAULT_HOSTNAMES) -> TlsBundle:
+def create_tls_bundle(
+    directory: Path | str, hostnames: Sequence[str] = DEFAULT_HOSTNAMES, *, reuse: bool = False
+) -> TlsBundle:
     """Create a CA and a server certificate for ``hostnames``; write them as PEM files to ``directory``.
 
     Files: ``ca.pem`` (trust this), ``server-cert.pem`` (leaf + chain), ``server-key.pem`` (0600).
-    A fresh CA is made on every call: nothing outlives the stack that uses it.
+    A fresh CA is made on every call, unless ``reuse`` and the three files are already there (a
+    restarted local stack keeps its CA, so what trusted it before still does).
     """
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
+    existing = TlsBundle(
+        directory=target,
+        ca_pem=target / "ca.pem",
+        cert_pem=target / "server-cert.pem",
+        key_pem=target / "server-key.pem",
+    )
+    if reuse and all(path.exists() for path in (existing.ca_pem, existing.cert_pem, existing.key_pem)):
+        return existing
     ca = trustme.CA(organization_name="Secret rotator simulators")
     leaf = ca.issue_cert(*hostnames)
 

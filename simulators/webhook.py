@@ -111,9 +111,9 @@ class WebhookSimulator(SimulatorServer):
 
     # ----------------------------------------------------------------- Python admin API
 
-    def add_hook(self, *, signing_key: str | None = None) -> Hook:
-        """A receiver; the server must be running (its URL includes the port)."""
-        hook = Hook(secrets.token_urlsafe(24), self.url, signing_key)
+    def add_hook(self, *, signing_key: str | None = None, token: str | None = None) -> Hook:
+        """A receiver; the server must be running (its URL includes the port). ``token``: restore one."""
+        hook = Hook(token or secrets.token_urlsafe(24), self.url, signing_key)
         with self._lock:
             self.hooks[hook.token] = hook
         return hook
