@@ -147,6 +147,8 @@ async def run() -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     keep = os.environ.get("ROTATOR_LOCAL_KEEP_DATA") == "1"
     state_file = LOCAL / "stack.json"
+    # A pid file left behind means the last run was killed: its rotations were cut off mid-step.
+    crashed = state_file.exists()
     for leftover in prepare_local(state_file, keep=keep):
         _print(f"Stopped {leftover}, left running by a previous run that did not stop cleanly.")
 
@@ -231,6 +233,12 @@ async def run() -> int:
                 demo = {"displayName": DEMO_DISPLAY_NAME, "watch": []}
                 operations = {"displayName": OPS_DISPLAY_NAME, "watch": []}
                 _print("Restored the last run: registrations from Azurite, simulator state from .local/.")
+                if crashed:
+                    resumed = await release_claims(services)
+                    if resumed:
+                        # Taken over at once, under their own rotation ids, by the scan.
+                        await host.fire_timer("scan_due_rotations")
+                        _print(f"Resuming {resumed} rotation(s) the killed run left in flight.")
             else:
                 demo = await register_demo(base, key, stack)
                 operations = await register_operations_demo(base, key, stack)
@@ -282,6 +290,33 @@ async def run() -> int:
             await services.close()
             set_services(None)
     return 0
+
+
+async def release_claims(services: Any) -> int:
+    """After a killed run, every claim in the local table belongs to the dead host (the local
+    stack is one host): expire them so the scan takes the rotations over now, rather than after
+    the claim timeout as it would for one dead instance among several in Azure."""
+    from shared.errors import ConflictError
+
+    now = services.clock()
+    released, token = 0, None
+    while True:
+        page = await services.applications.list_page(100, token)
+        for stored in page.items:
+            claim = stored.status.in_progress
+            if claim is None or claim.expires_at <= now:
+                continue
+            status = stored.status.model_copy(
+                update={"in_progress": claim.model_copy(update={"expires_at": now})}
+            )
+            try:
+                await services.applications.save(stored, stored.config, status, now)
+                released += 1
+            except ConflictError:
+                continue
+        token = page.continuation_token
+        if not token:
+            return released
 
 
 def _write_snapshot(stack: Any, path: Path) -> None:

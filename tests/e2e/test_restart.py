@@ -140,3 +140,76 @@ def test_the_stack_restarts_after_sigkill_with_its_data(tmp_path: Path) -> None:
                     stack.process.kill()
         # Nothing is left running: the pid file is gone with a clean stop.
         assert not (tmp_path / "local" / "stack.json").exists()
+
+
+def test_a_rotation_in_flight_when_the_stack_is_killed_finishes_after_the_restart(tmp_path: Path) -> None:
+    """Whole-stack crash recovery: killed with SIGKILL while a rotation waits out Entra's
+    propagation delay, the restarted stack (ROTATOR_LOCAL_KEEP_DATA=1) takes the rotation over
+    under its own id, and it ends with exactly one working rotator-made credential."""
+    import json
+    import ssl
+
+    env = {
+        **os.environ,
+        **_ports(),
+        "ROTATOR_LOCAL_DIR": str(tmp_path / "local"),
+        "ROTATOR_LOCAL_KEEP_DATA": "1",
+        "ROTATOR_LOCAL_FUNCTION_KEY": KEY,
+        "ROTATOR_VERIFY_TIMEOUT_SECONDS": "120",
+    }
+    base = f"http://127.0.0.1:{env['ROTATOR_LOCAL_PORT']}/api"
+    endpoints_file = tmp_path / "local" / "simulators" / "endpoints.json"
+    first = Stack(env)
+    second: Stack | None = None
+    try:
+        first.wait_for("Ctrl-C stops everything.")
+        endpoints = json.loads(endpoints_file.read_text())
+        trust = ssl.create_default_context(cafile=endpoints["ca_pem"])
+        entra = endpoints["servers"]["entra"]
+        with httpx.Client(verify=trust, timeout=10) as sims:
+            sims.post(f"{entra}/_sim/switches", json={"propagation_delay_seconds": 60}).raise_for_status()
+        with httpx.Client(base_url=base, headers={"x-functions-key": KEY}, timeout=30) as api:
+            accepted = api.post(f"/applications/{DEMO_APP_ID}/refresh").json()
+            rotation_id = accepted["rotationId"]
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                events = [e["event"] for e in api.get(f"/applications/{DEMO_APP_ID}/log").json()["items"]]
+                if "secret.staged" in events:
+                    break
+                time.sleep(0.5)
+            assert "secret.staged" in events
+        time.sleep(3)  # the new credential is in a simulator snapshot
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(timeout=10)
+
+        second = Stack(env)
+        second.wait_for("Resuming 1 rotation(s)")
+        second.wait_for("Ctrl-C stops everything.")
+        with httpx.Client(base_url=base, headers={"x-functions-key": KEY}, timeout=30) as api:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                status = api.get(f"/applications/{DEMO_APP_ID}").json()["status"]
+                if status.get("inProgress") is None and status.get("lastRotationId") == rotation_id:
+                    break
+                time.sleep(0.5)
+            assert status.get("lastRotationId") == rotation_id and status["lastResult"] in (
+                "succeeded",
+                "degraded",
+            )
+            current = status["currentKeyId"]
+        endpoints = json.loads(endpoints_file.read_text())
+        with httpx.Client(verify=ssl.create_default_context(cafile=endpoints["ca_pem"]), timeout=10) as sims:
+            state = sims.get(f"{endpoints['servers']['entra']}/_sim/state").json()
+        [app] = [a for a in state["applications"] if a["appId"] == DEMO_APP_ID]
+        managed = [
+            p for p in app["passwordCredentials"] if (p["displayName"] or "").startswith("secret-rotator:")
+        ]
+        assert [p["keyId"] for p in managed] == [current]
+    finally:
+        for stack in (first, second):
+            if stack is not None and stack.process.poll() is None:
+                stack.process.send_signal(signal.SIGINT)
+                try:
+                    stack.process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    stack.process.kill()
