@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from shared.domain.models import ApplicationConfig, ApplicationStatus
 from shared.domain.schedule import SchedulePolicy, attention_at
 from shared.errors import ConflictError, NotFoundError, ValidationError
+from shared.storage.conditional import read_row, write_if_unchanged
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -358,32 +359,14 @@ class ApplicationStore:
         """Whether this instance runs ``task`` now: at most once per ``interval`` across every
         instance. The turn is a row in the ``meta`` partition, taken by an ETag-conditional write
         (a lost race is "not your turn"). Returns (taken, what the last turn recorded)."""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-        from azure.data.tables import UpdateMode
-
-        try:
-            entity: Any = await self._table.get_entity(META_PARTITION, task)
-        except ResourceNotFoundError:
-            entity = None
+        entity = await read_row(self._table, META_PARTITION, task)
         if entity is not None:
             last = entity.get("LastRun")
             if isinstance(last, datetime) and timedelta(0) <= now - _as_utc(last) < interval:
                 return False, dict(entity)
         row = {"PartitionKey": META_PARTITION, "RowKey": task, "LastRun": now}
-        try:
-            if entity is None:
-                await self._table.create_entity(row)
-            else:
-                await self._table.update_entity(
-                    row,
-                    mode=UpdateMode.MERGE,
-                    etag=entity.metadata["etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )
-        except (ResourceExistsError, ResourceModifiedError):
-            return False, dict(entity or {})
-        return True, dict(entity or {})
+        taken = await write_if_unchanged(self._table, row, entity, merge=True)
+        return taken, dict(entity or {})
 
     async def record_turn(self, task: str, values: dict[str, Any]) -> None:
         """Store what a turn of ``task`` found (read back by the instances that skip their turn)."""

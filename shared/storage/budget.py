@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import ThrottledError
+from shared.storage.conditional import read_row, write_if_unchanged
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -149,19 +150,10 @@ class RateBudget:
         return tokens, paused if isinstance(paused, datetime) else None
 
     async def _read(self) -> Any:
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            return await self._table.get_entity(META_PARTITION, self._row_key)
-        except ResourceNotFoundError:
-            return None
+        return await read_row(self._table, META_PARTITION, self._row_key)
 
     async def _write(self, entity: Any, tokens: float, now: datetime, paused_until: datetime | None) -> bool:
         """Store the bucket under the ETag read; False when another instance wrote it first."""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
-        from azure.data.tables import UpdateMode
-
         row: dict[str, Any] = {
             "PartitionKey": META_PARTITION,
             "RowKey": self._row_key,
@@ -170,16 +162,4 @@ class RateBudget:
         }
         if paused_until is not None:
             row["PausedUntil"] = paused_until
-        try:
-            if entity is None:
-                await self._table.create_entity(row)
-            else:
-                await self._table.update_entity(
-                    row,
-                    mode=UpdateMode.REPLACE,
-                    etag=entity.metadata["etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )
-        except (ResourceExistsError, ResourceModifiedError):
-            return False
-        return True
+        return await write_if_unchanged(self._table, row, entity)

@@ -82,6 +82,17 @@ class Stack:
         raise AssertionError(f"{text!r} not printed; output:\n{''.join(self.seen)[-4000:]}")
 
 
+def _stop(*stacks: Stack | None) -> None:
+    """Ctrl-C, as a user stops it (a clean stop removes the pid file)."""
+    for stack in stacks:
+        if stack is not None and stack.process.poll() is None:
+            stack.process.send_signal(signal.SIGINT)
+            try:
+                stack.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                stack.process.kill()
+
+
 def _rotate(api: httpx.Client, app_id: str) -> dict[str, Any]:
     before = api.get(f"/applications/{app_id}").json()["status"].get("currentKeyId")
     assert api.post(f"/applications/{app_id}/refresh").status_code == 202
@@ -131,13 +142,7 @@ def test_the_stack_restarts_after_sigkill_with_its_data(tmp_path: Path) -> None:
             assert again["lastResult"] == "succeeded" and again["currentKeyId"] != rotated["currentKeyId"]
             assert _rotate(api, OPS_APP_ID)["lastResult"] == "succeeded"
     finally:
-        for stack in (first, second):
-            if stack is not None and stack.process.poll() is None:
-                stack.process.send_signal(signal.SIGINT)
-                try:
-                    stack.process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    stack.process.kill()
+        _stop(first, second)
         # Nothing is left running: the pid file is gone with a clean stop.
         assert not (tmp_path / "local" / "stack.json").exists()
 
@@ -206,10 +211,4 @@ def test_a_rotation_in_flight_when_the_stack_is_killed_finishes_after_the_restar
         ]
         assert [p["keyId"] for p in managed] == [current]
     finally:
-        for stack in (first, second):
-            if stack is not None and stack.process.poll() is None:
-                stack.process.send_signal(signal.SIGINT)
-                try:
-                    stack.process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    stack.process.kill()
+        _stop(first, second)
