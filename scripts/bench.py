@@ -59,7 +59,7 @@ its writes gets slower as the table grows; this process's CPU time is the rotato
 
 ## Due rotations through the local host
 
-{bench_drain.__doc__.split("Method:", 1)[1].strip() if bench_drain.__doc__ else ""}
+Method: {bench_drain.__doc__.split("Method:", 1)[1].strip() if bench_drain.__doc__ else ""}
 
 {chr(10).join(drain.rows())}
 
