@@ -34,15 +34,34 @@ AUTH_LEVELS = {"ANONYMOUS", "FUNCTION", "ADMIN"}
 RESERVED_PREFIXES = ("admin", "runtime")
 
 
+METADATA_PROBE = """
+import json
+import function_app
+
+functions = []
+for function in function_app.app.get_functions():
+    bindings = [json.loads(b) if isinstance(b, str) else dict(b) for b in function.get_raw_bindings()]
+    functions.append({"name": function.get_function_name(), "bindings": bindings})
+print(json.dumps(functions))
+"""
+
+
 @functools.cache
 def metadata() -> list[dict[str, Any]]:
-    # Once: FunctionApp.get_functions() indexes the blueprints anew each call, which then clash.
-    import function_app
+    """What the worker's indexing sends, read in a fresh interpreter: ``get_functions()`` indexes
+    the blueprints anew on each call, which then clash with an earlier call in this process."""
+    import subprocess
+    import sys
 
-    functions = []
-    for function in function_app.app.get_functions():
-        bindings = [json.loads(b) if isinstance(b, str) else dict(b) for b in function.get_raw_bindings()]
-        functions.append({"name": function.get_function_name(), "bindings": bindings})
+    result = subprocess.run(
+        [sys.executable, "-c", METADATA_PROBE],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    functions: list[dict[str, Any]] = json.loads(result.stdout.strip().splitlines()[-1])
     return functions
 
 
