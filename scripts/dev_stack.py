@@ -320,8 +320,11 @@ async def release_claims(services: Any) -> int:
 
 
 def _write_snapshot(stack: Any, path: Path) -> None:
+    # It holds the simulated applications' secret texts: readable by this user only.
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(stack.snapshot()))
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(stack.snapshot()))
     os.replace(temporary, path)
 
 
