@@ -7,12 +7,30 @@
 * ``PUT {org}/_apis/serviceendpoint/endpoints/{id}?api-version=..`` (organization level) takes
   the whole object. ``serviceEndpointProjectReferences`` is required; a ``null`` key keeps the
   stored one; the answer is the updated object, key ``null`` again.
+* ``GET {org}/{project}/_apis/serviceendpoint/endpoints?api-version=..`` (Endpoints - Get Service
+  Endpoints, learn.microsoft.com/rest/api/azure/devops/serviceendpoint/endpoints/get-service-endpoints)
+  lists the connections shared with the project as ``{"count", "value"}``, each exactly as the
+  single GET shows it (secrets ``null``). Filters: ``type``, ``authSchemes``, ``endpointIds``,
+  ``endpointNames``, ``owner`` (comma-separated lists, case-insensitive). Connections with
+  ``isReady: false`` are left out unless ``includeFailed=true``, as the service does
+  (Azure/azure-devops-cli-extension#1027, #1234). The API documents no paging for this list.
+* ``GET {org}/_apis/projects?api-version=..&$top=&$skip=&continuationToken=&stateFilter=``
+  (Projects - List, learn.microsoft.com/rest/api/azure/devops/core/projects/list) answers
+  ``{"count", "value": [TeamProjectReference]}`` ordered by name; a page of ``$top`` (default 100)
+  that leaves projects behind carries the ``x-ms-continuationtoken`` header, whose value (the number
+  of projects already returned, as the docs describe ``continuationToken``) is passed back as
+  ``continuationToken``. Needs a project-read scope (``vso.project``) for a PAT, per the docs.
 
 Auth: ``Bearer`` tokens from the stack's ``TokenIssuer`` for the DevOps resource
 (``499b84ac-1321-427f-aa17-267ca6975798``), or ``Basic`` with a PAT registered here (any user name).
 Without ``X-TFS-FedAuthRedirect: Suppress`` an unauthenticated call gets ``203`` and a sign-in page,
 as browsers do; with it, ``401``. Errors use DevOps's body (``$id``, ``message``, ``typeName``,
 ``typeKey``, ``errorCode``, ``eventId``).
+
+Seeding: ``seed({"projects": [...], "serviceConnections": [...], "pats": [...], "members": ...})``;
+every project a connection references exists. Connections of other kinds take ``type``, ``scheme``,
+``url``, ``parameters`` (non-secret authorization parameters), ``secretParameter`` and ``isReady``
+(see ``add_service_connection``).
 
 Switches: ``deny_access`` (403 for everyone), ``fail_validation`` (the next N updates leave the
 connection ``isReady: false`` with ``operationStatus.state: Failed``), and the base ``throttle``
@@ -30,6 +48,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from .base import (
@@ -47,6 +66,8 @@ from .base import (
 
 DEVOPS_RESOURCE = "499b84ac-1321-427f-aa17-267ca6975798"
 READ_SCOPES = frozenset({"vso.serviceendpoint", "vso.serviceendpoint_query", "vso.serviceendpoint_manage"})
+# Projects - List documents vso.project; the write/manage scopes include it.
+PROJECT_READ_SCOPES = frozenset({"vso.project", "vso.project_write", "vso.project_manage"})
 MANAGE_SCOPES = frozenset({"vso.serviceendpoint_manage"})
 FULL_ACCESS = "full"  # a PAT with "Full access"
 _SEGMENT = r"[^/]+"
@@ -63,6 +84,28 @@ class Pat:
 class Project:
     id: str
     name: str
+    description: str | None = None
+    visibility: str = "private"
+    revision: int = 1
+    last_update_time: datetime | None = None
+
+    def to_json(self, base_url: str, organization: str) -> JsonDict:
+        """A TeamProjectReference (Projects - List; ``description`` only when the project has one)."""
+        data: JsonDict = {"id": self.id, "name": self.name}
+        if self.description:
+            data["description"] = self.description
+        updated = self.last_update_time or datetime.now(UTC)
+        data.update(
+            {
+                "url": f"{base_url}/{organization}/_apis/projects/{self.id}",
+                "state": "wellFormed",
+                "revision": self.revision,
+                "visibility": self.visibility,
+                "lastUpdateTime": updated.strftime("%Y-%m-%dT%H:%M:%S.")
+                + f"{updated.microsecond // 1000:03d}Z",
+            }
+        )
+        return data
 
 
 @dataclass
@@ -98,6 +141,8 @@ class ServiceConnection:
     # Principals allowed to update it (Endpoint Administrators); None: anyone who may read it.
     administrators: set[str] | None = None
     key_updates: int = 0
+    # The write-only authorization parameter holding ``key`` (None: the scheme has no secret).
+    secret_parameter: str | None = "serviceprincipalkey"
 
     def shared_with(self, project: Project) -> bool:
         return any(ref.get("projectReference", {}).get("id") == project.id for ref in self.project_refs)
@@ -105,7 +150,8 @@ class ServiceConnection:
     def to_json(self, *, include_key: bool = False) -> JsonDict:
         parameters = dict(self.parameters)
         # Write-only: the real service never returns the key.
-        parameters["serviceprincipalkey"] = self.key if include_key else None
+        if self.secret_parameter:
+            parameters[self.secret_parameter] = self.key if include_key else None
         return {
             "data": copy.deepcopy(self.data),
             "id": self.id,
@@ -148,20 +194,44 @@ class AzureDevOpsSimulator(SimulatorServer):
         endpoint = rf"/_apis/serviceendpoint/endpoints/(?P<id>{_SEGMENT})/?"
         self.route("GET", rf"/(?P<org>{_SEGMENT})/(?P<project>{_SEGMENT}){endpoint}", self._get_endpoint)
         self.route("PUT", rf"/(?P<org>{_SEGMENT}){endpoint}", self._put_endpoint)
+        self.route(
+            "GET",
+            rf"/(?P<org>{_SEGMENT})/(?P<project>{_SEGMENT})/_apis/serviceendpoint/endpoints/?",
+            self._list_endpoints,
+        )
+        self.route("GET", rf"/(?P<org>{_SEGMENT})/_apis/projects/?", self._list_projects)
 
         self.admin_route("POST", "/organizations", self._admin_add_organization)
+        self.admin_route("POST", "/projects", self._admin_add_project)
         self.admin_route("POST", "/serviceconnections", self._admin_add_connection)
         self.admin_route("POST", "/pats", self._admin_add_pat)
 
     # ----------------------------------------------------------------- Python admin API
 
-    def add_project(self, organization: str, project: str, *, project_id: str | None = None) -> Project:
+    def add_project(
+        self,
+        organization: str,
+        project: str,
+        *,
+        project_id: str | None = None,
+        description: str | None = None,
+        visibility: str = "private",
+    ) -> Project:
+        """Create a project (an existing one of that name is returned unchanged)."""
+        if visibility not in ("private", "public"):
+            raise ValueError("visibility must be private or public")
         with self._lock:
             org = self._orgs.setdefault(organization.lower(), Organization(organization))
             existing = org.projects.get(project.lower())
             if existing is not None:
                 return existing
-            created = Project((project_id or str(uuid.uuid4())).lower(), project)
+            created = Project(
+                (project_id or str(uuid.uuid4())).lower(),
+                project,
+                description=description,
+                visibility=visibility,
+                last_update_time=self.clock.now(),
+            )
             org.projects[project.lower()] = created
             return created
 
@@ -186,35 +256,69 @@ class AzureDevOpsSimulator(SimulatorServer):
         subscription_id: str = "11111111-1111-1111-1111-111111111111",
         administrators: set[str] | None = None,
         shared_with: tuple[str, ...] = (),
+        url: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+        key_parameter: str | None = "auto",
+        is_ready: bool = True,
+        description: str = "",
     ) -> ServiceConnection:
-        """Seed an azurerm service connection (the shape ``az devops service-endpoint azurerm create`` makes)."""
+        """Seed a service connection; by default an azurerm one (the shape ``az devops service-endpoint
+        azurerm create`` makes, learn.microsoft.com/rest/api/azure/devops/serviceendpoint/endpoints/create
+        sample): parameters ``tenantid``, ``serviceprincipalid`` (not for ManagedServiceIdentity),
+        ``authenticationType`` (ServicePrincipal only), the issuer and subject for
+        WorkloadIdentityFederation. Other kinds: ``parameters`` replaces the non-secret authorization
+        parameters (default ``{}`` for a non-azurerm type), ``key_parameter`` names the write-only one
+        holding ``key`` ("auto": ``serviceprincipalkey`` for the ServicePrincipal scheme, else none;
+        None: no secret), ``url`` and ``data`` the rest; ``is_ready=False`` seeds a failed connection
+        (the list shows it only with ``includeFailed=true``)."""
         with self._lock:
             projects = [self.add_project(organization, p) for p in (project, *shared_with)]
+            is_azure = type.lower() == "azurerm"
+            if key_parameter == "auto":
+                key_parameter = "serviceprincipalkey" if scheme.lower() == "serviceprincipal" else None
+            if parameters is None:
+                parameters = {"tenantid": tenant_id} if is_azure else {}
+                if is_azure and scheme.lower() != "managedserviceidentity":
+                    parameters["serviceprincipalid"] = service_principal_id
+                if is_azure and scheme.lower() == "serviceprincipal":
+                    parameters["authenticationType"] = authentication_type
+                if is_azure and scheme.lower() == "workloadidentityfederation":
+                    parameters["workloadIdentityFederationIssuer"] = (
+                        f"https://login.microsoftonline.com/{tenant_id}/v2.0"
+                    )
+                    parameters["workloadIdentityFederationSubject"] = f"sc://{organization}/{project}/{name}"
             connection = ServiceConnection(
                 id=(endpoint_id or str(uuid.uuid4())).lower(),
                 organization=organization,
                 name=name,
                 type=type,
-                url="https://management.azure.com/",
+                url=url or ("https://management.azure.com/" if is_azure else "https://github.com"),
                 scheme=scheme,
-                parameters={
-                    "tenantid": tenant_id,
-                    "serviceprincipalid": service_principal_id,
-                    "authenticationType": authentication_type,
-                },
-                key=key,
-                data={
-                    "subscriptionId": subscription_id,
-                    "subscriptionName": "Simulated subscription",
-                    "environment": "AzureCloud",
-                    "scopeLevel": "Subscription",
-                    "creationMode": "Manual",
-                },
+                parameters=dict(parameters),
+                key=key if key_parameter else None,
+                data=dict(data)
+                if data is not None
+                else (
+                    {
+                        "subscriptionId": subscription_id,
+                        "subscriptionName": "Simulated subscription",
+                        "environment": "AzureCloud",
+                        "scopeLevel": "Subscription",
+                        "creationMode": "Manual",
+                    }
+                    if is_azure
+                    else {}
+                ),
                 project_refs=[
                     {"projectReference": {"id": p.id, "name": p.name}, "name": name, "description": ""}
                     for p in projects
                 ],
+                description=description,
+                is_ready=is_ready,
+                operation_state="Ready" if is_ready else "Failed",
                 administrators=administrators,
+                secret_parameter=key_parameter,
             )
             self._endpoints[connection.id] = connection
             return connection
@@ -236,8 +340,11 @@ class AzureDevOpsSimulator(SimulatorServer):
         return self.service_connection(endpoint_id).key
 
     def seed(self, data: Mapping[str, Any]) -> None:
-        """Load ``{"serviceConnections": [...], "pats": [...], "members": {org: [...]}}`` (the
-        objects take the fields of ``POST /_sim/serviceconnections`` and ``POST /_sim/pats``)."""
+        """Load ``{"projects": [...], "serviceConnections": [...], "pats": [...], "members": {org: [...]}}``
+        (the objects take the fields of ``POST /_sim/projects``, ``POST /_sim/serviceconnections`` and
+        ``POST /_sim/pats``)."""
+        for spec in data.get("projects") or []:
+            self._project_from_json(dict(spec))
         for spec in data.get("serviceConnections") or []:
             self._connection_from_json(dict(spec))
         for spec in data.get("pats") or []:
@@ -246,11 +353,13 @@ class AzureDevOpsSimulator(SimulatorServer):
             self.set_members(organization, set(members) if members is not None else None)
 
     def state(self) -> JsonDict:
+        base_url = self.url if self.running else "https://dev.azure.com"
         with self._lock:
             return {
                 "organizations": {
                     org.name: {
                         "projects": {p.name: p.id for p in org.projects.values()},
+                        "projectDetails": [p.to_json(base_url, org.name) for p in org.projects.values()],
                         "members": sorted(org.members) if org.members is not None else None,
                     }
                     for org in self._orgs.values()
@@ -356,7 +465,10 @@ class AzureDevOpsSimulator(SimulatorServer):
         org = self._orgs.get(request.params.get("org", "").lower())
         if org is not None and org.members is not None and request.principal not in org.members:
             return self._unauthorized(request)
-        needed = MANAGE_SCOPES if request.method == "PUT" else READ_SCOPES
+        if request.path.rstrip("/").endswith("/_apis/projects"):
+            needed = PROJECT_READ_SCOPES  # Projects - List documents vso.project
+        else:
+            needed = MANAGE_SCOPES if request.method == "PUT" else READ_SCOPES
         if FULL_ACCESS not in scopes and not scopes & needed:
             return self.devops_error(
                 401,
@@ -433,20 +545,27 @@ class AzureDevOpsSimulator(SimulatorServer):
             )
         return org
 
+    def _project_or_404(self, org: Organization, name_or_id: str) -> Project:
+        project = org.project(name_or_id)
+        if project is None:
+            raise SimHTTPError(
+                self.devops_error(
+                    404,
+                    f"TF200016: The following project does not exist: {name_or_id}. Verify that the "
+                    "name of the project is correct and that the project exists on the specified Azure DevOps "
+                    "Server.",
+                    "ProjectDoesNotExistWithNameException",
+                    type_name="Microsoft.TeamFoundation.Core.WebApi.ProjectDoesNotExistWithNameException, "
+                    "Microsoft.TeamFoundation.Core.WebApi",
+                )
+            )
+        return project
+
     # ----------------------------------------------------------------- handlers
 
     def _get_endpoint(self, request: SimRequest) -> SimResponse:
         org = self._org_or_404(request)
-        project = org.project(request.params["project"])
-        if project is None:
-            return self.devops_error(
-                404,
-                f"TF200016: The following project does not exist: {request.params['project']}. Verify that the "
-                "name of the project is correct and that the project exists on the specified Azure DevOps Server.",
-                "ProjectDoesNotExistWithNameException",
-                type_name="Microsoft.TeamFoundation.Core.WebApi.ProjectDoesNotExistWithNameException, "
-                "Microsoft.TeamFoundation.Core.WebApi",
-            )
+        project = self._project_or_404(org, request.params["project"])
         endpoint = self._endpoints.get(request.params["id"].lower())
         if (
             endpoint is None
@@ -456,6 +575,78 @@ class AzureDevOpsSimulator(SimulatorServer):
             # The real service answers 200 with a null body here, not 404.
             return json_response(200, None)
         return json_response(200, endpoint.to_json())
+
+    @staticmethod
+    def _list_arg(request: SimRequest, name: str) -> set[str] | None:
+        """A comma-separated query parameter as a lower-cased set (None when absent)."""
+        value = request.arg(name)
+        if value is None:
+            return None
+        return {part.strip().lower() for part in value.split(",") if part.strip()}
+
+    def _list_endpoints(self, request: SimRequest) -> SimResponse:
+        """Endpoints - Get Service Endpoints (the shape of the docs' sample: ``count`` and ``value``)."""
+        org = self._org_or_404(request)
+        project = self._project_or_404(org, request.params["project"])
+        types = self._list_arg(request, "type")
+        schemes = self._list_arg(request, "authSchemes")
+        ids = self._list_arg(request, "endpointIds")
+        names = self._list_arg(request, "endpointNames")
+        owners = self._list_arg(request, "owner")
+        include_failed = (request.arg("includeFailed") or "").lower() == "true"
+        found = [
+            e.to_json()
+            for e in self._endpoints.values()
+            if e.organization.lower() == org.name.lower()
+            and e.shared_with(project)
+            and (types is None or e.type.lower() in types)
+            and (schemes is None or e.scheme.lower() in schemes)
+            and (ids is None or e.id.lower() in ids)
+            and (names is None or e.name.lower() in names)
+            and (owners is None or "library" in owners)
+            and (include_failed or e.is_ready)
+        ]
+        return json_response(200, {"count": len(found), "value": found})
+
+    def _list_projects(self, request: SimRequest) -> SimResponse:
+        """Projects - List: one page of ``$top`` (default 100), the next offset in ``x-ms-continuationtoken``."""
+        org = self._org_or_404(request)
+
+        def number(name: str, default: int) -> int:
+            text = request.arg(name)
+            if text is None or text == "":
+                return default
+            try:
+                value = int(text)
+            except ValueError:
+                value = -1
+            if value < 0:
+                raise SimHTTPError(
+                    self.devops_error(
+                        400,
+                        f"The value '{text}' is not valid for parameter {name}.",
+                        "InvalidArgumentValueException",
+                        type_name="Microsoft.TeamFoundation.Core.WebApi.InvalidArgumentValueException, "
+                        "Microsoft.TeamFoundation.Core.WebApi",
+                    )
+                )
+            return value
+
+        top = number("$top", 100) or 100
+        offset = number("continuationToken", 0) + number("$skip", 0)
+        state_filter = (request.arg("stateFilter") or "wellFormed").lower()
+        projects = sorted(org.projects.values(), key=lambda p: (p.name.lower(), p.id))
+        if state_filter not in ("wellformed", "all"):
+            projects = []  # every simulated project is wellFormed
+        page = projects[offset : offset + top]
+        headers = {}
+        if offset + top < len(projects):
+            headers["x-ms-continuationtoken"] = str(offset + top)
+        return json_response(
+            200,
+            {"count": len(page), "value": [p.to_json(request.base_url, org.name) for p in page]},
+            headers,
+        )
 
     def _put_endpoint(self, request: SimRequest) -> SimResponse:
         org = self._org_or_404(request)
@@ -502,7 +693,7 @@ class AzureDevOpsSimulator(SimulatorServer):
                 type_name="System.ArgumentNullException, mscorlib",
             )
         parameters = dict(authorization["parameters"])
-        new_key = parameters.pop("serviceprincipalkey", None)
+        new_key = parameters.pop(endpoint.secret_parameter or "serviceprincipalkey", None)
         if new_key:  # null keeps the stored secret, as the write-only API does
             endpoint.key = str(new_key)
             endpoint.key_updates += 1
@@ -539,17 +730,40 @@ class AzureDevOpsSimulator(SimulatorServer):
             self.set_members(organization, set(members) if members is not None else None)
         return json_response(201, self.state()["organizations"].get(organization, {}))
 
+    def _admin_add_project(self, request: SimRequest) -> SimResponse:
+        body = cast_json_dict(request.json())
+        project = self._project_from_json(body)
+        return json_response(201, project.to_json(request.base_url, str(body["organization"])))
+
+    def _project_from_json(self, body: JsonDict) -> Project:
+        """``{"organization", "name", "id"?, "description"?, "visibility"?}``."""
+        return self.add_project(
+            str(body["organization"]),
+            str(body["name"]),
+            project_id=body.get("id"),
+            description=body.get("description"),
+            visibility=str(body.get("visibility") or "private"),
+        )
+
     def _admin_add_connection(self, request: SimRequest) -> SimResponse:
         connection = self._connection_from_json(cast_json_dict(request.json()))
         return json_response(201, connection.to_json(include_key=True))
 
     def _connection_from_json(self, body: JsonDict) -> ServiceConnection:
+        """Fields: ``organization``, ``project``, ``name``, ``servicePrincipalId`` (azurerm), ``tenantId``,
+        ``key``, ``id``, ``type``, ``scheme``, ``authenticationType``, ``administrators``, ``sharedWith``,
+        and for other kinds ``url``, ``parameters``, ``data``, ``secretParameter`` (null: no secret;
+        by default ``serviceprincipalkey`` for the ServicePrincipal scheme, else none), ``isReady``,
+        ``description``. ``servicePrincipalId`` may be left out when ``parameters`` is given."""
         admins = body.get("administrators")
+        parameters = body.get("parameters")
+        if parameters is None and body.get("servicePrincipalId") is None:
+            raise ValueError("servicePrincipalId (or parameters) is required")
         return self.add_service_connection(
             str(body["organization"]),
             str(body["project"]),
             name=str(body["name"]),
-            service_principal_id=str(body["servicePrincipalId"]),
+            service_principal_id=str(body.get("servicePrincipalId") or ""),
             tenant_id=str(body.get("tenantId") or "00000000-0000-0000-0000-00000000cafe"),
             key=body.get("key", "initial-key"),
             endpoint_id=body.get("id"),
@@ -558,6 +772,12 @@ class AzureDevOpsSimulator(SimulatorServer):
             authentication_type=str(body.get("authenticationType") or "spnKey"),
             administrators=set(admins) if admins is not None else None,
             shared_with=tuple(body.get("sharedWith") or ()),
+            url=body.get("url"),
+            parameters=dict(parameters) if parameters is not None else None,
+            data=dict(body["data"]) if isinstance(body.get("data"), dict) else None,
+            key_parameter=body.get("secretParameter", "auto"),
+            is_ready=bool(body.get("isReady", True)),
+            description=str(body.get("description") or ""),
         )
 
     def _admin_add_pat(self, request: SimRequest) -> SimResponse:

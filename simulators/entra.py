@@ -6,6 +6,12 @@ Graph's error bodies. Token side (what MSAL / azure-identity send): OIDC discove
 ``client_credentials`` grant, which succeeds only with a *current, propagated* password of the
 app, so rotation code can prove a new secret works exactly as it would against Entra.
 
+Sign-in report (Graph beta): ``GET /beta/reports/appCredentialSignInActivities`` (``$filter`` with
+``appId eq '...'`` or ``keyId eq '...'``, ``$top``, ``$skiptoken`` through ``@odata.nextLink``) and
+``GET /beta/reports/appCredentialSignInActivities/{id}``. Every token the token endpoint issues for
+a client secret records that credential's last sign-in (sim clock); only credentials that signed in
+appear, as in the real report. ``POST /_sim/applications/{ref}/signIns`` sets or clears one.
+
 Switches model the awkward parts of the real service: the app-management lifetime policy, the
 two-password cap of personal-account apps, throttling, lost responses (commit then 5xx),
 slow answers, the new-secret propagation delay, secrets that never work, and a movable clock.
@@ -13,6 +19,7 @@ slow answers, the new-secret propagation delay, secrets that never work, and a m
 
 from __future__ import annotations
 
+import base64
 import collections
 import hmac
 import math
@@ -50,9 +57,32 @@ PERSONAL_ACCOUNT_AUDIENCES = frozenset({"AzureADandPersonalMicrosoftAccount", "P
 SIGN_IN_AUDIENCES = frozenset({"AzureADMyOrg", "AzureADMultipleOrgs"}) | PERSONAL_ACCOUNT_AUDIENCES
 DEFAULT_PASSWORD_LIFETIME_YEARS = 2
 _SECRET_ALPHABET = string.ascii_letters + string.digits + "~._-"
-_GRAPH_PREFIX = "/v1.0/"
+_GRAPH_PREFIXES = ("/v1.0/", "/beta/")
+_SIGN_IN_REPORT = r"/beta/reports/appCredentialSignInActivities"
+# Well-known first-party resource app ids, for a sign-in record's resourceId (the audience's app).
+_RESOURCE_APP_IDS = {
+    GRAPH_RESOURCE: GRAPH_APP_ID,
+    "https://vault.azure.net": "cfa8b339-82a2-471a-a3c9-0fc0be7a4093",
+    "https://management.azure.com": "797f4846-ba00-4fd7-ba43-dac1f8f63013",
+    "https://management.core.windows.net": "797f4846-ba00-4fd7-ba43-dac1f8f63013",
+}
 _APP_BY_ID = r"/v1\.0/applications/(?P<object_id>[^/()]+)"
 _APP_BY_APP_ID = r"/v1\.0/applications\(appId='(?P<app_id>[^']*)'\)"
+
+
+def _is_graph(path: str) -> bool:
+    return path.startswith(_GRAPH_PREFIXES)
+
+
+def resource_app_id(audience: str) -> str:
+    """The app id of the resource a token was issued for (a stable made-up one for unknown audiences)."""
+    audience = scope_to_audience(audience)
+    try:
+        return str(uuid.UUID(audience))
+    except ValueError:
+        pass
+    known = _RESOURCE_APP_IDS.get(audience.lower())
+    return known or str(uuid.uuid5(uuid.NAMESPACE_URL, audience.lower()))
 
 
 def graph_datetime(value: datetime) -> str:
@@ -118,6 +148,54 @@ class PasswordCredential:
 
 
 @dataclass
+class CredentialSignIn:
+    """One row of the appCredentialSignInActivities report: a credential's last sign-in.
+
+    Shape: learn.microsoft.com/graph/api/resources/appcredentialsigninactivity?view=graph-rest-beta
+    (id, keyId, keyType, keyUsage, appId, appObjectId, servicePrincipalObjectId, resourceId,
+    credentialOrigin, expirationDateTime, createdDateTime, signInActivity). Kept per (appId, keyId)
+    apart from the app object, as the report is built from sign-in logs: removing the password does
+    not remove its row. The documented ``id`` is base64 of ``{keyId}|{credentialOrigin}``.
+    """
+
+    app_id: str
+    app_object_id: str
+    app_display_name: str
+    key_id: str
+    created: datetime
+    expires: datetime
+    last_sign_in: datetime
+    request_id: str
+    resource_id: str
+    key_type: str = "clientSecret"
+
+    @property
+    def id(self) -> str:
+        return base64.b64encode(f"{self.key_id}|application".encode()).decode("ascii")
+
+    def graph_json(self) -> JsonDict:
+        return {
+            "id": self.id,
+            "keyId": self.key_id,
+            "keyType": self.key_type,
+            "keyUsage": "sign",
+            "appId": self.app_id,
+            "appDisplayName": self.app_display_name,
+            "appObjectId": self.app_object_id,
+            # No service principals are modelled: a stable id derived from the app's.
+            "servicePrincipalObjectId": str(uuid.uuid5(uuid.NAMESPACE_OID, self.app_object_id.lower())),
+            "resourceId": self.resource_id,
+            "credentialOrigin": "application",
+            "expirationDateTime": graph_datetime(self.expires),
+            "createdDateTime": graph_datetime(self.created),
+            "signInActivity": {
+                "lastSignInDateTime": graph_datetime(self.last_sign_in),
+                "lastSignInRequestId": self.request_id,
+            },
+        }
+
+
+@dataclass
 class Application:
     object_id: str
     app_id: str
@@ -178,6 +256,9 @@ class EntraSimulator(SimulatorServer):
     * ``propagation_delay_seconds`` - a new password is refused at the token endpoint until
       created + delay.
     * ``broken_new_secrets`` - passwords added while on never work at the token endpoint.
+    * ``sign_in_activity_readable`` - whether ``GET /beta/reports/appCredentialSignInActivities``
+      answers (AuditLog.Read.All, learn.microsoft.com/graph/api/reportroot-list-appcredentialsigninactivities
+      ?view=graph-rest-beta) or 403 ``Authorization_RequestDenied`` (default True).
     """
 
     kind = "entra"
@@ -197,6 +278,8 @@ class EntraSimulator(SimulatorServer):
         self.issuer = issuer
         self.tenant_id = tenant_id
         self._apps: dict[str, Application] = {}
+        # The sign-in report's rows, by (appId, keyId) lower-cased; insertion order is list order.
+        self._sign_ins: dict[tuple[str, str], CredentialSignIn] = {}
         self._reset_switches()
 
         self.route("GET", r"/v1\.0/applications", self._list_applications)
@@ -208,6 +291,8 @@ class EntraSimulator(SimulatorServer):
         self.route("GET", _APP_BY_ID + "/appManagementPolicies", self._app_management_policies)
         self.route("GET", r"/v1\.0/policies/defaultAppManagementPolicy", self._default_app_management_policy)
         self.route("POST", _APP_BY_APP_ID + "/removePassword", self._remove_password)
+        self.route("GET", _SIGN_IN_REPORT + "/?", self._list_sign_in_activities)
+        self.route("GET", _SIGN_IN_REPORT + r"/(?P<activity_id>[^/]+)", self._get_sign_in_activity)
 
         self.route(
             "GET", r"/(?P<tenant>[^/]+)/v2\.0/\.well-known/openid-configuration", self._openid_configuration
@@ -223,6 +308,7 @@ class EntraSimulator(SimulatorServer):
         self.admin_route(
             "DELETE", "/applications/(?P<ref>[^/]+)/passwords/(?P<key_id>[^/]+)", self._admin_remove_pw
         )
+        self.admin_route("POST", "/applications/(?P<ref>[^/]+)/signIns", self._admin_sign_in)
         self.admin_route("POST", "/token", self._admin_issue_token)
 
     def _reset_switches(self) -> None:
@@ -237,6 +323,8 @@ class EntraSimulator(SimulatorServer):
         self.write_quota: tuple[int, float] | None = None
         self._writes: collections.deque[float] = collections.deque()
         self.writes_throttled = 0
+        # AuditLog.Read.All granted: the sign-in report answers (403 when False).
+        self.sign_in_activity_readable = True
 
     # ----------------------------------------------------------------- Python admin API
 
@@ -287,7 +375,7 @@ class EntraSimulator(SimulatorServer):
                 return value
             return parse_datetime(str(value))
 
-        return self.add_password(
+        credential = self.add_password(
             app.object_id,
             spec.get("displayName"),
             secret_text=spec.get("secretText"),
@@ -295,6 +383,10 @@ class EntraSimulator(SimulatorServer):
             end=when("endDateTime"),
             key_id=spec.get("keyId"),
         )
+        last_sign_in = when("lastSignInDateTime")
+        if last_sign_in is not None:
+            self.record_sign_in(app.object_id, credential.key_id, last_sign_in)
+        return credential
 
     def add_password(
         self,
@@ -353,6 +445,47 @@ class EntraSimulator(SimulatorServer):
             app = self.get_application(ref)
             del self._apps[app.object_id]
 
+    def record_sign_in(
+        self,
+        application: str,
+        key_id: str,
+        at: datetime | None,
+        *,
+        resource: str = GRAPH_RESOURCE,
+        request_id: str | None = None,
+    ) -> CredentialSignIn | None:
+        """Set (or with ``at=None`` clear) a password's last sign-in, as the report shows it.
+
+        ``application`` = object id or appId; KeyError if the app or its password is unknown."""
+        with self._lock:
+            app = self.get_application(application)
+            credential = app.password(key_id)
+            if credential is None:
+                raise KeyError(key_id)
+            row_key = (app.app_id.lower(), credential.key_id.lower())
+            credential.last_sign_in = at
+            if at is None:
+                self._sign_ins.pop(row_key, None)
+                return None
+            row = CredentialSignIn(
+                app_id=app.app_id,
+                app_object_id=app.object_id,
+                app_display_name=app.display_name,
+                key_id=credential.key_id,
+                created=credential.created_at,
+                expires=credential.end,
+                last_sign_in=at.astimezone(UTC),
+                request_id=request_id or str(uuid.uuid4()),
+                resource_id=resource_app_id(resource),
+            )
+            self._sign_ins[row_key] = row
+            return row
+
+    def sign_in_activities(self) -> list[CredentialSignIn]:
+        """The report's rows (credentials that signed in), in report order."""
+        with self._lock:
+            return list(self._sign_ins.values())
+
     def token_for(self, principal: str = "rotator", audience: str = GRAPH_RESOURCE) -> str:
         """Mint a token directly (tests that call Graph with raw HTTP)."""
         return self.issuer.issue(principal, audience, tenant_id=self.tenant_id).token
@@ -375,6 +508,7 @@ class EntraSimulator(SimulatorServer):
                 "tenantId": self.tenant_id,
                 "now": graph_datetime(self.clock.now()),
                 "applications": [app.state_json() for app in self._apps.values()],
+                "credentialSignIns": [row.graph_json() for row in self._sign_ins.values()],
                 "switches": self.switches(),
             }
 
@@ -382,6 +516,7 @@ class EntraSimulator(SimulatorServer):
         with self._lock:
             super().reset()
             self._apps.clear()
+            self._sign_ins.clear()
             self._reset_switches()
             self.clock.offset_seconds = 0
 
@@ -400,6 +535,7 @@ class EntraSimulator(SimulatorServer):
                         else {"limit": self.write_quota[0], "window_seconds": self.write_quota[1]}
                     ),
                     "writes_throttled": self.writes_throttled,
+                    "sign_in_activity_readable": self.sign_in_activity_readable,
                 }
             )
             return data
@@ -417,6 +553,8 @@ class EntraSimulator(SimulatorServer):
             self.propagation_delay_seconds = float(value or 0)
         elif name == "broken_new_secrets":
             self.broken_new_secrets = bool(value)
+        elif name == "sign_in_activity_readable":
+            self.sign_in_activity_readable = bool(value)
         elif name == "write_quota":
             self.write_quota = (
                 None if value is None else (int(value["limit"]), float(value["window_seconds"]))
@@ -455,7 +593,7 @@ class EntraSimulator(SimulatorServer):
         return [GRAPH_RESOURCE, GRAPH_APP_ID]
 
     def authenticate(self, request: SimRequest) -> SimResponse | None:
-        if not request.path.startswith(_GRAPH_PREFIX):
+        if not _is_graph(request.path):
             return None  # the token endpoint is anonymous
         check = self.issuer.check(request.header("authorization"), self.graph_audiences(request))
         if check.ok and check.token is not None:
@@ -516,7 +654,7 @@ class EntraSimulator(SimulatorServer):
 
     def fault_response(self, request: SimRequest, rule: FaultRule) -> SimResponse:
         headers = {"Retry-After": str(rule.retry_after)} if rule.retry_after is not None else {}
-        if not request.path.startswith(_GRAPH_PREFIX):
+        if not _is_graph(request.path):
             return self.aad_error(
                 request,
                 rule.status,
@@ -550,7 +688,7 @@ class EntraSimulator(SimulatorServer):
         return self.graph_error(request, rule.status, code, message, headers=headers)
 
     def not_found(self, request: SimRequest) -> SimResponse:
-        if request.path.startswith(_GRAPH_PREFIX):
+        if _is_graph(request.path):
             return self.graph_error(
                 request,
                 400,
@@ -710,6 +848,83 @@ class EntraSimulator(SimulatorServer):
             if select:
                 query += "&$select=" + _quote(select)
             payload["@odata.nextLink"] = f"{request.base_url}/v1.0/applications?{query}"
+        return self.graph_ok(request, payload)
+
+    # ----------------------------------------------------------------- sign-in report (beta)
+    # learn.microsoft.com/graph/api/reportroot-list-appcredentialsigninactivities?view=graph-rest-beta:
+    # GET /reports/appCredentialSignInActivities with $top and $filter (appId eq / keyId eq in the
+    # examples), a collection of appCredentialSignInActivity; needs AuditLog.Read.All (least
+    # privileged). Get one: learn.microsoft.com/graph/api/appcredentialsigninactivity-get?view=graph-rest-beta.
+
+    _REPORT_CONTEXT = "https://graph.microsoft.com/beta/$metadata#reports/appCredentialSignInActivities"
+    _REPORT_FILTER_FIELDS = {"appid": "app_id", "keyid": "key_id", "appobjectid": "app_object_id"}
+
+    def _report_denied(self, request: SimRequest) -> None:
+        if not self.sign_in_activity_readable:
+            raise SimHTTPError(
+                self.graph_error(
+                    request,
+                    403,
+                    "Authorization_RequestDenied",
+                    "Insufficient privileges to complete the operation.",
+                )
+            )
+
+    def _list_sign_in_activities(self, request: SimRequest) -> SimResponse:
+        self._report_denied(request)
+        top_text = request.arg("$top", "100") or "100"
+        if not top_text.isdigit() or not 1 <= int(top_text) <= 999:
+            raise self._bad_request(
+                request,
+                f"Invalid page size specified: '{top_text}'. Must be between 1 and 999 inclusive.",
+                "Request_UnsupportedQuery",
+            )
+        top = int(top_text)
+        skip_token = request.arg("$skiptoken")
+        offset = 0
+        if skip_token:
+            if not (skip_token.startswith("sim") and skip_token[3:].isdigit()):
+                raise self._bad_request(request, "Invalid skip token.", "Request_BadRequest")
+            offset = int(skip_token[3:])
+        rows = self.sign_in_activities()
+        expression = request.arg("$filter")
+        if expression:
+            found = self._FILTER_EQ.match(expression)
+            if not found or found.group(1).lower() not in self._REPORT_FILTER_FIELDS:
+                raise self._bad_request(request, "Unsupported query.", "Request_UnsupportedQuery")
+            attribute = self._REPORT_FILTER_FIELDS[found.group(1).lower()]
+            wanted = found.group(2).replace("''", "'").lower()
+            rows = [row for row in rows if str(getattr(row, attribute)).lower() == wanted]
+        page = rows[offset : offset + top]
+        payload: JsonDict = {
+            "@odata.context": self._REPORT_CONTEXT,
+            "value": [row.graph_json() for row in page],
+        }
+        if offset + top < len(rows):
+            query = f"$top={top}&$skiptoken=sim{offset + top}"
+            if expression:
+                query += "&$filter=" + _quote(expression)
+            payload["@odata.nextLink"] = (
+                f"{request.base_url}/beta/reports/appCredentialSignInActivities?{query}"
+            )
+        return self.graph_ok(request, payload)
+
+    def _get_sign_in_activity(self, request: SimRequest) -> SimResponse:
+        self._report_denied(request)
+        wanted = request.params["activity_id"]
+        row = next((r for r in self.sign_in_activities() if r.id == wanted), None)
+        if row is None:
+            raise SimHTTPError(
+                self.graph_error(
+                    request,
+                    404,
+                    "Request_ResourceNotFound",
+                    f"Resource '{wanted}' does not exist or one of its queried reference-property objects "
+                    "are not present.",
+                )
+            )
+        payload: JsonDict = {"@odata.context": self._REPORT_CONTEXT + "/$entity"}
+        payload.update(row.graph_json())
         return self.graph_ok(request, payload)
 
     def _within_write_quota(self, request: SimRequest) -> None:
@@ -978,7 +1193,9 @@ class EntraSimulator(SimulatorServer):
                 f"value, not the client secret ID, for a secret added to app '{app.app_id}'.",
             )
         match.sign_ins += 1
-        match.last_sign_in = now
+        # Entra answers with x-ms-request-id; the report's lastSignInRequestId names that request.
+        request_id = str(uuid.uuid4())
+        self.record_sign_in(app.object_id, match.key_id, now, resource=audience, request_id=request_id)
         issued = self.issuer.issue(app.app_id, audience, client_id=app.app_id, tenant_id=self.tenant_id)
         lifetime = self.issuer.lifetime_seconds
         return json_response(
@@ -989,7 +1206,7 @@ class EntraSimulator(SimulatorServer):
                 "ext_expires_in": lifetime,
                 "access_token": issued.token,
             },
-            {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"},
+            {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache", "x-ms-request-id": request_id},
         )
 
     # ----------------------------------------------------------------- admin HTTP handlers
@@ -1031,6 +1248,25 @@ class EntraSimulator(SimulatorServer):
         except KeyError:
             return json_response(404, {"error": f"no password {request.params['key_id']}"})
         return SimResponse(204)
+
+    def _admin_sign_in(self, request: SimRequest) -> SimResponse:
+        """``{"keyId", "at": ISO time or null, "resource"?}``: set or clear a password's last sign-in."""
+        app = self._admin_app(request)
+        body = cast_json_dict(request.json())
+        key_id = str(body["keyId"])
+        at = body.get("at")
+        try:
+            row = self.record_sign_in(
+                app.object_id,
+                key_id,
+                None if at is None else parse_datetime(str(at)),
+                resource=str(body.get("resource") or GRAPH_RESOURCE),
+            )
+        except KeyError:
+            return json_response(404, {"error": f"no password {key_id}"})
+        if row is None:
+            return SimResponse(204)
+        return json_response(200, row.graph_json())
 
     def _admin_issue_token(self, request: SimRequest) -> SimResponse:
         body = cast_json_dict(request.json())

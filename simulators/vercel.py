@@ -1,4 +1,14 @@
-"""Vercel REST API simulator (HTTPS): project environment variables and deployments.
+"""Vercel REST API simulator (HTTPS): projects, their environment variables and deployments.
+
+* ``GET /v10/projects?teamId=&limit=&until=&from=&search=`` (Find projects,
+  vercel.com/docs/rest-api/reference/endpoints/projects/find-projects) lists the projects of the
+  token's team (no ``teamId``: its personal projects), newest ``updatedAt`` first, as
+  ``{"projects": [...], "pagination": {"count", "next", "prev"}}``. ``limit`` is 1..100 (default
+  20); ``next`` is the ``updatedAt`` of the page's last project when more remain (else null) and is
+  passed back as ``until`` (projects updated before it), as the Vercel CLI's ``project ls --next``
+  does; ``from`` (what the current docs and @vercel/sdk ``GetProjectsRequest`` name: "timestamp or
+  continuation token") is taken as the same cursor. ``prev`` is the first project's ``updatedAt``.
+  ``search`` matches part of the name, case-insensitively.
 
 * ``POST /v10/projects/{idOrName}/env[?upsert=true]`` with one variable or a list. The answer is
   ``201 {"created": ..., "failed": [...]}``: per-variable refusals go to ``failed`` (a key that
@@ -63,6 +73,7 @@ ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEPLOYMENT_STATES = ("QUEUED", "INITIALIZING", "BUILDING", "READY", "ERROR", "CANCELED")
 _ALNUM = string.ascii_letters + string.digits
 _ID = r"(?P<id>[^/]+)"
+PERSONAL_ACCOUNT_ID = "simulated-user"  # the accountId of a token's personal projects (the creator uid)
 
 
 def _random_id(prefix: str = "", length: int = 28) -> str:
@@ -168,6 +179,24 @@ class Project:
     envs: list[EnvVar] = field(default_factory=list)
     deployments: list[Deployment] = field(default_factory=list)
     custom_environments: dict[str, str] = field(default_factory=dict)  # id -> slug
+    created_at: int = 0  # Unix milliseconds
+    updated_at: int = 0  # Unix milliseconds; unique per simulator, so the list order is total
+    framework: str | None = None
+
+    def to_json(self) -> JsonDict:
+        """A project as Find projects lists it (a subset of @vercel/sdk ``GetProjectsProjects``)."""
+        newest = max(self.deployments, key=lambda d: d.created_at, default=None)
+        return {
+            "accountId": self.team_id or PERSONAL_ACCOUNT_ID,
+            "createdAt": self.created_at,
+            "directoryListing": False,
+            "framework": self.framework,
+            "id": self.id,
+            "latestDeployments": [] if newest is None else [newest.to_json()],
+            "name": self.name,
+            "nodeVersion": "22.x",
+            "updatedAt": self.updated_at,
+        }
 
 
 @dataclass
@@ -200,6 +229,7 @@ class VercelSimulator(SimulatorServer):
         self._tokens: dict[str, set[str | None]] = {}
         self._projects: dict[str, Project] = {}
 
+        self.route("GET", r"/v10/projects/?", self._list_projects)
         self.route("POST", rf"/v10/projects/{_ID}/env/?", self._create_env)
         self.route("GET", rf"/v10/projects/{_ID}/env/?", self._list_env)
         # vercel.com/docs/rest-api/projects/edit-an-environment-variable
@@ -219,9 +249,29 @@ class VercelSimulator(SimulatorServer):
         with self._lock:
             self._tokens.setdefault(token, set()).add(team_id)
 
-    def add_project(self, name: str, *, team_id: str | None = None, project_id: str | None = None) -> Project:
+    def add_project(
+        self,
+        name: str,
+        *,
+        team_id: str | None = None,
+        project_id: str | None = None,
+        framework: str | None = None,
+        updated_at: int | None = None,
+    ) -> Project:
+        """Create a project; ``updated_at`` (Unix ms) defaults to now, made unique among projects."""
         with self._lock:
-            project = Project(project_id or _random_id("prj_"), name, team_id)
+            if updated_at is None:
+                updated_at = self._now_ms()
+                if self._projects:
+                    updated_at = max(updated_at, max(p.updated_at for p in self._projects.values()) + 1)
+            project = Project(
+                project_id or _random_id("prj_"),
+                name,
+                team_id,
+                created_at=updated_at,
+                updated_at=updated_at,
+                framework=framework,
+            )
             self._projects[project.id] = project
             return project
 
@@ -308,17 +358,13 @@ class VercelSimulator(SimulatorServer):
             )
 
     def seed(self, data: Mapping[str, Any]) -> None:
-        """Load ``{"tokens": [{"token", "teamIds"}], "projects": [{"name", "teamId"?, "id"?,
-        "customEnvironments"?: [{"slug", "id"?}], "productionDeployment"?: true}]}``."""
+        """Load ``{"tokens": [{"token", "teamIds"}], "projects": [{"name", "teamId"?, "id"?, "framework"?,
+        "updatedAt"? (Unix ms), "customEnvironments"?: [{"slug", "id"?}], "productionDeployment"?: true}]}``."""
         for spec in data.get("tokens") or []:
             for team_id in spec.get("teamIds") or [None]:
                 self.add_token(str(spec["token"]), team_id)
         for spec in data.get("projects") or []:
-            project = self.add_project(
-                str(spec["name"]), team_id=spec.get("teamId"), project_id=spec.get("id")
-            )
-            for environment in spec.get("customEnvironments") or []:
-                self.add_custom_environment(project.id, str(environment["slug"]), environment.get("id"))
+            project = self._project_from_json(spec)
             if spec.get("productionDeployment"):
                 self.add_deployment(project.id)
 
@@ -330,6 +376,9 @@ class VercelSimulator(SimulatorServer):
                     p.id: {
                         "name": p.name,
                         "teamId": p.team_id,
+                        "framework": p.framework,
+                        "createdAt": p.created_at,
+                        "updatedAt": p.updated_at,
                         "envs": [e.to_json(reveal=True) for e in p.envs],
                         "deployments": [{**d.to_json(), "env": dict(d.env)} for d in p.deployments],
                     }
@@ -459,6 +508,52 @@ class VercelSimulator(SimulatorServer):
 
     def _bad_request(self, message: str) -> SimHTTPError:
         return SimHTTPError(self.vercel_error(400, "bad_request", message))
+
+    # ----------------------------------------------------------------- project handlers
+
+    def _list_projects(self, request: SimRequest) -> SimResponse:
+        """Find projects (vercel.com/docs/rest-api/reference/endpoints/projects/find-projects): the
+        team's projects newest ``updatedAt`` first; ``pagination.next`` goes back as ``until``."""
+        team_id = request.arg("teamId")
+        try:
+            limit = int(request.arg("limit") or 20)
+        except ValueError:
+            raise self._bad_request("Invalid request: `limit` should be a number.") from None
+        if not 1 <= limit <= 100:
+            raise self._bad_request("Invalid request: `limit` should be between 1 and 100.")
+        cursor_text = request.arg("until") or request.arg("from")
+        cursor: int | None = None
+        if cursor_text:
+            try:
+                cursor = int(cursor_text)
+            except ValueError:
+                raise self._bad_request("Invalid request: `until` should be a timestamp.") from None
+        search = (request.arg("search") or "").lower()
+        if len(search) > 100:
+            raise self._bad_request("Invalid request: `search` should be at most 100 characters.")
+        projects = sorted(
+            (
+                p
+                for p in self._projects.values()
+                if p.team_id == team_id
+                and (cursor is None or p.updated_at < cursor)
+                and (not search or search in p.name.lower())
+            ),
+            key=lambda p: (p.updated_at, p.id),
+            reverse=True,
+        )
+        page = projects[:limit]
+        return json_response(
+            200,
+            {
+                "projects": [p.to_json() for p in page],
+                "pagination": {
+                    "count": len(page),
+                    "next": page[-1].updated_at if len(projects) > limit else None,
+                    "prev": page[0].updated_at if page else None,
+                },
+            },
+        )
 
     # ----------------------------------------------------------------- env handlers
 
@@ -781,17 +876,31 @@ class VercelSimulator(SimulatorServer):
             self.add_token(str(body["token"]), team_id)
         return json_response(201, {"teams": sorted(t or "" for t in self._tokens[str(body["token"])])})
 
-    def _admin_add_project(self, request: SimRequest) -> SimResponse:
-        body = cast_json_dict(request.json())
-        project = self.add_project(str(body["name"]), team_id=body.get("teamId"), project_id=body.get("id"))
-        for environment in body.get("customEnvironments") or []:
+    def _project_from_json(self, spec: Mapping[str, Any]) -> Project:
+        """``{"name", "teamId"?, "id"?, "framework"?, "updatedAt"? (Unix ms), "customEnvironments"?}``."""
+        updated_at = spec.get("updatedAt")
+        project = self.add_project(
+            str(spec["name"]),
+            team_id=spec.get("teamId"),
+            project_id=spec.get("id"),
+            framework=spec.get("framework"),
+            updated_at=None if updated_at is None else int(updated_at),
+        )
+        for environment in spec.get("customEnvironments") or []:
             self.add_custom_environment(project.id, str(environment["slug"]), environment.get("id"))
+        return project
+
+    def _admin_add_project(self, request: SimRequest) -> SimResponse:
+        project = self._project_from_json(cast_json_dict(request.json()))
         return json_response(
             201,
             {
                 "id": project.id,
                 "name": project.name,
                 "teamId": project.team_id,
+                "framework": project.framework,
+                "createdAt": project.created_at,
+                "updatedAt": project.updated_at,
                 "customEnvironments": [
                     {"id": env_id, "slug": slug} for env_id, slug in project.custom_environments.items()
                 ],
