@@ -29,6 +29,12 @@ param graphPermission string = 'Application.ReadWrite.OwnedBy'
 @description('Also grant Application.Read.All for the tenant-wide expiry inventory (GET /api/inventory). Off by default: least privilege.')
 param grantInventoryRead bool = false
 
+@description('Also grant AuditLog.Read.All, for credential sign-in evidence (GET /api/applications/{appId}/credentialUsage) and opt-in early retirement of an unused superseded credential. Off by default: least privilege; without it that API answers 403 naming the permission and credentials retire at expiry.')
+param grantSignInActivityRead bool = false
+
+@description('Assign Reader on this subscription to the rotator, so the destination pickers (GET /api/destinations/...) and consumer discovery can list resources. Off by default: least privilege; grant Reader by hand on chosen resource groups instead, or accept 403 from those APIs.')
+param grantSubscriptionReader bool = false
+
 @description('Grant the Graph permission in this deployment (the deployer needs Privileged Role Administrator). False leaves the grant to an Entra admin afterwards.')
 param grantGraphPermission bool = true
 
@@ -199,6 +205,18 @@ module graphGrant 'app/graph-permission.bicep' = if (grantGraphPermission) {
     principalId: identity.outputs.principalId
     graphPermission: graphPermission
     grantInventoryRead: grantInventoryRead
+    grantSignInActivityRead: grantSignInActivityRead
+  }
+}
+
+// Opt-in Reader on the whole subscription (the only role above the resource group). It deploys at
+// subscription scope, where deployment names are shared by every environment in the subscription
+// and pinned to a region, so the name carries the resource token.
+module subscriptionRbac 'app/subscription-rbac.bicep' = if (grantSubscriptionReader) {
+  name: 'subscription-rbac-${resourceToken}'
+  scope: subscription()
+  params: {
+    principalId: identity.outputs.principalId
   }
 }
 

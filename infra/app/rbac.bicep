@@ -1,6 +1,8 @@
-// Every Azure role the rotator's identity holds, each on the one resource that needs it.
-// Assignment names are deterministic (guid(scope, principal, role)), so re-deploying is a no-op
-// and a second environment never collides.
+// Every Azure role the rotator's identity holds in its resource group, each on the one resource
+// that needs it. Assignment names are deterministic (guid(scope, principal, role)), so re-deploying
+// is a no-op and a second environment never collides. The only role above the group, Reader on the
+// subscription, is opt-in and lives in app/subscription-rbac.bicep (a group deployment cannot
+// assign it).
 //
 // Roles the rotator needs on OTHER resources (integration Key Vaults, Logic App connections,
 // App Service, Automation) are granted per integration by the operator: see docs/deployment.md.

@@ -50,6 +50,7 @@ ROLE_NAMES = {
     "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": "Key Vault Secrets Officer",
     "09976791-48a7-449e-bb21-39d1a415f350": "Communication and Email Service Owner",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
+    "acdd72a7-3385-48ef-bd42-f606fba81ae7": "Reader",
 }
 # The identity's whole Azure role set: role -> the resource type it is scoped to.
 EXPECTED_ROLES = {
@@ -64,6 +65,25 @@ GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 GRAPH_APP_ROLES = {
     "Application.ReadWrite.OwnedBy": "18a4783c-866b-4cc7-a460-3d5e5662c884",
     "Application.ReadWrite.All": "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9",
+}
+# Opt-in Graph read permissions: (grant resource in graph-permission.bicep, its bool param, app role).
+OPT_IN_GRAPH_ROLES = {
+    "Application.Read.All": (
+        "inventoryAppRole",
+        "grantInventoryRead",
+        "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30",
+    ),
+    "AuditLog.Read.All": (
+        "signInActivityAppRole",
+        "grantSignInActivityRead",
+        "b0afded3-3588-46d8-8b3d-9842eff778da",
+    ),
+}
+# Every opt-in permission switch: main.bicep param -> the azd environment value that sets it.
+OPT_IN_PARAMS = {
+    "grantInventoryRead": "ROTATOR_GRANT_INVENTORY_READ",
+    "grantSignInActivityRead": "ROTATOR_GRANT_SIGN_IN_ACTIVITY_READ",
+    "grantSubscriptionReader": "ROTATOR_GRANT_SUBSCRIPTION_READER",
 }
 
 
@@ -91,6 +111,7 @@ def test_infra_has_the_expected_templates() -> None:
         "app/rbac.bicep",
         "app/graph-permission.bicep",
         "app/network.bicep",
+        "app/subscription-rbac.bicep",
     } <= names
 
 
@@ -157,6 +178,33 @@ def test_parameters_file_matches_main() -> None:
     assert required <= set(parameters), "azd must be able to fill every required parameter"
     assert parameters["environmentName"]["value"] == "${AZURE_ENV_NAME}"
     assert parameters["location"]["value"] == "${AZURE_LOCATION}"
+
+
+@pytest.mark.parametrize("path", bicep_files(), ids=lambda p: p.relative_to(INFRA).as_posix())
+def test_every_param_has_a_description(path: Path) -> None:
+    tree = parse(path)
+    for name in tree.get("parameters", {}):
+        assert decorator(tree, "parameters", name, "description"), f"{path}: {name}"
+
+
+@pytest.mark.parametrize(("param", "variable_name"), sorted(OPT_IN_PARAMS.items()))
+def test_opt_in_permissions_are_off_by_default_everywhere(param: str, variable_name: str) -> None:
+    """Least privilege: each extra permission is a bool that defaults to false in main.bicep and
+    in the azd parameters file, and the deployment guide names its azd environment value."""
+    main = template("main.bicep")
+    assert main["parameters"][param]["type"] == "bool"
+    assert param_default(main, param) is False
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters[param]["value"] == f"${{{variable_name}=false}}"
+    assert f"`{variable_name}` | `{param}` | `false`" in (ROOT / "docs" / "deployment.md").read_text()
+
+
+def test_every_azd_value_of_the_parameters_file_is_documented() -> None:
+    guide = (ROOT / "docs" / "deployment.md").read_text()
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    for name, spec in parameters.items():
+        (variable_name,) = re.findall(r"\$\{(\w+)", spec["value"])
+        assert f"| `{variable_name}` | `{name}` |" in guide, f"{variable_name} is not in the settings table"
 
 
 # --- app settings ------------------------------------------------------------------------------
@@ -394,7 +442,7 @@ def test_identity_role_set_is_exactly_the_listed_roles() -> None:
 
 def test_no_other_template_assigns_roles() -> None:
     for path in bicep_files():
-        if path.name != "rbac.bicep":
+        if path.name not in {"rbac.bicep", "subscription-rbac.bicep"}:
             assert not resources(parse(path), "Microsoft.Authorization/roleAssignments"), path
             assert not resources(parse(path), "Microsoft.Authorization/roleDefinitions"), path
 
@@ -407,7 +455,56 @@ def test_roles_go_to_the_rotator_identity() -> None:
         "outputs",
         "principalId",
     ]
+    assert accessor(modules(main)["subscriptionRbac"].params["principalId"]) == [
+        "identity",
+        "outputs",
+        "principalId",
+    ]
     assert "rbac" in modules(main)["functionApp"].depends_on
+
+
+def test_subscription_reader_is_opt_in() -> None:
+    """Reader on the subscription (destination pickers, consumer discovery) only with
+    grantSubscriptionReader: the module that assigns it is deployed only then."""
+    main = template("main.bicep")
+    assert main["globals"]["scope"]["value"] == "subscription"
+    assert main["parameters"]["grantSubscriptionReader"]["type"] == "bool"
+    assert param_default(main, "grantSubscriptionReader") is False
+    module = modules(main)["subscriptionRbac"]
+    assert module.path == "app/subscription-rbac.bicep"
+    assert module.condition == "grantSubscriptionReader"
+    body = main["modules"]["subscriptionRbac"]["config"]["config"]
+    assert function_name(body["scope"]) == "subscription"
+    assert body["scope"]["function"]["parameters"] == {"subscription_id": None}, "this subscription"
+    # Subscription-scope deployment names are shared by every environment of the subscription.
+    assert "${resourceToken}" in body["name"]
+
+
+def test_subscription_reader_is_exactly_reader_on_the_subscription() -> None:
+    tree = template("app/subscription-rbac.bicep")
+    assert tree["globals"]["scope"]["value"] == "subscription"
+    assert set(tree["parameters"]) == {"principalId"}
+    (assignment,) = resources(tree)
+    assert assignment.type == "Microsoft.Authorization/roleAssignments"
+    assert "scope" not in assignment.body, "the deployment's scope: the subscription"
+    assert assignment.condition is None and assignment.loop is None, "main.bicep gates the module"
+    definition = assignment.properties["roleDefinitionId"]["function"]
+    assert definition["type"] == "subscription_resource_id"
+    assert definition["parameters"]["resource_type"] == "Microsoft.Authorization/roleDefinitions"
+    role_variable = definition["parameters"]["resource_name_1"]
+    assert ROLE_NAMES[resolve(tree, role_variable)] == "Reader"
+    assert resolve(tree, role_variable) == "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+    # Deterministic name: guid(subscription().id, principalId, roleId).
+    name = assignment.body["name"]["function"]
+    assert name["type"] == "guid"
+    scope, principal, role = name["parameters"].values()
+    assert accessor(scope) == [
+        {"function": {"type": "subscription", "parameters": {"subscription_id": None}}},
+        "id",
+    ]
+    assert (principal, role) == ("principalId", role_variable)
+    assert assignment.properties["principalId"] == "principalId"
+    assert assignment.properties["principalType"] == "ServicePrincipal"
 
 
 def test_graph_permission_defaults_to_owned_by() -> None:
@@ -438,12 +535,18 @@ def test_graph_app_role_is_assigned_with_the_graph_extension() -> None:
     role_ids = {key.strip("'"): resolve(tree, value) for key, value in variable(tree, "appRoleIds").items()}
     assert role_ids == GRAPH_APP_ROLES
     grants = {r.symbol: r for r in resources(tree, "Microsoft.Graph/appRoleAssignedTo")}
-    assert set(grants) == {"graphAppRole", "inventoryAppRole"}
-    # The inventory's tenant-wide read permission is opt-in only.
-    inventory = grants["inventoryAppRole"]
-    assert inventory.condition == "grantInventoryRead"
-    assert param_default(tree, "grantInventoryRead") is False
-    assert resolve(tree, inventory.body["appRoleId"]) == "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30"
+    assert set(grants) == {"graphAppRole"} | {symbol for symbol, _, _ in OPT_IN_GRAPH_ROLES.values()}
+    # The tenant-wide read permissions (inventory, sign-in evidence) are opt-in only.
+    main = template("main.bicep")
+    for symbol, param, app_role in OPT_IN_GRAPH_ROLES.values():
+        opt_in = grants[symbol]
+        assert opt_in.condition == param
+        assert tree["parameters"][param]["type"] == "bool"
+        assert param_default(tree, param) is False
+        assert resolve(tree, opt_in.body["appRoleId"]) == app_role
+        assert opt_in.body["principalId"] == "principalId"
+        assert accessor(opt_in.body["resourceId"]) == [graph.symbol, "id"]
+        assert modules(main)["graphGrant"].params[param] == param, "main.bicep passes it through"
     grant = grants["graphAppRole"]
     assert grant.condition is None
     assert grant.body["appRoleId"] == {
