@@ -6,11 +6,12 @@ Every trigger lives in ``shared/triggers``; every SDK client is built in ``share
 import azure.functions as func
 
 from shared.observability import configure_telemetry
+from shared.triggers.discovery_api import bp as discovery_api
 from shared.triggers.http_api import bp as http_api
 from shared.triggers.timer import bp as timer
 from shared.triggers.worker import bp as worker
 
-BLUEPRINTS = (http_api, timer, worker)
+BLUEPRINTS = (http_api, discovery_api, timer, worker)
 
 configure_telemetry()
 

@@ -9,6 +9,7 @@ Every error the rotator raises on purpose derives from ``RotatorError`` and carr
     ├── NotFoundError             the application (or another resource) does not exist
     ├── ConflictError             optimistic concurrency lost (stale ETag) or a duplicate create
     ├── PayloadTooLargeError      a request body above the accepted size
+    ├── PermissionMissingError    the rotator's identity lacks a permission a feature needs (names it)
     ├── ExternalServiceError      a dependency (Graph, Key Vault, DevOps, ...) answered with an error
     │   ├── ThrottledError        429 / throttling; ``retry_after`` seconds when the service said so
     │   └── TransientServiceError 5xx, timeouts, connection errors: worth retrying
@@ -76,6 +77,17 @@ class ConflictError(RotatorError):
 
 class PayloadTooLargeError(RotatorError):
     """The request body is larger than the API accepts."""
+
+
+class PermissionMissingError(RotatorError):
+    """The rotator's own identity may not do what a read-only feature needs (a picker, discovery,
+    sign-in evidence). ``permission`` names what to grant (a Graph permission such as
+    ``AuditLog.Read.All``, or an Azure role and its scope); the API answers 403 with it."""
+
+    def __init__(self, message: str, *, permission: str, service: str, **context: Any) -> None:
+        super().__init__(message, permission=permission, service=service, **context)
+        self.permission = permission
+        self.service = service
 
 
 class ExternalServiceError(RotatorError):

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from shared.registry import RegistryService
     from shared.rotation.engine import RotationEngine
     from shared.rotation.events import EventRecorder
-    from shared.rotation.ports import Checkpoint, Notifier
+    from shared.rotation.ports import Checkpoint, Notifier, SignInEvidence
     from shared.rotation.scanner import Scanner, ThresholdAlerter
     from shared.storage.applications import ApplicationStore
     from shared.storage.budget import RateBudget
@@ -408,6 +408,15 @@ class Services:
             rotator_vault_url=self.settings.vault_url,
             sleep=self.sleep,
             checkpoint=self.checkpoint or (lambda step: None),
+            sign_ins=self.sign_ins,
+        )
+
+    @cached_property
+    def sign_ins(self) -> SignInEvidence:
+        from shared.discovery.signins import GraphSignInReader
+
+        return GraphSignInReader(
+            self.credential, self.settings.graph_url, self.settings.graph_scope, self.http
         )
 
     @cached_property

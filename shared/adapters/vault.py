@@ -132,6 +132,17 @@ class VaultClient:
         newest = max(matches, key=lambda p: p.created_on or datetime.min)
         return await self.get(name, str(newest.version))
 
+    async def secret_tags(self) -> list[tuple[str, dict[str, str]]]:
+        """Every secret's name and current tags (listing returns no values; needs the list
+        permission: Key Vault Reader, which reads names and tags, never values)."""
+        found: list[tuple[str, dict[str, str]]] = []
+        async with _vault_errors("list secrets", self.vault_url, "*"):
+            # Not retried: it serves interactive discovery, whose caller may ask again.
+            async for properties in self._client.list_properties_of_secrets(retry_total=0):
+                if properties.name:
+                    found.append((str(properties.name), dict(properties.tags or {})))
+        return found
+
     async def newest_tags(self, name: str) -> dict[str, str] | None:
         """Tags of the newest version, read from the version list (allowed even when it is disabled)."""
         newest: Any = None

@@ -21,6 +21,7 @@ from shared.errors import (
     FieldProblem,
     NotFoundError,
     PayloadTooLargeError,
+    PermissionMissingError,
     RotatorError,
     ValidationError,
 )
@@ -91,6 +92,13 @@ def error_to_response(error: Exception) -> func.HttpResponse:
         return problem_response(409, "Conflict", detail, "conflict")
     if isinstance(error, PayloadTooLargeError):
         return problem_response(413, "Payload too large", error.message, "payload-too-large")
+    if isinstance(error, PermissionMissingError):
+        return problem_response(
+            403,
+            "Missing permission",
+            f"{error.message}; grant: {error.permission}",
+            "insufficient-permission",
+        )
     if isinstance(error, ExternalServiceError):
         logger.warning("dependency failed: %s", error)
         return problem_response(
@@ -114,6 +122,23 @@ QUERY_PARAMETERS: dict[str, frozenset[str]] = {
     "list_applications": frozenset({"pageSize", "continuationToken"}),
     "get_rotation_log": frozenset({"pageSize", "continuationToken"}),
     "list_inventory": frozenset({"expiringWithinDays", "pageSize", "continuationToken"}),
+    "pick_subscriptions": frozenset({"pageSize", "continuationToken"}),
+    "pick_key_vaults": frozenset({"subscriptionId", "resourceGroup", "pageSize", "continuationToken"}),
+    "pick_logic_app_connections": frozenset(
+        {"subscriptionId", "resourceGroup", "pageSize", "continuationToken"}
+    ),
+    "pick_app_services": frozenset({"subscriptionId", "resourceGroup", "pageSize", "continuationToken"}),
+    "pick_automation_accounts": frozenset(
+        {"subscriptionId", "resourceGroup", "pageSize", "continuationToken"}
+    ),
+    "pick_runbooks": frozenset({"automationAccountId", "pageSize", "continuationToken"}),
+    "pick_devops_projects": frozenset({"organization", "pageSize", "continuationToken"}),
+    "pick_devops_service_connections": frozenset(
+        {"organization", "project", "pageSize", "continuationToken"}
+    ),
+    "pick_vercel_projects": frozenset({"groupId", "pageSize", "continuationToken"}),
+    "list_consumers": frozenset({"resourceGroupId", "devOpsProject"}),
+    "plan_rotation": frozenset({"consumers"}),
 }
 
 
@@ -279,3 +304,19 @@ def if_match(req: func.HttpRequest) -> str | None:
 def header(req: func.HttpRequest, name: str) -> str | None:
     value = req.headers.get(name)
     return value.strip() if value else None
+
+
+def text_param(
+    req: func.HttpRequest, name: str, pattern: str, allowed: str, *, required: bool = True
+) -> str | None:
+    """A string query parameter that must match ``pattern`` in full; 400 naming it and ``allowed``."""
+    import re
+
+    raw = req.params.get(name)
+    if raw is None or raw == "":
+        if required:
+            raise ValidationError(f"Missing {name}", [FieldProblem(name, "is required", allowed)])
+        return None
+    if not re.fullmatch(pattern, raw):
+        raise ValidationError(f"Invalid {name}", [FieldProblem(name, f"must be {allowed}", allowed)])
+    return str(raw)

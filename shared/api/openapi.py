@@ -72,6 +72,117 @@ COMMON_ERRORS = {
 }
 
 
+DISCOVERY_SCOPES = [
+    {
+        "name": "resourceGroupId",
+        "in": "query",
+        "description": "More resource groups to search, comma-separated (at most 20).",
+        "schema": {"type": "string", "maxLength": 4096},
+    },
+    {
+        "name": "devOpsProject",
+        "in": "query",
+        "description": "More Azure DevOps projects to search, comma-separated `organization/project` (at most 20).",
+        "schema": {"type": "string", "maxLength": 4096},
+    },
+]
+
+
+def _query(name: str, pattern: str, description: str, *, required: bool = True) -> dict[str, Any]:
+    """A string query parameter; ``pattern`` is the one the handler checks in full."""
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": {"type": "string", "pattern": f"^(?:{pattern})$"},
+    }
+
+
+def _picker_paths() -> dict[str, Any]:
+    """The destination pickers (``shared.triggers.discovery_api``)."""
+    from shared.triggers import discovery_api as api
+
+    subscription = _query("subscriptionId", api.GUID, "The subscription id.")
+    group = _query("resourceGroup", api.RESOURCE_GROUP, "The resource group name.")
+    organization = _query("organization", api.ORGANIZATION, "The Azure DevOps organization.")
+    pickers = {
+        "/destinations/subscriptions": (
+            "pickSubscriptions",
+            "Subscriptions the rotator can read",
+            [],
+            "Subscription",
+        ),
+        "/destinations/keyVaults": (
+            "pickKeyVaults",
+            "Key Vaults in a subscription (or resource group), with their permission model and whether "
+            "the rotator may write secrets there",
+            [subscription, {**group, "required": False}],
+            "KeyVaultChoice",
+        ),
+        "/destinations/logicAppConnections": (
+            "pickLogicAppConnections",
+            "API connections in a resource group, with the client id each signs in with",
+            [subscription, group],
+            "ResourceChoice",
+        ),
+        "/destinations/appServices": (
+            "pickAppServices",
+            "App Service and Function Apps in a resource group",
+            [subscription, group],
+            "ResourceChoice",
+        ),
+        "/destinations/automationAccounts": (
+            "pickAutomationAccounts",
+            "Automation accounts in a resource group",
+            [subscription, group],
+            "ResourceChoice",
+        ),
+        "/destinations/runbooks": (
+            "pickRunbooks",
+            "Runbooks of an Automation account",
+            [_query("automationAccountId", api.ACCOUNT_ID, "The Automation account's resource id.")],
+            "ResourceChoice",
+        ),
+        "/destinations/devOpsProjects": (
+            "pickDevOpsProjects",
+            "Projects of an Azure DevOps organization",
+            [organization],
+            "DevOpsProject",
+        ),
+        "/destinations/devOpsServiceConnections": (
+            "pickDevOpsServiceConnections",
+            "Service connections of a project; `supported` tells those the rotator can update "
+            "(Azure Resource Manager, service principal with a secret) and `reason` why not otherwise",
+            [organization, _query("project", api.PROJECT, "The project name.")],
+            "ServiceConnectionChoice",
+        ),
+        "/destinations/vercelProjects": (
+            "pickVercelProjects",
+            "Vercel projects the group's token can see",
+            [_query("groupId", api.GROUP_ID, "The group whose Vercel token to use.")],
+            "VercelProjectChoice",
+        ),
+    }
+    paths: dict[str, Any] = {}
+    for path, (operation, summary, parameters, item) in pickers.items():
+        paths[path] = {
+            "get": {
+                "operationId": operation,
+                "summary": summary,
+                "parameters": [*parameters, *PAGING],
+                "responses": {
+                    "200": _json(_page(item), "A page; `continuationToken` continues it."),
+                    **COMMON_ERRORS,
+                    "403": _problem("The rotator may not list these; the detail names what to grant."),
+                    "409": _problem("The group has no Vercel token."),
+                    "502": _problem("The service failed or throttled the call; try again."),
+                },
+            }
+        }
+    return paths
+
+
 def _paths() -> dict[str, Any]:
     return {
         "/health": {
@@ -179,9 +290,52 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "planRotation",
                 "summary": "Dry run: what a rotation would do and any problem in the settings (creates nothing)",
+                "description": "With `consumers=true` (the default) the plan also searches for the secret's "
+                "consumers (read-only, as `/consumers` does in the application's own scopes) and shows "
+                "the blast radius: the consumers the next rotation updates and those it does not.",
+                "parameters": [
+                    {
+                        "name": "consumers",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["true", "false"], "default": "true"},
+                    }
+                ],
                 "responses": {"200": _json(_ref("RotationPlan"), "The plan."), **COMMON_ERRORS},
             },
         },
+        "/applications/{appId}/consumers": {
+            "parameters": [APP_ID],
+            "get": {
+                "operationId": "listConsumers",
+                "summary": "Where the application's secret is used, and which uses no integration covers",
+                "description": "Searches the scopes the application's integrations name plus the ones given: "
+                "DevOps service connections whose service principal is the app, API connections whose "
+                "client id is the app, App Service settings holding the staged secret (compared by SHA-256 "
+                "digest, never returned) or referencing a Key Vault secret of the app, Key Vault secrets "
+                "tagged with the appId, and Vercel variables of the group's projects by name. Each "
+                "uncovered consumer comes with a ready-to-PUT integration. A scope the rotator may not "
+                "read is listed in `gaps` with the permission it needs.",
+                "parameters": DISCOVERY_SCOPES,
+                "responses": {"200": _json(_ref("ConsumerList"), "The consumers found."), **COMMON_ERRORS},
+            },
+        },
+        "/applications/{appId}/credentialUsage": {
+            "parameters": [APP_ID],
+            "get": {
+                "operationId": "getCredentialUsage",
+                "summary": "Each password of the application and when it last signed in",
+                "description": "From Microsoft Graph's appCredentialSignInActivities report (beta). Needs the "
+                "AuditLog.Read.All application permission: without it, 403 naming it (early retirement "
+                "then stays off and credentials are retired when they expire).",
+                "responses": {
+                    "200": _json(_ref("CredentialUsage"), "The passwords with their last sign-in."),
+                    **COMMON_ERRORS,
+                    "403": _problem("The rotator's identity lacks AuditLog.Read.All (named in the detail)."),
+                    "502": _problem("Microsoft Graph failed."),
+                },
+            },
+        },
+        **_picker_paths(),
         "/inventory": {
             "get": {
                 "operationId": "listInventory",
@@ -367,6 +521,15 @@ def _schemas() -> dict[str, Any]:
             "steps": {"type": "array", "items": {"type": "string"}},
             "integrations": {"type": "array", "items": {"type": "object"}},
             "problems": {"type": "array", "items": {"type": "object"}},
+            "blastRadius": {
+                "type": "object",
+                "properties": {
+                    "updated": {"type": "array", "items": _ref("Consumer")},
+                    "notUpdated": {"type": "array", "items": _ref("Consumer")},
+                    "gaps": {"type": "array", "items": _ref("DiscoveryGap")},
+                    "scanned": {"type": "object"},
+                },
+            },
         },
     }
     password = {
@@ -444,6 +607,7 @@ def _schemas() -> dict[str, Any]:
         "properties": {**group["properties"], "etag": {"type": "string"}},
         "additionalProperties": False,
     }
+    _discovery_schemas(schemas)
     schemas["Problem"] = {
         "type": "object",
         "description": "RFC 9457 problem details.",
@@ -527,5 +691,119 @@ def build_openapi() -> dict[str, Any]:
                 "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
             },
             "schemas": _schemas(),
+        },
+    }
+
+
+def _discovery_schemas(schemas: dict[str, Any]) -> None:
+    text, nullable = {"type": "string"}, {"type": ["string", "null"]}
+    schemas["Subscription"] = {
+        "type": "object",
+        "properties": {"subscriptionId": text, "displayName": text, "state": text},
+    }
+    schemas["KeyVaultChoice"] = {
+        "type": "object",
+        "properties": {
+            "resourceId": text,
+            "name": text,
+            "location": text,
+            "vaultUrl": text,
+            "permissionModel": {"type": "string", "enum": ["rbac", "accessPolicy"]},
+            "canWriteSecrets": {
+                "type": ["boolean", "null"],
+                "description": "null: the rotator may not tell.",
+            },
+            "selectable": {"type": "boolean"},
+            "reason": text,
+        },
+    }
+    schemas["ResourceChoice"] = {
+        "type": "object",
+        "description": "An API connection (displayName, api, clientId), a site (kind, state, "
+        "defaultHostName), an Automation account (location) or a runbook (runbookType, state).",
+        "properties": {"resourceId": text, "name": text},
+        "additionalProperties": nullable,
+    }
+    schemas["DevOpsProject"] = {"type": "object", "properties": {"id": text, "name": text}}
+    schemas["ServiceConnectionChoice"] = {
+        "type": "object",
+        "properties": {
+            "id": text,
+            "name": text,
+            "type": text,
+            "authorizationScheme": text,
+            "servicePrincipalId": nullable,
+            "supported": {"type": "boolean"},
+            "reason": text,
+        },
+    }
+    schemas["VercelProjectChoice"] = {
+        "type": "object",
+        "properties": {"id": text, "name": text, "framework": nullable},
+    }
+    schemas["Consumer"] = {
+        "type": "object",
+        "properties": {
+            "kind": {
+                "type": "string",
+                "enum": [
+                    "azureDevOpsServiceConnection",
+                    "logicAppConnection",
+                    "appServiceSetting",
+                    "keyVaultSecret",
+                    "vercelEnvironmentVariable",
+                ],
+            },
+            "resource": text,
+            "name": text,
+            "evidence": text,
+            "confidence": {"type": "string", "enum": ["exact", "name"]},
+            "covered": {"type": "boolean"},
+            "coveredBy": nullable,
+            "supported": {"type": "boolean"},
+            "reason": text,
+            "integration": {"type": ["object", "null"], "description": "Ready to add to `integrations`."},
+        },
+    }
+    schemas["DiscoveryGap"] = {
+        "type": "object",
+        "properties": {"scope": text, "reason": text, "permission": nullable},
+    }
+    schemas["ConsumerList"] = {
+        "type": "object",
+        "properties": {
+            "appId": text,
+            "items": {"type": "array", "items": _ref("Consumer")},
+            "gaps": {"type": "array", "items": _ref("DiscoveryGap")},
+            "scanned": {"type": "object"},
+        },
+    }
+    schemas["CredentialUsage"] = {
+        "type": "object",
+        "properties": {
+            "appId": text,
+            "items": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "keyId": text,
+                        "displayName": nullable,
+                        "hint": nullable,
+                        "startAt": {"type": ["string", "null"], "format": "date-time"},
+                        "endAt": {"type": ["string", "null"], "format": "date-time"},
+                        "managed": {"type": "boolean"},
+                        "role": {"type": "string", "enum": ["current", "previous", "other"]},
+                        "lastSignInAt": {"type": ["string", "null"], "format": "date-time"},
+                    },
+                },
+            },
+            "earlyRetirement": {
+                "type": "object",
+                "properties": {
+                    "enabled": {"type": "boolean"},
+                    "unusedForHours": {"type": ["integer", "null"]},
+                },
+            },
         },
     }

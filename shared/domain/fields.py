@@ -17,6 +17,8 @@ from pydantic_core import PydanticCustomError
 
 LIFETIME_DAYS = (1, 90)
 THRESHOLD_HOURS = (1, 23)
+# Early retirement waits at least a day: Graph's sign-in activity report is aggregated and lags.
+UNUSED_HOURS = (24, 2160)
 THRESHOLD_ALERT_DAYS = (1, 30)
 MAX_RECIPIENTS = 20
 MAX_INTEGRATIONS = 20
@@ -124,6 +126,7 @@ _SUB = r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[-A-Za-z0-9_.()]{1,90}/p
 
 LifetimeDays = Annotated[int, int_range(*LIFETIME_DAYS, "days")]
 ThresholdHours = Annotated[int, int_range(*THRESHOLD_HOURS, "hours")]
+UnusedHours = Annotated[int, int_range(*UNUSED_HOURS, "hours")]
 AlertDays = Annotated[int, int_range(*THRESHOLD_ALERT_DAYS, "days")]
 DisplayName = Annotated[
     str, matches(r"[^\x00-\x1f]{1,256}", "1 to 256 characters without control characters")

@@ -28,6 +28,7 @@ from shared.domain.fields import (
     Model,
     StatusModel,
     ThresholdHours,
+    UnusedHours,
     matches,
     schema_rules,
 )
@@ -49,6 +50,10 @@ class RotationSettings(Model):
     # A secret starting with '-' is read as an option by many command-line consumers: re-create it
     # before delivery (otherwise it is delivered, with a warning in the log).
     recreate_leading_dash_secrets: bool = False
+    # Opt-in early retirement: remove the superseded (previous) credential before it expires once
+    # every destination confirmed the new secret and Graph's sign-in report shows it unused for this
+    # many hours since then (needs AuditLog.Read.All; without it, retirement stays at expiry).
+    retire_unused_previous_after_hours: UnusedHours | None = None
 
 
 class NotificationSettings(Model):

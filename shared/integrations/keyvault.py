@@ -105,6 +105,51 @@ async def grant_secrets_officer(services: Any, vault_resource_id: str) -> str:
     return principal
 
 
+ACCESS_POLICY_API_VERSION = "2023-07-01"
+# What the rotator needs in an access-policy vault: write a version, read it back to verify, find
+# its own versions, and recover a soft-deleted secret of its own.
+ACCESS_POLICY_SECRET_PERMISSIONS = ("get", "list", "set", "recover")
+KEY_VAULT_CONTRIBUTOR = "Key Vault Contributor"
+
+
+async def grant_access_policy(services: Any, vault_resource_id: str) -> str:
+    """Add an access policy for the rotator itself (secrets get/list/set/recover) to a vault that
+    uses access policies; returns its principal id.
+
+    Vaults - Update Access Policy, ``operationKind`` ``add`` (merges with an existing policy of the
+    same principal): learn.microsoft.com/rest/api/keyvault/keyvault/vaults/update-access-policy.
+    Needs ``Microsoft.KeyVault/vaults/accessPolicies/write`` (Key Vault Contributor)."""
+    from shared.adapters.arm import ArmClient, ArmTarget
+
+    token = await services.credential.get_token(services.settings.arm_scope)
+    principal = token_object_id(token.token)
+    target = ArmTarget(
+        vault_resource_id,
+        f"Key Vault '{vault_resource_id.rsplit('/', 1)[-1]}'",
+        KEY_VAULT_CONTRIBUTOR,
+        role_note="or another role with Microsoft.KeyVault/vaults/accessPolicies/write, to add an access policy",
+    )
+    await ArmClient(services).request(
+        "PUT",
+        f"{vault_resource_id}/accessPolicies/add",
+        ACCESS_POLICY_API_VERSION,
+        target,
+        action="add an access policy to",
+        body={
+            "properties": {
+                "accessPolicies": [
+                    {
+                        "tenantId": services.settings.tenant_id,
+                        "objectId": principal,
+                        "permissions": {"secrets": list(ACCESS_POLICY_SECRET_PERMISSIONS)},
+                    }
+                ]
+            }
+        },
+    )
+    return principal
+
+
 class KeyVaultIntegration(IntegrationBase):
     model_config = ConfigDict(
         json_schema_extra=schema_rules(
@@ -123,8 +168,9 @@ class KeyVaultIntegration(IntegrationBase):
     secret_name: KeyVaultSecretName | None = None
     # A secret the rotator did not create is left alone unless the operator says to adopt it.
     adopt_existing: bool = False
-    # Let the rotator grant itself "Key Vault Secrets Officer" on this vault when it may
-    # (it needs the vault's resource id for that, and a role-assignment right on it).
+    # Let the rotator grant itself access to this vault when it may: "Key Vault Secrets Officer"
+    # in an RBAC vault, an access policy (secrets get/list/set/recover) in an access-policy vault
+    # (it needs the vault's resource id, and the right to assign roles or write access policies there).
     grant_access: bool = False
     vault_resource_id: KeyVaultResourceId | None = None
 
@@ -172,14 +218,16 @@ class KeyVaultPlugin:
                     step="deploy",
                     code="ForbiddenByFirewall",
                 ) from None
-            if error.code == "ForbiddenByPolicy":
+            by_policy = error.code == "ForbiddenByPolicy"
+            if by_policy and not (settings.grant_access and settings.vault_resource_id):
                 raise RotationError(
                     f"{settings.vault_url} uses access policies and none lets the rotator's identity get, list and "
-                    "set secrets (ForbiddenByPolicy): add an access policy with those secret permissions",
+                    "set secrets (ForbiddenByPolicy): add an access policy with those secret permissions, or set "
+                    "grantAccess and vaultResourceId to let the rotator add it where it may",
                     step="deploy",
                     code="ForbiddenByPolicy",
                 ) from None
-            if error.code not in (None, "Forbidden", "ForbiddenByRbac"):
+            if error.code not in (None, "Forbidden", "ForbiddenByRbac", "ForbiddenByPolicy"):
                 raise RotationError(
                     f"{settings.vault_url} refused the rotator ({error.code}): {error.message}",
                     step="deploy",
@@ -193,7 +241,12 @@ class KeyVaultPlugin:
                     step="deploy",
                     code="KeyVaultForbidden",
                 ) from None
-        principal = await grant_secrets_officer(context.services, settings.vault_resource_id)
+        if by_policy:
+            principal = await grant_access_policy(context.services, settings.vault_resource_id)
+            grant = f"an access policy (secrets {', '.join(ACCESS_POLICY_SECRET_PERMISSIONS)})"
+        else:
+            principal = await grant_secrets_officer(context.services, settings.vault_resource_id)
+            grant = f"'{SECRETS_OFFICER_ROLE}'"
         # Role assignments take a while to reach the vault: retry the write, then leave it to the engine.
         for delay in (0.0, *GRANT_PROPAGATION_WAITS):
             await context.services.sleep(delay)
@@ -203,13 +256,10 @@ class KeyVaultPlugin:
                 if error.status == 403:
                     continue
                 raise
-            granted = (
-                f"granted '{SECRETS_OFFICER_ROLE}' on {settings.vault_resource_id} to the rotator's identity "
-                f"(principal {principal})"
-            )
+            granted = f"granted {grant} on {settings.vault_resource_id} to the rotator's identity (principal {principal})"
             return DeployOutcome(outcome.summary, [granted, *outcome.warnings], outcome.details)
         raise TransientServiceError(
-            f"Granted '{SECRETS_OFFICER_ROLE}' on {settings.vault_url}; waiting for it to take effect",
+            f"Granted {grant} on {settings.vault_url}; waiting for it to take effect",
             service="keyvault",
         )
 

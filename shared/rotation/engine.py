@@ -65,6 +65,7 @@ from shared.errors import (
     ConflictError,
     ExternalServiceError,
     NotFoundError,
+    PermissionMissingError,
     RotationError,
     TransientServiceError,
     is_retryable,
@@ -82,6 +83,7 @@ from shared.rotation.ports import (
     Notifier,
     NullNotifier,
     RotationSummary,
+    SignInEvidence,
     StagingStore,
 )
 from shared.storage.applications import StoredApplication
@@ -150,8 +152,10 @@ class RotationEngine:
         rotator_vault_url: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         checkpoint: Checkpoint = _no_checkpoint,
+        sign_ins: SignInEvidence | None = None,
     ) -> None:
         self._applications = applications
+        self._sign_ins = sign_ins
         self._events = events
         self._verifier = verifier
         self._staging = staging
@@ -776,11 +780,16 @@ class RotationEngine:
                 run, app, removable, "Removed a superseded credential no destination uses"
             )
         previous = next((p for p in app.passwords if p.key_id == status.previous_key_id), None)
-        changes["retire_at"] = (
+        retire_at = (
             previous.end + RETIRE_MARGIN
             if previous is not None and previous.end is not None and not claim.compromised
             else None
         )
+        early = config.rotation.retire_unused_previous_after_hours
+        if retire_at is not None and early:
+            # Opted in: look at the sign-in evidence then (``_retire_early``), not only at expiry.
+            retire_at = min(retire_at, self._clock() + timedelta(hours=early))
+        changes["retire_at"] = retire_at
         await self._lease.write(
             run, claim={"step": RotationStep.RETIRED, "warnings": warnings[-20:]}, reapply=False, **changes
         )
@@ -980,6 +989,19 @@ class RotationEngine:
             app = await self._credentials.read(config)
             superseded = self._credentials.superseded(app, config, status, keep_previous=False)
             expired = [p for p in superseded if p.key_id == status.previous_key_id and p.is_expired(now)]
+            previous = next((p for p in app.passwords if p.key_id == status.previous_key_id), None)
+            if (
+                previous is not None
+                and not previous.is_expired(now)
+                and config.rotation.retire_unused_previous_after_hours
+            ):
+                later = await self._retire_early(run, previous, now)
+                if later is None:
+                    expired = [p for p in superseded if p.key_id == previous.key_id]
+                else:
+                    # Not yet: the previous credential stays; others superseded are still removed.
+                    superseded = [p for p in superseded if p.key_id != previous.key_id]
+                    changes["retire_at_later"] = later
             others = [p for p in superseded if p.key_id != status.previous_key_id]
             warnings += await self._remove_all(
                 run, app, [*expired, *others], "Removed a superseded credential"
@@ -990,7 +1012,7 @@ class RotationEngine:
                 self._credentials.expired_foreign(app, config),
                 "Removed an expired credential (opted in)",
             )
-            changes["retire_at"] = None
+            changes["retire_at"] = changes.pop("retire_at_later", None)
             if not _failed_keys(warnings):
                 changes["previous_key_id"] = None if expired else status.previous_key_id
         failed = [
@@ -1013,6 +1035,79 @@ class RotationEngine:
             **changes,
         )
         return "delivered"
+
+    async def _retire_early(self, run: Run, previous: PasswordInfo, now: datetime) -> datetime | None:
+        """Opted-in early retirement of the previous credential: None when it may go now, else when
+        to look again. It may go once every destination confirmed the current secret and Graph's
+        sign-in report shows no use of the previous one for the configured hours since then."""
+        config, status = run.config, run.status
+        wait = timedelta(hours=config.rotation.retire_unused_previous_after_hours or 0)
+        expiry = previous.end + RETIRE_MARGIN if previous.end else now + wait
+        current = status.current_key_id
+        waiting = self._not_confirmed(run, current) if current else ["the current credential"]
+        if waiting:
+            await self._event(
+                run,
+                "credential.earlyRetirementWaiting",
+                f"The previous credential stays: {', '.join(waiting)} did not confirm the new secret yet",
+                step="retire",
+                key_id=previous.key_id,
+            )
+            return min(expiry, now + wait)
+        confirmed = [
+            result.at
+            for name, result in status.integrations.items()
+            if name in self._delivery.names(config) and result.confirmed_key_id == current
+        ]
+        since = max([*confirmed, status.last_updated_at or now])
+        if self._sign_ins is None:
+            return expiry
+        try:
+            used = await self._sign_ins.last_used(run.app_id)
+        except PermissionMissingError as error:
+            await self._event(
+                run,
+                "credential.earlyRetirementUnavailable",
+                f"Early retirement needs sign-in evidence: grant {error.permission}; the previous credential "
+                "is retired when it expires",
+                level=LogLevel.WARNING,
+                step="retire",
+                key_id=previous.key_id,
+                code="AuditLogReadMissing",
+            )
+            return expiry
+        except ExternalServiceError as error:
+            logger.warning("sign-in activity unavailable: %s", type(error).__name__)
+            return min(expiry, now + INTEGRATION_RETRY_DELAY)
+        last_used = used.get(previous.key_id.lower())
+        quiet_since = max(since, last_used) if last_used else since
+        if now < quiet_since + wait:
+            if last_used is not None and last_used > since:
+                await self._event(
+                    run,
+                    "credential.stillInUse",
+                    f"The previous credential signed in at {rfc3339(last_used)}, after every destination "
+                    "confirmed the new secret: something still uses it (see the consumers list)",
+                    level=LogLevel.WARNING,
+                    step="retire",
+                    key_id=previous.key_id,
+                    details={"lastSignInAt": rfc3339(last_used)},
+                )
+            return min(expiry, quiet_since + wait)
+        await self._event(
+            run,
+            "credential.unusedEvidence",
+            "The previous credential was not used since every destination confirmed the new secret "
+            f"({rfc3339(since)}; last sign-in {rfc3339(last_used) if last_used else 'none in the report'}): "
+            "retiring it early (opted in)",
+            step="retire",
+            key_id=previous.key_id,
+            details={
+                "lastSignInAt": rfc3339(last_used) if last_used else None,
+                "confirmedAt": rfc3339(since),
+            },
+        )
+        return None
 
     async def _retry_destinations(self, run: Run) -> None:
         status = run.status

@@ -1,13 +1,15 @@
-"""A dry run: what a rotation of an application would do, found without calling anything.
+"""A dry run: what a rotation of an application would do.
 
-No Graph call, no vault write: it reads the stored registration, applies the same checks the
-engine runs before creating a secret, and describes each step and destination.
+No Graph call, no write anywhere: it reads the stored registration, applies the same checks the
+engine runs before creating a secret, and describes each step and destination. ``blast_radius``
+shapes a consumer search (``shared.discovery.consumers``, read-only) into what the next rotation
+updates and what it leaves holding the old secret.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.domain.models import rfc3339
 from shared.domain.schedule import is_due, next_update_at
@@ -15,6 +17,9 @@ from shared.errors import FieldProblem
 from shared.integrations.base import PluginRegistry
 from shared.rotation.delivery import integration_problems
 from shared.storage.applications import StoredApplication
+
+if TYPE_CHECKING:
+    from shared.discovery.consumers import Discovery
 
 
 def build_plan(
@@ -71,4 +76,17 @@ def build_plan(
         ],
         "integrations": integrations,
         "problems": [p.as_dict() for p in problems],
+    }
+
+
+def blast_radius(found: Discovery) -> dict[str, Any]:
+    """``updated``: consumers an enabled integration covers; ``notUpdated``: the others (they keep
+    the old secret until it is retired, then break); ``gaps``: scopes the search could not read."""
+    updated = [c.to_json() for c in found.consumers if c.covered_by is not None]
+    not_updated = [c.to_json() for c in found.consumers if c.covered_by is None]
+    return {
+        "updated": updated,
+        "notUpdated": not_updated,
+        "gaps": [g.to_json() for g in found.gaps],
+        "scanned": found.scanned,
     }

@@ -12,6 +12,8 @@ port                   real adapter                                what the engi
 ``EventSink``          ``shared.rotation.events.EventRecorder``    the audit log + telemetry
 ``Notifier``           ``shared.notifications.email.EmailNotifier``  rotation notice, failure alert
 ``PluginRegistry``     ``shared.integrations.registry``            the destination plugins
+``SignInEvidence``     ``shared.discovery.signins.GraphSignInReader``  when each credential last
+                                                                   signed in (early retirement)
 =====================  ==========================================  =================================
 """
 
@@ -40,6 +42,13 @@ class StagingStore(Protocol):
     async def set_stage(self, staged: VaultSecret, stage: str) -> None: ...
 
     async def discard(self, app_id: str, rotation_id: str) -> None: ...
+
+
+class SignInEvidence(Protocol):
+    async def last_used(self, app_id: str) -> dict[str, datetime]:
+        """``keyId`` (lower case) -> when that credential last signed in (absent: no sign-in in the
+        report's window); raises ``PermissionMissingError`` without ``AuditLog.Read.All``."""
+        ...
 
 
 class ApplicationRepo(Protocol):

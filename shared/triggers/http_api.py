@@ -220,18 +220,31 @@ async def refresh_secret(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="applications/{appId}/plan", methods=["GET"])
 @handle_errors
 async def plan_rotation(req: func.HttpRequest) -> func.HttpResponse:
-    """Dry run: what a rotation would touch and any problem in the settings; creates nothing."""
+    """Dry run: what a rotation would touch and any problem in the settings; creates nothing.
+
+    With ``consumers`` (default ``true``) it also searches for the secret's consumers (read-only)
+    and shows the blast radius: those the next rotation updates and those it does not."""
     from shared.rotation.checks import registration_problems
-    from shared.rotation.plan import build_plan
+    from shared.rotation.plan import blast_radius, build_plan
 
     services = get_services()
     stored = await services.registry.get(_app_id(req))
+    raw_consumers = req.params.get("consumers", "true")
+    if raw_consumers not in ("true", "false"):
+        raise ValidationError(
+            "Invalid consumers", [FieldProblem("consumers", "must be true or false", "true or false")]
+        )
     problems = await registration_problems(
         stored.config, services.plugins, services.groups, rotator_vault_url=services.settings.vault_url
     )
-    return json_response(
-        build_plan(stored, services.plugins, services.settings.credential_prefix, services.clock(), problems)
+    plan = build_plan(
+        stored, services.plugins, services.settings.credential_prefix, services.clock(), problems
     )
+    if raw_consumers == "true":
+        from shared.discovery.consumers import discover
+
+        plan["blastRadius"] = blast_radius(await discover(services, stored))
+    return json_response(plan)
 
 
 def _group_id(req: func.HttpRequest) -> str:

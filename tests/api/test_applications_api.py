@@ -48,6 +48,7 @@ def test_register_then_get_round_trips(api: httpx.Client) -> None:
         "updateThresholdHours": 1,
         "retireUnmanagedCredentials": False,
         "recreateLeadingDashSecrets": False,
+        "retireUnusedPreviousAfterHours": None,  # early retirement is opt-in
     }
     assert body["integrations"][0]["name"] == "keyVault-1"
     assert body["status"]["lastResult"] == "never"

@@ -262,14 +262,12 @@ async def test_a_disabled_latest_version_is_not_a_permission_problem(rotator: Ro
     assert any("was disabled" in w for w in warnings)
 
 
-async def test_firewall_and_access_policy_refusals_are_named_and_never_self_granted(
-    rotator: Rotator, stack: Any
-) -> None:
+async def test_a_firewall_refusal_is_named_and_never_self_granted(rotator: Rotator, stack: Any) -> None:
     entra_app = rotator.seed_entra_app()
     vault = rotator.stack.keyvaults["destination"]
     await register_with_vault(rotator, entra_app, grantAccess=True, vaultResourceId=VAULT_RESOURCE_ID)
     vault.deny_access = True
-    for reason, code in (("firewall", "ForbiddenByFirewall"), ("policy", "ForbiddenByPolicy")):
+    for reason, code in (("firewall", "ForbiddenByFirewall"),):
         vault.deny_reason = reason
         before = len(stack.arm.requests(method="PUT"))
         assert await rotate(rotator, entra_app) == "rotated"

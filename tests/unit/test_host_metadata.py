@@ -72,7 +72,7 @@ def route_prefix() -> str:
 
 def test_function_and_binding_names_follow_the_host_rules() -> None:
     functions = metadata()
-    assert len(functions) == 16
+    assert len(functions) == 27  # 25 HTTP routes, the timer and the queue worker
     names = [f["name"] for f in functions]
     assert all(FUNCTION_NAME.match(name) for name in names), names
     assert len({name.lower() for name in names}) == len(names)
