@@ -17,6 +17,33 @@ Resources (resource ids are case-insensitive, as in ARM; ``api-version`` is requ
 * ``Microsoft.Automation/automationAccounts``: ``GET runbooks/{name}`` and ``PUT`` / ``GET jobs/{name}``.
   A job is ``New`` then ``Running`` and reaches the outcome fixed at creation (``job_outcome`` switch,
   default ``Completed``) after ``job_seconds``. Parameter values are decoded as JSON (as Automation does).
+* Subscriptions - List, ``GET /subscriptions`` (learn.microsoft.com/rest/api/resources/subscriptions/list):
+  the subscriptions seeded explicitly (``subscriptions`` seed key, ``POST /_sim/subscriptions``) plus
+  every subscription named in a known resource id (connections, sites, accounts, vaults, role
+  assignments), each ``{"id", "subscriptionId", "displayName", "state", "tenantId", ...}``.
+* ``Microsoft.KeyVault/vaults`` (learn.microsoft.com/rest/api/keyvault/keyvault/vaults, 2023-07-01):
+  every Key Vault simulator of the stack is a vault, by default in subscription
+  ``00000000-0000-0000-0000-000000000001``, resource group ``rg-sim``, ``westeurope``, RBAC, no access
+  policies (``vaults`` seed key / ``POST /_sim/vaults`` change that). ``GET`` a vault (``vaultUri`` is
+  the simulator's URL plus ``/``, as Azure writes it; until a vault's subscription or resource group
+  is seeded it also answers at any other subscription / resource group, so the ids tests built
+  before vaults had a place still resolve), List By Subscription / By Resource Group
+  (``$top``), and ``PUT {vault}/accessPolicies/{add|replace|remove}`` (Update Access Policy), which
+  changes what the vault's data plane lets each principal do (see ``simulators/keyvault.py``).
+* ``{scope}/providers/Microsoft.Authorization/permissions`` (Permissions - List For Resource / For
+  Resource Group, learn.microsoft.com/rest/api/authorization/permissions/list-for-resource): the
+  caller holds Reader (``*/read``) everywhere; a second entry, the Key Vault Secrets Officer role's
+  (``dataActions`` ``Microsoft.KeyVault/vaults/secrets/*``), is listed on an RBAC vault whose
+  ``deny_access`` is off or where the caller has a Secrets Officer role assignment (on a resource
+  group or subscription scope: where it has such an assignment at or above the scope).
+* Lists: API connections of a resource group (``$top``; the GET shape, never the secret), Web Apps
+  of a resource group or subscription (``includeSlots``; ``kind`` as seeded, default ``app``),
+  Automation accounts of a resource group or subscription, and an account's runbooks.
+* Every list answers at most ``list_page_size`` items (switch, default 100; ``$top`` lowers it where
+  the API takes ``$top``) and a ``nextLink`` on this server with ``$skiptoken`` and the other query
+  parameters. A list in a resource group or subscription no known resource names answers 404
+  ``ResourceGroupNotFound`` / ``SubscriptionNotFound`` (learn.microsoft.com/azure/azure-resource-manager/
+  troubleshooting/error-not-found).
 * Long-running PUTs when the ``lro`` switch is ``"azure-async"`` (201 + ``Azure-AsyncOperation``) or
   ``"location"`` (202 + ``Location``): the change is applied when the operation succeeds, after
   ``lro_polls`` polls; ``lro_fail`` makes it end ``Failed`` without applying anything.
@@ -25,9 +52,17 @@ Auth: bearer tokens from the stack's ``TokenIssuer`` for ``https://management.az
 ``https://management.core.windows.net``, or this server's own URL: the app derives its scope from
 ``ROTATOR_ARM_URL``). Errors use ARM's ``{"error": {"code", "message"}}``.
 
+Seeding (``seed`` keys, and the same objects to ``POST /_sim/<key>``): ``connections``, ``sites``
+(``{"resourceId", "settings"?, "kind"?, "location"?}``), ``automationAccounts`` (runbooks:
+``{"name", "parameters"?, "description"?}``; ``POST /_sim/runbooks`` takes ``accountId``),
+``subscriptions`` (``{"subscriptionId", "displayName"?, "state"?, "tenantId"?}``) and ``vaults``
+(``{"name", "subscriptionId"?, "resourceGroup"?, "location"?, "tags"?, "enableRbacAuthorization"?,
+"accessPolicies"?}``; the name of one of the stack's Key Vault simulators).
+
 Switches: ``deny_access`` (403 ``AuthorizationFailed``; ``true`` or a regular expression searched in
-the resource path), ``connection_error``, ``lro``, ``lro_polls``, ``lro_retry_after``, ``lro_fail``,
-``job_outcome``, ``job_seconds``, ``kv_reference_status`` (force a reference status such as
+the resource path; it covers every route above, lists included), ``list_page_size`` (default 100),
+``connection_error``, ``lro``, ``lro_polls``, ``lro_retry_after``, ``lro_fail``, ``job_outcome``,
+``job_seconds``, ``kv_reference_status`` (force a reference status such as
 ``AccessToKeyVaultDenied``), and the base ``throttle`` (429 + ``Retry-After``), ``fail_next`` (5xx) and
 ``latency_seconds``. Everything held, secrets included, is visible in ``state()`` / ``GET /_sim/state``.
 """
@@ -43,7 +78,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from .base import (
     FaultRule,
@@ -58,6 +93,7 @@ from .base import (
     empty_response,
     json_response,
 )
+from .entra import DEFAULT_TENANT_ID
 
 ARM_RESOURCE = "https://management.azure.com"
 ARM_AUDIENCES = (ARM_RESOURCE, "https://management.core.windows.net")
@@ -69,6 +105,48 @@ _ROLE_ASSIGNMENT = (
     r"(?P<scope>/subscriptions/.+?)/providers/Microsoft\.Authorization/roleAssignments/(?P<name>[^/]+)"
 )
 _OPERATIONS = r"/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.Simulator/(?P<kind>operations|operationResults)/(?P<op>[^/]+)"
+_SUB = r"/subscriptions/(?P<sub>[^/]+)/providers"
+_VAULT = _RG + r"/Microsoft\.KeyVault/vaults/(?P<vault>[^/]+)"
+_PERMISSIONS = r"(?P<scope>/subscriptions/.+?)/providers/Microsoft\.Authorization/permissions/?"
+_VAULT_ID = re.compile(
+    r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.KeyVault/vaults/(?P<vault>[^/]+)",
+    re.IGNORECASE,
+)
+DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
+DEFAULT_RESOURCE_GROUP = "rg-sim"
+DEFAULT_LOCATION = "westeurope"
+DEFAULT_PAGE_SIZE = 100
+SUBSCRIPTION_STATES = ("Enabled", "Warned", "PastDue", "Disabled", "Deleted")
+SECRETS_OFFICER_ROLE_ID = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
+# Secret permissions of an access policy (learn.microsoft.com/rest/api/keyvault/keyvault/vaults/get,
+# SecretPermissions).
+SECRET_PERMISSIONS = ("all", "get", "list", "set", "delete", "backup", "restore", "recover", "purge")
+# The built-in roles' permissions, as Permissions - List reports them
+# (learn.microsoft.com/azure/role-based-access-control/built-in-roles/general#reader and
+# .../built-in-roles/security#key-vault-secrets-officer).
+READER_PERMISSION: JsonDict = {
+    "actions": ["*/read"],
+    "notActions": [],
+    "dataActions": [],
+    "notDataActions": [],
+}
+SECRETS_OFFICER_PERMISSION: JsonDict = {
+    "actions": [
+        "Microsoft.Authorization/*/read",
+        "Microsoft.Insights/alertRules/*",
+        "Microsoft.Resources/deployments/*",
+        "Microsoft.Resources/subscriptions/resourceGroups/read",
+        "Microsoft.Support/*",
+        "Microsoft.KeyVault/checkNameAvailability/read",
+        "Microsoft.KeyVault/deletedVaults/read",
+        "Microsoft.KeyVault/locations/*/read",
+        "Microsoft.KeyVault/vaults/*/read",
+        "Microsoft.KeyVault/operations/read",
+    ],
+    "notActions": [],
+    "dataActions": ["Microsoft.KeyVault/vaults/secrets/*"],
+    "notDataActions": [],
+}
 _KV_PREFIX = "@microsoft.keyvault("
 JOB_FAILURES = ("Failed", "Stopped", "Suspended", "Blocked")
 
@@ -83,6 +161,96 @@ def _is_secret_parameter(name: str) -> bool:
 
 def _find(mapping: Mapping[str, Any], name: str) -> str | None:
     return next((key for key in mapping if key.lower() == name.lower()), None)
+
+
+def _id_parts(resource_id: str) -> list[str]:
+    """``/subscriptions/s/resourceGroups/g/providers/NS/type/name`` -> ``["", "subscriptions", "s", ...]``."""
+    return resource_id.rstrip("/").split("/")
+
+
+def _subscription_of(resource_id: str) -> str | None:
+    parts = _id_parts(resource_id)
+    return parts[2] if len(parts) > 2 and parts[1].lower() == "subscriptions" and parts[2] else None
+
+
+def _group_of(resource_id: str) -> str | None:
+    parts = _id_parts(resource_id)
+    return parts[4] if len(parts) > 4 and parts[3].lower() == "resourcegroups" and parts[4] else None
+
+
+def _in_scope(resource_id: str, sub: str, group: str | None) -> bool:
+    """Whether a resource id lies in the subscription (and, when given, the resource group)."""
+    if (_subscription_of(resource_id) or "").lower() != sub.lower():
+        return False
+    return group is None or (_group_of(resource_id) or "").lower() == group.lower()
+
+
+def normalise_access_policies(raw: Any) -> list[JsonDict]:
+    """Validate access-policy entries (``{tenantId, objectId, applicationId?, permissions: {secrets:
+    [...], keys?, certificates?, storage?}}``); ValueError names what is wrong."""
+    if not isinstance(raw, list):
+        raise ValueError("accessPolicies must be a list")
+    policies: list[JsonDict] = []
+    for entry in raw:
+        if not isinstance(entry, dict) or not entry.get("tenantId") or not entry.get("objectId"):
+            raise ValueError("each access policy needs a tenantId and an objectId")
+        permissions = entry.get("permissions")
+        if not isinstance(permissions, dict):
+            raise ValueError("each access policy needs a permissions object")
+        cleaned: dict[str, list[str]] = {}
+        for kind, values in permissions.items():
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                raise ValueError(f"permissions.{kind} must be a list of strings")
+            secrets = str(kind).lower() == "secrets"
+            unknown = [v for v in values if secrets and v.lower() not in SECRET_PERMISSIONS]
+            if unknown:
+                raise ValueError(f"unknown secret permissions {unknown}; expected {list(SECRET_PERMISSIONS)}")
+            cleaned[str(kind).lower()] = list(dict.fromkeys(v.lower() if secrets else v for v in values))
+        policy: JsonDict = {"tenantId": str(entry["tenantId"]), "objectId": str(entry["objectId"])}
+        if entry.get("applicationId"):
+            policy["applicationId"] = str(entry["applicationId"])
+        policy["permissions"] = cleaned
+        policies.append(policy)
+    return policies
+
+
+def update_access_policies(
+    current: list[JsonDict], changes: list[JsonDict], operation: str
+) -> list[JsonDict]:
+    """The vault's policies after Vaults - Update Access Policy: ``add`` merges the permissions into the
+    entry of the same tenantId/objectId/applicationId (or appends one), ``replace`` replaces that
+    entry's permissions, ``remove`` takes the listed permissions away (an entry left with none goes)."""
+    result = copy.deepcopy(current)
+
+    def same(a: JsonDict, b: JsonDict) -> bool:
+        return all(
+            str(a.get(k) or "").lower() == str(b.get(k) or "").lower()
+            for k in ("tenantId", "objectId", "applicationId")
+        )
+
+    for change in changes:
+        existing = next((p for p in result if same(p, change)), None)
+        if existing is None:
+            if operation != "remove":
+                result.append(copy.deepcopy(change))
+            continue
+        permissions: dict[str, list[str]] = existing.setdefault("permissions", {})
+        for kind, values in change["permissions"].items():
+            have = permissions.get(kind, [])
+            if operation == "add":
+                lowered = {v.lower() for v in have}
+                permissions[kind] = have + [v for v in values if v.lower() not in lowered]
+            elif operation == "replace":
+                permissions[kind] = list(values)
+            else:
+                gone = {v.lower() for v in values}
+                permissions[kind] = [v for v in have if v.lower() not in gone]
+        if operation == "replace":
+            for kind in [k for k in permissions if k not in change["permissions"]]:
+                del permissions[kind]
+        if operation == "remove" and not any(permissions.values()):
+            result.remove(existing)
+    return result
 
 
 # --------------------------------------------------------------------------- state
@@ -145,6 +313,7 @@ class Site:
     recycles: int = 0  # restarts caused by configuration changes
     refreshes: int = 0
     setting_writes: int = 0
+    kind: str = "app"  # "app", "functionapp,linux", ... (Web Apps - List By Resource Group)
 
     def effective(self) -> dict[str, str]:
         """The environment the running app sees (references replaced by their cached values)."""
@@ -164,6 +333,7 @@ class Site:
             "recycles": self.recycles,
             "refreshes": self.refreshes,
             "settingWrites": self.setting_writes,
+            "kind": self.kind,
         }
 
 
@@ -173,6 +343,7 @@ class Runbook:
     parameters: dict[str, JsonDict]
     state: str = "Published"
     runbook_type: str = "PowerShell"
+    description: str | None = None
 
 
 @dataclass
@@ -203,6 +374,27 @@ class AutomationAccount:
 
 
 @dataclass
+class Subscription:
+    subscription_id: str
+    display_name: str
+    state: str = "Enabled"
+    tenant_id: str | None = None
+
+
+@dataclass
+class VaultMetadata:
+    """Where a Key Vault simulator lives in ARM (its permission model lives on the simulator)."""
+
+    subscription_id: str = DEFAULT_SUBSCRIPTION
+    resource_group: str = DEFAULT_RESOURCE_GROUP
+    location: str = DEFAULT_LOCATION
+    tags: dict[str, str] = field(default_factory=dict)
+    # Until a subscription or resource group is seeded, the vault also answers at any other
+    # subscription and resource group (ids tests built before vaults had a place keep resolving).
+    placed: bool = False
+
+
+@dataclass
 class Operation:
     op_id: str
     apply: Callable[[], JsonDict | None]
@@ -228,14 +420,21 @@ class ArmSimulator(SimulatorServer):
         host: str = "127.0.0.1",
         port: int = 0,
         name: str = "arm",
+        tenant_id: str | None = None,
     ) -> None:
         super().__init__(name=name, host=host, port=port, ssl_context=ssl_context, clock=clock)
         self.issuer = issuer
         # Key Vault simulators by name (VaultName=...) and, through their ports, by SecretUri.
         self.keyvaults: Mapping[str, Any] = keyvaults if keyvaults is not None else {}
+        self.tenant_id = tenant_id or next(
+            (str(v.tenant_id) for v in self.keyvaults.values() if getattr(v, "tenant_id", None)),
+            DEFAULT_TENANT_ID,
+        )
         self.connections: dict[str, Connection] = {}
         self.sites: dict[str, Site] = {}
         self.accounts: dict[str, AutomationAccount] = {}
+        self.subscriptions: dict[str, Subscription] = {}  # seeded explicitly, by lower-case id
+        self.vault_metadata: dict[str, VaultMetadata] = {}  # by the vault simulator's name
         self._operations: dict[str, Operation] = {}
         self._set_defaults()
 
@@ -255,25 +454,84 @@ class ArmSimulator(SimulatorServer):
         self.route("GET", "(?i)" + _ACCOUNT + "/jobs/(?P<job>[^/]+)", self._get_job)
         self.route("GET", "(?i)" + _OPERATIONS, self._get_operation)
         self.route("PUT", "(?i)" + _ROLE_ASSIGNMENT, self._put_role_assignment)
+        # Reading: subscriptions, vaults, permissions and the lists of each destination kind.
+        self.route("GET", "(?i)/subscriptions/?", self._list_subscriptions)
+        self.route("GET", "(?i)" + _SUB + r"/Microsoft\.KeyVault/vaults/?", self._list_vaults)
+        self.route("GET", "(?i)" + _RG + r"/Microsoft\.KeyVault/vaults/?", self._list_vaults)
+        self.route("GET", "(?i)" + _VAULT + "/?", self._get_vault)
+        self.route(
+            "PUT",
+            "(?i)" + _VAULT + r"/accessPolicies/(?P<op>add|replace|remove)/?",
+            self._update_access_policy,
+        )
+        self.route("GET", "(?i)" + _PERMISSIONS, self._list_permissions)
+        self.route("GET", "(?i)" + _RG + r"/Microsoft\.Web/connections/?", self._list_connections)
+        self.route("GET", "(?i)" + _SUB + r"/Microsoft\.Web/sites/?", self._list_sites)
+        self.route("GET", "(?i)" + _RG + r"/Microsoft\.Web/sites/?", self._list_sites)
+        self.route("GET", "(?i)" + _SUB + r"/Microsoft\.Automation/automationAccounts/?", self._list_accounts)
+        self.route("GET", "(?i)" + _RG + r"/Microsoft\.Automation/automationAccounts/?", self._list_accounts)
+        self.route("GET", "(?i)" + _ACCOUNT + "/runbooks/?", self._list_runbooks)
 
         # Seeding over HTTP, so `make run` (simulators in their own process) can set up each kind.
         self.admin_route("POST", "/connections", self._admin_add_connection)
         self.admin_route("POST", "/sites", self._admin_add_site)
         self.admin_route("POST", "/automationAccounts", self._admin_add_account)
         self.admin_route("POST", "/runbooks", self._admin_add_runbook)
+        self.admin_route("POST", "/subscriptions", self._admin_add_subscription)
+        self.admin_route("POST", "/vaults", self._admin_set_vault)
 
     def seed(self, data: Mapping[str, Any]) -> None:
         """Load ``{"connections": [{"resourceId", "clientId", "secret"?, "tenantId"?, "api"?}],
-        "sites": [{"resourceId", "settings"?}], "automationAccounts": [{"resourceId",
-        "runbooks"?: [{"name", "parameters"?}]}]}``."""
+        "sites": [{"resourceId", "settings"?, "kind"?, "location"?}], "automationAccounts": [{"resourceId",
+        "runbooks"?: [{"name", "parameters"?, "description"?}]}], "subscriptions": [{"subscriptionId",
+        "displayName"?, "state"?, "tenantId"?}], "vaults": [{"name", "subscriptionId"?, "resourceGroup"?,
+        "location"?, "tags"?, "enableRbacAuthorization"?, "accessPolicies"?}]}``."""
         for spec in data.get("connections") or []:
             self._connection_from(spec)
         for spec in data.get("sites") or []:
-            self.add_site(str(spec["resourceId"]), spec.get("settings") or {})
+            self._site_from(spec)
         for spec in data.get("automationAccounts") or []:
             self.add_automation_account(str(spec["resourceId"]))
             for runbook in spec.get("runbooks") or []:
-                self.add_runbook(str(spec["resourceId"]), str(runbook["name"]), runbook.get("parameters"))
+                self.add_runbook(
+                    str(spec["resourceId"]),
+                    str(runbook["name"]),
+                    runbook.get("parameters"),
+                    description=runbook.get("description"),
+                )
+        for spec in data.get("subscriptions") or []:
+            self._subscription_from(spec)
+        for spec in data.get("vaults") or []:
+            self._vault_from(spec)
+
+    def _site_from(self, spec: Mapping[str, Any]) -> Site:
+        return self.add_site(
+            str(spec["resourceId"]),
+            spec.get("settings") or {},
+            kind=str(spec.get("kind") or "app"),
+            location=str(spec.get("location") or DEFAULT_LOCATION),
+        )
+
+    def _subscription_from(self, spec: Mapping[str, Any]) -> Subscription:
+        return self.add_subscription(
+            str(spec["subscriptionId"]),
+            display_name=spec.get("displayName"),
+            state=str(spec.get("state") or "Enabled"),
+            tenant_id=spec.get("tenantId"),
+        )
+
+    def _vault_from(self, spec: Mapping[str, Any]) -> str:
+        rbac = spec.get("enableRbacAuthorization")
+        self.set_vault(
+            str(spec["name"]),
+            subscription_id=spec.get("subscriptionId"),
+            resource_group=spec.get("resourceGroup"),
+            location=spec.get("location"),
+            tags=spec.get("tags"),
+            enable_rbac_authorization=None if rbac is None else bool(rbac),
+            access_policies=spec.get("accessPolicies"),
+        )
+        return str(spec["name"])
 
     def _connection_from(self, spec: Mapping[str, Any]) -> Connection:
         return self.add_connection(
@@ -289,8 +547,7 @@ class ArmSimulator(SimulatorServer):
         return json_response(201, {"resourceId": connection.resource_id})
 
     def _admin_add_site(self, request: SimRequest) -> SimResponse:
-        body = cast_json_dict(request.json())
-        site = self.add_site(str(body["resourceId"]), body.get("settings") or {})
+        site = self._site_from(cast_json_dict(request.json()))
         return json_response(201, {"resourceId": site.resource_id})
 
     def _admin_add_account(self, request: SimRequest) -> SimResponse:
@@ -300,11 +557,27 @@ class ArmSimulator(SimulatorServer):
 
     def _admin_add_runbook(self, request: SimRequest) -> SimResponse:
         body = cast_json_dict(request.json())
-        self.add_runbook(str(body["accountId"]), str(body["name"]), body.get("parameters"))
+        self.add_runbook(
+            str(body["accountId"]),
+            str(body["name"]),
+            body.get("parameters"),
+            description=body.get("description"),
+        )
         return json_response(201, {"accountId": body["accountId"], "name": body["name"]})
 
+    def _admin_add_subscription(self, request: SimRequest) -> SimResponse:
+        subscription = self._subscription_from(cast_json_dict(request.json()))
+        return json_response(201, self._subscription_json(subscription))
+
+    def _admin_set_vault(self, request: SimRequest) -> SimResponse:
+        name = self._vault_from(cast_json_dict(request.json()))
+        return json_response(200, self._vault_json(name))
+
     def _put_role_assignment(self, request: SimRequest) -> SimResponse:
-        """Record a role assignment; one on a simulated vault lets its principal in there."""
+        """Record a role assignment. One on a simulated RBAC vault (any role; the vault is found by name
+        whatever the subscription and group in the scope), or a Key Vault Secrets Officer assignment on
+        a resource group or subscription holding RBAC vaults, lets the principal into those vaults
+        (clears their ``deny_access``). An access-policy vault is never opened by a role."""
         scope, name = request.params["scope"], request.params["name"]
         if self.deny_role_assignments:
             return self.arm_error(
@@ -327,9 +600,18 @@ class ArmSimulator(SimulatorServer):
                 return self.arm_error(409, "RoleAssignmentExists", "The role assignment already exists.")
             self.role_assignments[name.lower()] = {"scope": scope, **properties}
         match = re.search(r"/providers/Microsoft\.KeyVault/vaults/(?P<vault>[^/]+)$", scope, re.IGNORECASE)
-        vault = self.keyvaults.get(match.group("vault")) if match else None
-        if vault is not None:
-            vault.deny_access = False
+        opened = [match.group("vault")] if match and match.group("vault") in self.keyvaults else []
+        if not match and str(properties["roleDefinitionId"]).lower().endswith("/" + SECRETS_OFFICER_ROLE_ID):
+            # Secrets Officer on a resource group or subscription covers the vaults inside it.
+            lowered = scope.rstrip("/").lower()
+            opened = [
+                n for n in self.keyvaults if self.vault_resource_id(n).lower().startswith(lowered + "/")
+            ]
+        # learn.microsoft.com/azure/key-vault/general/rbac-access-policy: in an access-policy vault the
+        # data plane ignores role assignments, so only an RBAC vault lets the principal in.
+        for vault_name in opened:
+            if self.keyvaults[vault_name].enable_rbac_authorization:
+                self.keyvaults[vault_name].deny_access = False
         body = {
             "id": f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name}",
             "name": name,
@@ -349,6 +631,7 @@ class ArmSimulator(SimulatorServer):
         self.job_outcome = "Completed"
         self.job_seconds = 0.2
         self.kv_reference_status: str | None = None
+        self.list_page_size = DEFAULT_PAGE_SIZE
 
     # ----------------------------------------------------------------- Python admin API
 
@@ -402,9 +685,14 @@ class ArmSimulator(SimulatorServer):
             return self.connections[_key(resource_id)]
 
     def add_site(
-        self, resource_id: str, settings: Mapping[str, str] | None = None, *, location: str = "westeurope"
+        self,
+        resource_id: str,
+        settings: Mapping[str, str] | None = None,
+        *,
+        location: str = DEFAULT_LOCATION,
+        kind: str = "app",
     ) -> Site:
-        site = Site(resource_id, location, dict(settings or {}))
+        site = Site(resource_id, location, dict(settings or {}), kind=kind)
         with self._lock:
             self._resolve_all(site)
             self.sites[_key(resource_id)] = site
@@ -427,9 +715,12 @@ class ArmSimulator(SimulatorServer):
         parameters: Mapping[str, Mapping[str, Any]] | None = None,
         *,
         state: str = "Published",
+        description: str | None = None,
     ) -> Runbook:
         """``parameters``: ``{"ClientSecret": {"type": "System.String", "isMandatory": True}, ...}``."""
-        runbook = Runbook(name, {k: dict(v) for k, v in (parameters or {}).items()}, state)
+        runbook = Runbook(
+            name, {k: dict(v) for k, v in (parameters or {}).items()}, state, description=description
+        )
         with self._lock:
             self.accounts[_key(account_id)].runbooks[name.lower()] = runbook
         return runbook
@@ -437,6 +728,68 @@ class ArmSimulator(SimulatorServer):
     def jobs(self, account_id: str) -> list[Job]:
         with self._lock:
             return list(self.accounts[_key(account_id)].jobs.values())
+
+    def add_subscription(
+        self,
+        subscription_id: str,
+        *,
+        display_name: str | None = None,
+        state: str = "Enabled",
+        tenant_id: str | None = None,
+    ) -> Subscription:
+        """A subscription for Subscriptions - List (those named in resource ids are listed anyway)."""
+        if state not in SUBSCRIPTION_STATES:
+            raise ValueError(f"state: expected one of {SUBSCRIPTION_STATES}")
+        subscription = Subscription(
+            subscription_id, display_name or f"Simulated subscription {subscription_id}", state, tenant_id
+        )
+        with self._lock:
+            self.subscriptions[subscription_id.lower()] = subscription
+        return subscription
+
+    def vault_meta(self, name: str) -> VaultMetadata:
+        """Where the named Key Vault simulator lives in ARM (defaults unless ``set_vault`` moved it)."""
+        return self.vault_metadata.get(name) or VaultMetadata()
+
+    def vault_resource_id(self, name: str) -> str:
+        meta = self.vault_meta(name)
+        return (
+            f"/subscriptions/{meta.subscription_id}/resourceGroups/{meta.resource_group}"
+            f"/providers/Microsoft.KeyVault/vaults/{name}"
+        )
+
+    def set_vault(
+        self,
+        name: str,
+        *,
+        subscription_id: str | None = None,
+        resource_group: str | None = None,
+        location: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        enable_rbac_authorization: bool | None = None,
+        access_policies: list[JsonDict] | None = None,
+    ) -> str:
+        """Change a stack vault's ARM metadata and permission model (None keeps a value); its id."""
+        if name not in self.keyvaults:
+            raise ValueError(
+                f"no Key Vault simulator named {name!r} (this stack runs {sorted(self.keyvaults)})"
+            )
+        policies = normalise_access_policies(access_policies) if access_policies is not None else None
+        with self._lock:
+            meta = copy.deepcopy(self.vault_meta(name))
+            meta.subscription_id = subscription_id or meta.subscription_id
+            meta.resource_group = resource_group or meta.resource_group
+            meta.placed = meta.placed or bool(subscription_id or resource_group)
+            meta.location = location or meta.location
+            if tags is not None:
+                meta.tags = {str(k): str(v) for k, v in tags.items()}
+            self.vault_metadata[name] = meta
+            vault = self.keyvaults[name]
+            if enable_rbac_authorization is not None:
+                vault.enable_rbac_authorization = enable_rbac_authorization
+            if policies is not None:
+                vault.access_policies = policies
+        return self.vault_resource_id(name)
 
     # ----------------------------------------------------------------- switches, state, reset
 
@@ -465,6 +818,10 @@ class ArmSimulator(SimulatorServer):
             self.job_seconds = float(value)
         elif name == "kv_reference_status":
             self.kv_reference_status = str(value) if value else None
+        elif name == "list_page_size":
+            if isinstance(value, bool) or int(value) < 1:
+                raise ValueError("list_page_size: expected a positive integer")
+            self.list_page_size = int(value)
         else:
             return False
         return True
@@ -482,6 +839,7 @@ class ArmSimulator(SimulatorServer):
                 "job_outcome": self.job_outcome,
                 "job_seconds": self.job_seconds,
                 "kv_reference_status": self.kv_reference_status,
+                "list_page_size": self.list_page_size,
             }
         )
         return data
@@ -494,7 +852,11 @@ class ArmSimulator(SimulatorServer):
                 "automationAccounts": {
                     a.resource_id: {
                         "runbooks": {
-                            r.name: {"parameters": r.parameters, "state": r.state}
+                            r.name: {
+                                "parameters": r.parameters,
+                                "state": r.state,
+                                "description": r.description,
+                            }
                             for r in a.runbooks.values()
                         },
                         "jobs": {
@@ -504,6 +866,18 @@ class ArmSimulator(SimulatorServer):
                     }
                     for a in self.accounts.values()
                 },
+                "subscriptions": [self._subscription_json(s) for s in self._known_subscriptions()],
+                "vaults": {
+                    name: {
+                        "resourceId": self.vault_resource_id(name),
+                        "location": self.vault_meta(name).location,
+                        "tags": dict(self.vault_meta(name).tags),
+                        "enableRbacAuthorization": vault.enable_rbac_authorization,
+                        "accessPolicies": copy.deepcopy(vault.access_policies),
+                    }
+                    for name, vault in self.keyvaults.items()
+                },
+                "roleAssignments": copy.deepcopy(self.role_assignments),
                 "switches": self.switches(),
             }
 
@@ -513,6 +887,11 @@ class ArmSimulator(SimulatorServer):
             self.connections.clear()
             self.sites.clear()
             self.accounts.clear()
+            self.subscriptions.clear()
+            self.vault_metadata.clear()
+            for vault in self.keyvaults.values():  # the vaults' management-plane properties
+                vault.enable_rbac_authorization = True
+                vault.access_policies = []
             self._operations.clear()
             self._set_defaults()
 
@@ -658,6 +1037,328 @@ class ArmSimulator(SimulatorServer):
         if op.fail:
             return self.arm_error(409, "Conflict", "The operation failed.")
         return json_response(200, op.result) if op.result is not None else empty_response(204)
+
+    # ----------------------------------------------------------------- lists, paging and scopes
+
+    def _page(self, request: SimRequest, items: list[JsonDict], *, top: bool = False) -> SimResponse:
+        """At most ``list_page_size`` items (``$top`` lowers it where the API takes it) and a ``nextLink``
+        on this server carrying ``$skiptoken`` and the other query parameters, as ARM pages
+        (learn.microsoft.com/azure/azure-resource-manager/management/azure-resource-manager-api-pagination:
+        follow ``nextLink`` until it is absent)."""
+        size = self.list_page_size
+        if top and request.arg("$top") is not None:
+            text = str(request.arg("$top"))
+            if not text.isdigit() or int(text) < 1:
+                return self.arm_error(
+                    400, "BadRequest", f"The value '{text}' of $top is not a positive integer."
+                )
+            size = min(size, int(text))
+        skip = request.arg("$skiptoken") or "0"
+        if not skip.isdigit():
+            return self.arm_error(400, "BadRequest", f"The $skiptoken '{skip}' is not valid.")
+        offset = int(skip)
+        payload: JsonDict = {"value": items[offset : offset + size]}
+        if offset + size < len(items):
+            query = [
+                (key, value)
+                for key, values in request.query.items()
+                if key.lstrip("$").lower() != "skiptoken"
+                for value in values
+            ]
+            query.append(("$skiptoken", str(offset + size)))
+            payload["nextLink"] = (
+                f"{request.base_url}{quote(request.path)}?{urlencode(query, safe='$', quote_via=quote)}"
+            )
+        return json_response(200, payload)
+
+    def _known_ids(self) -> list[str]:
+        """Every resource id (and role-assignment scope) the simulator knows."""
+        ids = [c.resource_id for c in self.connections.values()]
+        ids += [s.resource_id for s in self.sites.values()]
+        ids += [a.resource_id for a in self.accounts.values()]
+        ids += [self.vault_resource_id(name) for name in self.keyvaults]
+        ids += [str(a.get("scope", "")) for a in self.role_assignments.values()]
+        return ids
+
+    def _known_subscriptions(self) -> list[Subscription]:
+        found = dict(self.subscriptions)
+        for resource_id in self._known_ids():
+            sub = _subscription_of(resource_id)
+            if sub and sub.lower() not in found:
+                found[sub.lower()] = Subscription(sub, f"Simulated subscription {sub}")
+        return list(found.values())
+
+    def _require_scope(self, request: SimRequest) -> tuple[str, str | None]:
+        """The list's subscription and resource group, which must exist: 404 ``SubscriptionNotFound`` /
+        ``ResourceGroupNotFound`` otherwise (learn.microsoft.com/azure/azure-resource-manager/
+        troubleshooting/error-not-found). A group exists when a known resource id names it."""
+        sub, group = request.params["sub"], request.params.get("rg")
+        if sub.lower() not in {s.subscription_id.lower() for s in self._known_subscriptions()}:
+            raise SimHTTPError(
+                self.arm_error(404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found.")
+            )
+        if group is not None and not any(_in_scope(i, sub, group) for i in self._known_ids()):
+            raise SimHTTPError(
+                self.arm_error(404, "ResourceGroupNotFound", f"Resource group '{group}' could not be found.")
+            )
+        return sub, group
+
+    # ----------------------------------------------------------------- subscriptions
+
+    def _subscription_json(self, subscription: Subscription) -> JsonDict:
+        # learn.microsoft.com/rest/api/resources/subscriptions/list (Subscription).
+        return {
+            "id": f"/subscriptions/{subscription.subscription_id}",
+            "authorizationSource": "RoleBased",
+            "managedByTenants": [],
+            "subscriptionId": subscription.subscription_id,
+            "tenantId": subscription.tenant_id or self.tenant_id,
+            "displayName": subscription.display_name,
+            "state": subscription.state,
+            "subscriptionPolicies": {
+                "locationPlacementId": "Public_2014-09-01",
+                "quotaId": "PayAsYouGo_2014-09-01",
+                "spendingLimit": "Off",
+            },
+        }
+
+    def _list_subscriptions(self, request: SimRequest) -> SimResponse:
+        return self._page(request, [self._subscription_json(s) for s in self._known_subscriptions()])
+
+    # ----------------------------------------------------------------- key vaults (management plane)
+
+    def _vault_json(self, name: str, request: SimRequest | None = None) -> JsonDict:
+        """The Vault resource (learn.microsoft.com/rest/api/keyvault/keyvault/vaults/get); its id is the
+        one ``request`` addressed when the vault has no seeded place (see ``VaultMetadata.placed``)."""
+        vault, meta = self.keyvaults[name], self.vault_meta(name)
+        resource_id = self.vault_resource_id(name)
+        if request is not None and not meta.placed:
+            sub, group = request.params["sub"], request.params["rg"]
+            resource_id = (
+                f"/subscriptions/{sub}/resourceGroups/{group}/providers/Microsoft.KeyVault/vaults/{name}"
+            )
+        try:
+            uri = f"{vault.url}/"  # Azure writes vaultUri with the trailing slash
+        except RuntimeError:  # not started
+            uri = f"https://{name}.vault.azure.net/"
+        return {
+            "id": resource_id,
+            "name": name,
+            "type": "Microsoft.KeyVault/vaults",
+            "location": meta.location,
+            "tags": dict(meta.tags),
+            "properties": {
+                "sku": {"family": "A", "name": "standard"},
+                "tenantId": vault.tenant_id,
+                "accessPolicies": copy.deepcopy(vault.access_policies),
+                "enabledForDeployment": False,
+                "enabledForDiskEncryption": False,
+                "enabledForTemplateDeployment": False,
+                "enableSoftDelete": True,
+                "softDeleteRetentionInDays": 90,
+                "enableRbacAuthorization": bool(vault.enable_rbac_authorization),
+                "vaultUri": uri,
+                "provisioningState": "Succeeded",
+                "publicNetworkAccess": "Enabled",
+            },
+        }
+
+    def _vault_named(self, sub: str, group: str, name: str) -> str | None:
+        """The stack vault with this name (vault names are globally unique) in this subscription and
+        resource group (case-insensitive); a vault without a seeded place answers anywhere."""
+        for candidate in self.keyvaults:
+            if candidate.lower() != name.lower():
+                continue
+            meta = self.vault_meta(candidate)
+            if not meta.placed or (meta.subscription_id.lower(), meta.resource_group.lower()) == (
+                sub.lower(),
+                group.lower(),
+            ):
+                return candidate
+        return None
+
+    def _vault_or_404(self, request: SimRequest) -> str:
+        name = self._vault_named(request.params["sub"], request.params["rg"], request.params["vault"])
+        if name is None:
+            raise self._resource_not_found("Microsoft.KeyVault/vaults", request.params["vault"], request)
+        return name
+
+    def _list_vaults(self, request: SimRequest) -> SimResponse:
+        # Vaults - List By Subscription / List By Resource Group: both take $top.
+        sub, group = self._require_scope(request)
+        names = [n for n in self.keyvaults if _in_scope(self.vault_resource_id(n), sub, group)]
+        return self._page(request, [self._vault_json(n) for n in names], top=True)
+
+    def _get_vault(self, request: SimRequest) -> SimResponse:
+        return json_response(200, self._vault_json(self._vault_or_404(request), request))
+
+    def _update_access_policy(self, request: SimRequest) -> SimResponse:
+        """Vaults - Update Access Policy (learn.microsoft.com/rest/api/keyvault/keyvault/vaults/update-access-policy):
+        ``{"properties": {"accessPolicies": [...]}}``; answers the VaultAccessPolicyParameters it applied."""
+        name = self._vault_or_404(request)
+        properties = self._body(request).get("properties")
+        if not isinstance(properties, dict):
+            return self.arm_error(400, "BadRequest", "The request must have 'properties.accessPolicies'.")
+        try:
+            changes = normalise_access_policies(properties.get("accessPolicies"))
+        except ValueError as error:
+            return self.arm_error(400, "BadRequest", f"Invalid access policies: {error}.")
+        operation = request.params["op"].lower()
+        vault = self.keyvaults[name]
+        vault.access_policies = update_access_policies(vault.access_policies, changes, operation)
+        # The shape of the page's sample response: the id ends in "accessPolicies/", the policies sent.
+        return json_response(
+            200,
+            {
+                "id": f"{self._vault_json(name, request)['id']}/accessPolicies/",
+                "type": "Microsoft.KeyVault/vaults/accessPolicies",
+                "properties": {"accessPolicies": changes},
+            },
+        )
+
+    # ----------------------------------------------------------------- permissions
+
+    def _holds_secrets_officer(self, principal: str, scope: str, vault_name: str | None) -> bool:
+        """Whether ``principal`` has a Key Vault Secrets Officer assignment covering ``scope`` (at it or
+        above it; on a vault, an assignment naming the vault counts, as ``_put_role_assignment`` does)."""
+        wanted = scope.rstrip("/").lower()
+        for assignment in self.role_assignments.values():
+            if str(assignment.get("principalId", "")).lower() != principal.lower():
+                continue
+            role = str(assignment.get("roleDefinitionId", "")).lower()
+            if not role.endswith("/" + SECRETS_OFFICER_ROLE_ID):
+                continue
+            at = str(assignment.get("scope", "")).rstrip("/").lower()
+            if wanted == at or wanted.startswith(at + "/"):
+                return True
+            named = _VAULT_ID.fullmatch(at)
+            if vault_name is not None and named is not None and named.group("vault") == vault_name.lower():
+                return True
+        return False
+
+    def _list_permissions(self, request: SimRequest) -> SimResponse:
+        """Permissions - List For Resource / For Resource Group
+        (learn.microsoft.com/rest/api/authorization/permissions/list-for-resource): the caller's role
+        permissions at the scope, ``{"value": [{"actions", "notActions", "dataActions", "notDataActions"}]}``."""
+        scope = request.params["scope"].rstrip("/")
+        principal = request.principal or ""
+        entries = [copy.deepcopy(READER_PERMISSION)]
+        vault_id = _VAULT_ID.fullmatch(scope)
+        if vault_id is not None:
+            name = self._vault_named(vault_id.group("sub"), vault_id.group("rg"), vault_id.group("vault"))
+            if name is None:
+                raise self._resource_not_found("Microsoft.KeyVault/vaults", vault_id.group("vault"), request)
+            vault = self.keyvaults[name]
+            # Only an RBAC vault's data plane follows role assignments (see _put_role_assignment).
+            officer = bool(vault.enable_rbac_authorization) and (
+                not vault.deny_access or self._holds_secrets_officer(principal, scope, name)
+            )
+        else:
+            officer = self._holds_secrets_officer(principal, scope, None)
+        if officer:
+            entries.append(copy.deepcopy(SECRETS_OFFICER_PERMISSION))
+        return self._page(request, entries)
+
+    # ----------------------------------------------------------------- lists of the destinations
+
+    def _list_connections(self, request: SimRequest) -> SimResponse:
+        # Connections - List (Microsoft.Web 2016-06-01, Azure/azure-rest-api-specs
+        # specification/web/resource-manager/Microsoft.Web/stable/2016-06-01/logicAppsManagementClient.json
+        # and examples/connectionsList.json): resource group only, $top and $filter.
+        sub, group = self._require_scope(request)
+        if request.arg("$filter"):
+            return self.arm_error(
+                400, "BadRequest", "The simulator does not evaluate $filter on connections."
+            )
+        found = [c for c in self.connections.values() if _in_scope(c.resource_id, sub, group)]
+        return self._page(request, [self._connection_json(c) for c in found], top=True)
+
+    @staticmethod
+    def _site_item(site: Site) -> JsonDict:
+        # Web Apps - List By Resource Group (learn.microsoft.com/rest/api/appservice/web-apps/list-by-resource-group)
+        # and List Slots (.../web-apps/list-slots) for the item shape.
+        parts = _id_parts(site.resource_id)
+        name = parts[8] if len(parts) > 8 else parts[-1]
+        slot = parts[10] if len(parts) > 10 and parts[9].lower() == "slots" else None
+        host = f"{name}-{slot}.azurewebsites.net" if slot else f"{name}.azurewebsites.net"
+        return {
+            "id": site.resource_id,
+            "name": f"{name}/{slot}" if slot else name,
+            "type": "Microsoft.Web/sites/slots" if slot else "Microsoft.Web/sites",
+            "kind": site.kind,
+            "location": site.location,
+            "tags": {},
+            "properties": {
+                "state": "Running",
+                "hostNames": [host],
+                "repositorySiteName": name,
+                "usageState": "Normal",
+                "enabled": True,
+                "enabledHostNames": [host, host.replace(".azurewebsites.net", ".scm.azurewebsites.net")],
+                "availabilityState": "Normal",
+                "defaultHostName": host,
+            },
+        }
+
+    def _list_sites(self, request: SimRequest) -> SimResponse:
+        # Web Apps - List / List By Resource Group: slots only with includeSlots=true.
+        sub, group = self._require_scope(request)
+        slots = (request.arg("includeSlots") or "").lower() == "true"
+        found = [
+            s
+            for s in self.sites.values()
+            if _in_scope(s.resource_id, sub, group) and (slots or "/slots/" not in s.resource_id.lower())
+        ]
+        return self._page(request, [self._site_item(s) for s in found])
+
+    def _list_accounts(self, request: SimRequest) -> SimResponse:
+        # Automation Account - List / List By Resource Group
+        # (learn.microsoft.com/rest/api/automation/automation-account/list-by-resource-group).
+        sub, group = self._require_scope(request)
+        items = [
+            {
+                "id": a.resource_id,
+                "name": _id_parts(a.resource_id)[-1],
+                "type": "Microsoft.Automation/AutomationAccounts",
+                "location": a.location,
+                "tags": {},
+                "properties": {
+                    "sku": {"name": "Basic"},
+                    "state": "Ok",
+                    "creationTime": "2024-01-01T00:00:00+00:00",
+                    "lastModifiedTime": "2024-01-01T00:00:00+00:00",
+                },
+            }
+            for a in self.accounts.values()
+            if _in_scope(a.resource_id, sub, group)
+        ]
+        return self._page(request, items)
+
+    def _runbook_json(self, account: AutomationAccount, runbook: Runbook, *, parameters: bool) -> JsonDict:
+        # Runbook - Get / List By Automation Account (learn.microsoft.com/rest/api/automation/runbook).
+        properties: JsonDict = {
+            "runbookType": runbook.runbook_type,
+            "state": runbook.state,
+            "logVerbose": False,
+            "logProgress": False,
+        }
+        if runbook.description is not None:
+            properties["description"] = runbook.description
+        if parameters:
+            properties["parameters"] = copy.deepcopy(runbook.parameters)
+        return {
+            "id": f"{account.resource_id}/runbooks/{runbook.name}",
+            "name": runbook.name,
+            "type": "Microsoft.Automation/AutomationAccounts/Runbooks",
+            "location": account.location,
+            "properties": properties,
+        }
+
+    def _list_runbooks(self, request: SimRequest) -> SimResponse:
+        account = self._account_or_404(request)
+        return self._page(
+            request, [self._runbook_json(account, r, parameters=False) for r in account.runbooks.values()]
+        )
 
     # ----------------------------------------------------------------- connections
 
@@ -935,7 +1636,7 @@ class ArmSimulator(SimulatorServer):
     # ----------------------------------------------------------------- automation
 
     def _account_or_404(self, request: SimRequest) -> AutomationAccount:
-        account_id = request.path.split("/runbooks/")[0].split("/jobs/")[0]
+        account_id = re.split(r"(?i)/(?:runbooks|jobs)(?:/|$)", request.path)[0]
         found = self.accounts.get(_key(account_id))
         if found is None:
             raise self._resource_not_found(
@@ -948,22 +1649,7 @@ class ArmSimulator(SimulatorServer):
         runbook = account.runbooks.get(request.params["runbook"].lower())
         if runbook is None:
             return self.arm_error(404, "NotFound", "The Runbook was not found.")
-        return json_response(
-            200,
-            {
-                "id": f"{account.resource_id}/runbooks/{runbook.name}",
-                "name": runbook.name,
-                "type": "Microsoft.Automation/AutomationAccounts/Runbooks",
-                "location": account.location,
-                "properties": {
-                    "runbookType": runbook.runbook_type,
-                    "state": runbook.state,
-                    "logVerbose": False,
-                    "logProgress": False,
-                    "parameters": copy.deepcopy(runbook.parameters),
-                },
-            },
-        )
+        return json_response(200, self._runbook_json(account, runbook, parameters=True))
 
     def _job_json(self, account: AutomationAccount, job: Job) -> JsonDict:
         status = job.status()
@@ -1056,16 +1742,39 @@ def _same_port(vault: Any, port: int | None) -> bool:
 
 
 def _scope(path: str) -> str:
-    for marker in ("/config/", "/runbooks/", "/jobs/", "/restart"):
-        index = path.lower().find(marker)
+    lowered = path.rstrip("/").lower()
+    for marker in (
+        "/config/",
+        "/runbooks",
+        "/jobs/",
+        "/restart",
+        "/accesspolicies/",
+        "/providers/microsoft.authorization/",
+    ):
+        index = lowered.find(marker)
         if index > 0:
             return path[:index]
-    return path
+    collection = re.fullmatch(r"(?i)(/subscriptions/.+?)/providers/[^/]+/[^/]+/?", path)
+    return collection.group(1) if collection else path  # a list: its subscription or resource group
 
 
 def _action(request: SimRequest) -> str:
-    path = request.path.lower()
-    if "/microsoft.web/connections/" in path:
+    path = request.path.rstrip("/").lower()
+    if path == "/subscriptions":
+        return "Microsoft.Resources/subscriptions/read"
+    if "/providers/microsoft.authorization/permissions" in path:
+        return "Microsoft.Authorization/permissions/read"
+    if "/providers/microsoft.authorization/roleassignments/" in path:
+        return "Microsoft.Authorization/roleAssignments/write"
+    if "/microsoft.keyvault/vaults" in path:
+        if "/accesspolicies/" in path:
+            return "Microsoft.KeyVault/vaults/accessPolicies/write"
+        return "Microsoft.KeyVault/vaults/read"
+    if path.endswith("/microsoft.web/sites"):
+        return "Microsoft.Web/sites/read"
+    if path.endswith("/microsoft.automation/automationaccounts"):
+        return "Microsoft.Automation/automationAccounts/read"
+    if "/microsoft.web/connections" in path:
         return "Microsoft.Web/connections/" + ("read" if request.method == "GET" else "write")
     if "/microsoft.automation/" in path:
         if "/jobs/" in path:

@@ -8,6 +8,14 @@ shared ``TokenIssuer``. Any api-version is accepted (4.12 sends ``2026-04-01``).
 Secrets: set (new version), get latest (``/secrets/{name}/`` and without the slash) or a version,
 update a version's attributes/tags/contentType, list secrets and versions (``nextLink`` paging),
 soft delete, get/list/purge/recover deleted secrets. Times are Unix seconds on the shared clock.
+
+Authorization model (learn.microsoft.com/azure/key-vault/general/rbac-access-policy): a vault is an
+RBAC vault (``enable_rbac_authorization``, the default) or an access-policy vault. In an access-policy
+vault a caller (the ``oid`` of its token) may use an operation only if ``access_policies`` holds an
+entry for it with the secret permission the operation needs (get, list, set, delete, recover, purge
+or ``all``; learn.microsoft.com/azure/key-vault/general/assign-access-policy), else 403 with inner
+code ``ForbiddenByPolicy``. Both properties belong to the management plane: the ARM simulator sets
+them (``Vaults - Update Access Policy`` and its ``vaults`` seed).
 """
 
 from __future__ import annotations
@@ -114,6 +122,8 @@ class KeyVaultSimulator(SimulatorServer):
     """One vault. Switches: ``deny_access`` (403 after auth, with the inner code of ``deny_reason``:
     ``rbac`` -> ForbiddenByRbac, ``policy`` -> ForbiddenByPolicy, ``firewall`` -> ForbiddenByFirewall),
     ``throttle`` (next N -> 429 + Retry-After), ``fail_next`` (next N -> 5xx), ``latency_seconds``.
+    In an access-policy vault (``enable_rbac_authorization`` false) a caller without the needed secret
+    permission in ``access_policies`` is refused as ``deny_reason`` ``policy`` refuses everyone.
 
     Documented behaviours it follows (learn.microsoft.com/azure/key-vault/general/rest-error-codes and
     /azure/key-vault/general/soft-delete-overview): reading a disabled version answers 403 with inner
@@ -142,6 +152,9 @@ class KeyVaultSimulator(SimulatorServer):
         self.deny_access = False
         # Why access is denied: "rbac" (no role), "policy" (an access-policy vault) or "firewall".
         self.deny_reason = "rbac"
+        # Management-plane properties (set through the ARM simulator): see the module docstring.
+        self.enable_rbac_authorization = True
+        self.access_policies: list[JsonDict] = []  # [{tenantId, objectId, permissions: {secrets: [...]}}]
         self._secrets: dict[str, list[SecretVersion]] = {}
         self._deleted: dict[str, DeletedSecret] = {}
 
@@ -232,6 +245,16 @@ class KeyVaultSimulator(SimulatorServer):
                         found.extend(deleted.versions)
             return found
 
+    def policy_permits(self, principal: str, permission: str) -> bool:
+        """Whether an access policy gives ``principal`` (an object id) this secret permission."""
+        for policy in self.access_policies:
+            if str(policy.get("objectId", "")).lower() != principal.lower():
+                continue
+            granted = {str(p).lower() for p in (policy.get("permissions") or {}).get("secrets") or []}
+            if permission in granted or "all" in granted:
+                return True
+        return False
+
     def deleted_names(self) -> list[str]:
         with self._lock:
             return [deleted.versions[-1].name for deleted in self._deleted.values()]
@@ -245,6 +268,8 @@ class KeyVaultSimulator(SimulatorServer):
                 "deleted": {
                     d.versions[-1].name: [s.state_json() for s in d.versions] for d in self._deleted.values()
                 },
+                "enableRbacAuthorization": self.enable_rbac_authorization,
+                "accessPolicies": [dict(p) for p in self.access_policies],
                 "switches": self.switches(),
             }
 
@@ -255,6 +280,8 @@ class KeyVaultSimulator(SimulatorServer):
             self._deleted.clear()
             self.deny_access = False
             self.deny_reason = "rbac"
+            self.enable_rbac_authorization = True
+            self.access_policies = []
 
     def switches(self) -> JsonDict:
         data = super().switches()
@@ -306,7 +333,15 @@ class KeyVaultSimulator(SimulatorServer):
             }.get(check.error or "", "AKV10032: Invalid issuer.")
             return self._challenge(message)
         request.principal = check.token.principal
-        if self.deny_access and self.deny_reason == "firewall":
+        reason = self.deny_reason if self.deny_access else None
+        permission = _policy_permission(request)
+        if (
+            reason is None
+            and not self.enable_rbac_authorization
+            and not self.policy_permits(check.token.principal, permission)
+        ):
+            reason = "policy"  # an access-policy vault, and no policy grants this caller the permission
+        if reason == "firewall":
             # learn.microsoft.com/azure/key-vault/general/network-security (403 ForbiddenByFirewall).
             return self.kv_error(
                 403,
@@ -315,16 +350,17 @@ class KeyVaultSimulator(SimulatorServer):
                 f"Client address: 127.0.0.1\r\nCaller: oid={check.token.principal}\r\nVault: {self.name};location=simulator",
                 inner="ForbiddenByFirewall",
             )
-        if self.deny_access and self.deny_reason == "policy":
+        if reason == "policy":
             # learn.microsoft.com/azure/key-vault/general/troubleshooting-access-issues (403 ForbiddenByPolicy).
             return self.kv_error(
                 403,
                 "Forbidden",
                 f"The user, group or application 'oid={check.token.principal}' does not have secrets "
-                f"{_rbac_action(request).rsplit('/', 1)[-1].lower()} permission on key vault '{self.name};location=simulator'.",
+                f"{permission} permission on key vault '{self.name};location=simulator'. For help resolving "
+                "this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287",
                 inner="ForbiddenByPolicy",
             )
-        if self.deny_access:
+        if reason is not None:
             return self.kv_error(
                 403,
                 "Forbidden",
@@ -561,6 +597,23 @@ class KeyVaultSimulator(SimulatorServer):
             expires=attributes.get("exp"),
         )
         return json_response(201, secret.state_json())
+
+
+def _policy_permission(request: SimRequest) -> str:
+    """The access-policy secret permission an operation needs (each operation's page in
+    learn.microsoft.com/rest/api/keyvault/secrets names it: Get Secrets / Get Secret Versions / Get
+    Deleted Secrets need ``list``; Update Secret needs ``set``; Purge ``purge``; Recover ``recover``)."""
+    segments = [s for s in request.path.lower().split("/") if s]
+    if segments and segments[0] == "deletedsecrets":
+        if request.method == "DELETE":
+            return "purge"
+        if request.method == "POST":
+            return "recover"
+        return "list" if len(segments) == 1 else "get"
+    if request.method == "GET":
+        listing = len(segments) == 1 or (len(segments) == 3 and segments[2] == "versions")
+        return "list" if listing else "get"
+    return {"PUT": "set", "PATCH": "set", "DELETE": "delete"}.get(request.method, "get")
 
 
 def _rbac_action(request: SimRequest) -> str:

@@ -101,6 +101,7 @@ class SimulatorStack:
             clock=self.clock,
             host=host,
             port=fixed.get("arm", 0),
+            tenant_id=tenant_id,
         )
         self.webhook = WebhookSimulator(
             ssl_context=self.ssl_context, clock=self.clock, host=host, port=fixed.get("webhook", 0)
@@ -287,17 +288,41 @@ class SimulatorStack:
                     for c in self.arm.connections.values()
                 ],
                 "sites": [
-                    {"resourceId": s.resource_id, "settings": dict(s.settings)}
+                    {"resourceId": s.resource_id, "settings": dict(s.settings), "kind": s.kind}
                     for s in self.arm.sites.values()
                 ],
                 "automationAccounts": [
                     {
                         "resourceId": a.resource_id,
                         "runbooks": [
-                            {"name": r.name, "parameters": r.parameters} for r in a.runbooks.values()
+                            {"name": r.name, "parameters": r.parameters, "description": r.description}
+                            for r in a.runbooks.values()
                         ],
                     }
                     for a in self.arm.accounts.values()
+                ],
+                "subscriptions": [
+                    {
+                        "subscriptionId": s.subscription_id,
+                        "displayName": s.display_name,
+                        "state": s.state,
+                        "tenantId": s.tenant_id,
+                    }
+                    for s in self.arm.subscriptions.values()
+                ],
+                "vaults": [
+                    {
+                        "name": name,
+                        # Only a seeded place (an unplaced vault answers at any subscription/group).
+                        "subscriptionId": meta.subscription_id if meta.placed else None,
+                        "resourceGroup": meta.resource_group if meta.placed else None,
+                        "location": meta.location,
+                        "tags": dict(meta.tags),
+                        "enableRbacAuthorization": vault.enable_rbac_authorization,
+                        "accessPolicies": [dict(p) for p in vault.access_policies],
+                    }
+                    for name, vault in self.keyvaults.items()
+                    for meta in [self.arm.vault_meta(name)]
                 ],
             }
         return {"applications": applications, "vaults": vaults, "vercel": vercel, "hooks": hooks, "arm": arm}
@@ -330,7 +355,9 @@ class SimulatorStack:
             restored.allowed_parameters = set(connection.get("allowed") or []) | {
                 k.lower() for k in parameters
             }
-        self.arm.seed({k: v for k, v in arm.items() if k != "connections"})
+        rest = {k: v for k, v in arm.items() if k != "connections"}
+        rest["vaults"] = [v for v in rest.get("vaults") or [] if v.get("name") in self.keyvaults]
+        self.arm.seed(rest)
 
     # ----------------------------------------------------------------- seeding
 
@@ -342,7 +369,8 @@ class SimulatorStack:
         - ``applications``: list of ``{"displayName", "appId"?, "id"?, "signInAudience"?,
           "passwordCredentials"?: [{"displayName", "secretText", "startDateTime"?, "endDateTime"?, "keyId"?}]}``
         - ``keyvaults``: ``{"<vault>": {"secrets": {"<name>": "value" or {"value", "contentType"?, "tags"?}}}}``
-        - ``arm``: Logic App connections, sites and Automation accounts (``ArmSimulator.seed``)
+        - ``arm``: Logic App connections, sites, Automation accounts, subscriptions and the vaults' ARM
+          metadata and permission model (``ArmSimulator.seed``)
         - ``switches``: ``{"entra": {...}, "msi": {...}, "keyvault:<vault>": {...}}`` (as ``POST /_sim/switches``)
         """
         for app in data.get("applications", []):

@@ -121,6 +121,44 @@ async def test_the_rotator_grants_itself_access_where_allowed_and_logs_it(
     assert credential.secret_text not in caplog.text
 
 
+async def test_on_an_access_policy_vault_the_rotator_adds_itself_an_access_policy(
+    rotator: Rotator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    arm, vault = rotator.stack.arm, rotator.stack.keyvaults["destination"]
+    vault_id = arm.set_vault("destination", enable_rbac_authorization=False, access_policies=[])
+    entra_app = rotator.seed_entra_app()
+    await register_with_vault(rotator, entra_app, grantAccess=True, vaultResourceId=vault_id)
+
+    assert await rotate(rotator, entra_app) == "rotated"
+
+    assert arm.role_assignments == {}  # a role gives no data access in an access-policy vault
+    [policy] = vault.access_policies
+    assert policy["objectId"] == rotator.stack.msi.principal
+    assert set(policy["permissions"]["secrets"]) == {"get", "list", "set", "recover"}
+    [credential] = rotator.managed(entra_app)
+    assert vault.get_secret(f"Payroll-API-prod-{entra_app.app_id[:8]}").value == credential.secret_text
+    page = await rotator.services.rotation_log.list_page(entra_app.app_id, 50, None)
+    assert any(
+        e.event == "integration.warning"
+        and "granted an access policy (secrets get, list, set, recover)" in e.message
+        for e in page.items
+    )
+    assert credential.secret_text not in caplog.text
+
+
+async def test_an_access_policy_vault_without_grant_access_names_the_policy_to_add(rotator: Rotator) -> None:
+    rotator.stack.arm.set_vault("destination", enable_rbac_authorization=False, access_policies=[])
+    entra_app = rotator.seed_entra_app()
+    await register_with_vault(rotator, entra_app)
+    assert await rotate(rotator, entra_app) == "rotated"  # degraded: the vault keeps its old secret
+    result = (await rotator.status(entra_app.app_id)).integrations["keyVault-1"]
+    assert result.result == "failed" and result.error is not None
+    assert result.error.code == "ForbiddenByPolicy"
+    assert "access policy" in result.error.message and "grantAccess" in result.error.message
+    assert rotator.stack.keyvaults["destination"].access_policies == []
+
+
 async def test_grant_without_the_vault_resource_id_fails_before_touching_entra(rotator: Rotator) -> None:
     import pytest
 
