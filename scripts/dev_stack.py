@@ -89,7 +89,9 @@ def stop_leftovers(state_file: Path) -> list[str]:
         if ("azurite" if role == "azurite" else "scripts.dev_stack") not in command:
             continue  # the pid was reused by something else
         os.kill(pid, signals.SIGTERM)
-        for _ in range(50):
+        # Azurite writes its tables to disk on SIGTERM (otherwise every 5 s): give it time, even on a
+        # busy machine, before killing it and losing the last writes.
+        for _ in range(300 if role == "azurite" else 50):
             if not Path(f"/proc/{pid}").exists():
                 break
             time.sleep(0.1)

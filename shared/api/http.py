@@ -309,14 +309,29 @@ def header(req: func.HttpRequest, name: str) -> str | None:
 def text_param(
     req: func.HttpRequest, name: str, pattern: str, allowed: str, *, required: bool = True
 ) -> str | None:
-    """A string query parameter that must match ``pattern`` in full; 400 naming it and ``allowed``."""
+    """A string query parameter that must match ``pattern`` in full (empty included: present but
+    empty is invalid, not absent); 400 naming it and ``allowed``."""
     import re
 
     raw = req.params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         if required:
             raise ValidationError(f"Missing {name}", [FieldProblem(name, "is required", allowed)])
         return None
     if not re.fullmatch(pattern, raw):
         raise ValidationError(f"Invalid {name}", [FieldProblem(name, f"must be {allowed}", allowed)])
     return str(raw)
+
+
+def app_id_param(req: func.HttpRequest) -> str:
+    """The ``appId`` route parameter as a canonical (lower-case) GUID; 400 naming it otherwise."""
+    import uuid
+
+    raw = req.route_params.get("appId", "")
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise ValidationError(
+            "Invalid application id",
+            [FieldProblem("appId", "must be the application's client id", "a GUID")],
+        ) from None

@@ -72,22 +72,6 @@ COMMON_ERRORS = {
 }
 
 
-DISCOVERY_SCOPES = [
-    {
-        "name": "resourceGroupId",
-        "in": "query",
-        "description": "More resource groups to search, comma-separated (at most 20).",
-        "schema": {"type": "string", "maxLength": 4096},
-    },
-    {
-        "name": "devOpsProject",
-        "in": "query",
-        "description": "More Azure DevOps projects to search, comma-separated `organization/project` (at most 20).",
-        "schema": {"type": "string", "maxLength": 4096},
-    },
-]
-
-
 def _query(name: str, pattern: str, description: str, *, required: bool = True) -> dict[str, Any]:
     """A string query parameter; ``pattern`` is the one the handler checks in full."""
     return {
@@ -97,6 +81,25 @@ def _query(name: str, pattern: str, description: str, *, required: bool = True) 
         "description": description,
         "schema": {"type": "string", "pattern": f"^(?:{pattern})$"},
     }
+
+
+def _discovery_scopes() -> list[dict[str, Any]]:
+    from shared.triggers import discovery_api as api
+
+    return [
+        _query(
+            "resourceGroupId",
+            api.RESOURCE_GROUP_IDS,
+            "More resource groups to search: up to 20 comma-separated resource group ids.",
+            required=False,
+        ),
+        _query(
+            "devOpsProject",
+            api.DEVOPS_PROJECTS,
+            "More Azure DevOps projects to search: up to 20 comma-separated `organization/project`.",
+            required=False,
+        ),
+    ]
 
 
 def _picker_paths() -> dict[str, Any]:
@@ -315,7 +318,7 @@ def _paths() -> dict[str, Any]:
                 "tagged with the appId, and Vercel variables of the group's projects by name. Each "
                 "uncovered consumer comes with a ready-to-PUT integration. A scope the rotator may not "
                 "read is listed in `gaps` with the permission it needs.",
-                "parameters": DISCOVERY_SCOPES,
+                "parameters": _discovery_scopes(),
                 "responses": {"200": _json(_ref("ConsumerList"), "The consumers found."), **COMMON_ERRORS},
             },
         },

@@ -159,7 +159,8 @@ class AutomationIntegration(IntegrationBase):
                     },
                     "required": ["automationAccountId", "runbookName"],
                 },
-                "else": {"required": ["webhookUrl"]},
+                # The URL on the way in, or the reference to it the API stored (a GET body sent back).
+                "else": {"anyOf": [{"required": ["webhookUrl"]}, {"required": ["webhookSecretName"]}]},
             }
         )
     )

@@ -66,7 +66,8 @@ class AzureDevOpsIntegration(IntegrationBase):
         json_schema_extra=schema_rules(
             **{
                 "if": {"properties": {"authentication": {"const": "pat"}}, "required": ["authentication"]},
-                "then": {"required": ["personalAccessToken"]},
+                # The PAT on the way in, or the reference to it the API stored (a GET body sent back).
+                "then": {"anyOf": [{"required": ["personalAccessToken"]}, {"required": ["patSecretName"]}]},
             }
         )
     )

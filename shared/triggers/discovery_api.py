@@ -6,7 +6,7 @@ time, with no secret values. A missing permission answers 403 naming what to gra
 
 import azure.functions as func
 
-from shared.api.http import handle_errors, json_response, page_params, text_param
+from shared.api.http import app_id_param, handle_errors, json_response, page_params, text_param
 from shared.services import get_services
 
 bp = func.Blueprint()
@@ -153,35 +153,37 @@ async def pick_vercel_projects(req: func.HttpRequest) -> func.HttpResponse:
 
 
 RESOURCE_GROUP_ID = r"/subscriptions/" + GUID + r"/resourceGroups/" + RESOURCE_GROUP
+DEVOPS_PROJECT = ORGANIZATION + r"/[^\x00-\x1f/\\,]{1,64}"
 MAX_EXTRA_SCOPES = 20
 
 
+def scope_list(item: str) -> str:
+    """Up to ``MAX_EXTRA_SCOPES`` comma-separated ``item``s (the pattern the OpenAPI document states)."""
+    return f"(?:{item})(?:,(?:{item})){{0,{MAX_EXTRA_SCOPES - 1}}}"
+
+
+RESOURCE_GROUP_IDS = scope_list(RESOURCE_GROUP_ID)
+DEVOPS_PROJECTS = scope_list(DEVOPS_PROJECT)
+
+
 def discovery_scopes(req: func.HttpRequest) -> tuple[list[str], list[tuple[str, str]]]:
-    """``resourceGroupId`` and ``devOpsProject`` (comma-separated lists, at most 20 each)."""
-    import re
-
-    from shared.errors import FieldProblem, ValidationError
-
-    def items(name: str, pattern: str, allowed: str) -> list[str]:
-        raw = req.params.get(name) or ""
-        values = [v for v in raw.split(",") if v] if raw else []
-        if len(values) > MAX_EXTRA_SCOPES or any(not re.fullmatch(pattern, v) for v in values):
-            raise ValidationError(
-                f"Invalid {name}",
-                [FieldProblem(name, f"must be a comma-separated list of up to {MAX_EXTRA_SCOPES}", allowed)],
-            )
-        return values
-
-    groups = items(
+    """``resourceGroupId`` and ``devOpsProject``: comma-separated lists, at most 20 each."""
+    groups = text_param(
+        req,
         "resourceGroupId",
-        RESOURCE_GROUP_ID,
-        "resource group ids: /subscriptions/<GUID>/resourceGroups/<name>",
+        RESOURCE_GROUP_IDS,
+        f"up to {MAX_EXTRA_SCOPES} comma-separated /subscriptions/<GUID>/resourceGroups/<name>",
+        required=False,
     )
-    projects = items(
-        "devOpsProject", ORGANIZATION + "/" + r"[^\x00-\x1f/\\,]{1,64}", "<organization>/<project>"
+    projects = text_param(
+        req,
+        "devOpsProject",
+        DEVOPS_PROJECTS,
+        f"up to {MAX_EXTRA_SCOPES} comma-separated <organization>/<project>",
+        required=False,
     )
-    pairs = [(p.split("/", 1)[0], p.split("/", 1)[1]) for p in projects]
-    return groups, pairs
+    pairs = [(p.split("/", 1)[0], p.split("/", 1)[1]) for p in projects.split(",")] if projects else []
+    return groups.split(",") if groups else [], pairs
 
 
 @bp.route(route="applications/{appId}/consumers", methods=["GET"])
@@ -190,10 +192,9 @@ async def list_consumers(req: func.HttpRequest) -> func.HttpResponse:
     """Where the application's secret is used: each consumer found, whether an integration covers
     it, and a ready-to-PUT integration for those that are not covered (``shared.discovery.consumers``)."""
     from shared.discovery.consumers import discover
-    from shared.triggers.http_api import _app_id
 
     services = get_services()
-    stored = await services.registry.get(_app_id(req))
+    stored = await services.registry.get(app_id_param(req))
     groups, projects = discovery_scopes(req)
     found = await discover(services, stored, resource_groups=groups, devops_projects=projects)
     return json_response(found.to_json())
@@ -205,10 +206,9 @@ async def credential_usage(req: func.HttpRequest) -> func.HttpResponse:
     """Each password of the application with when it last signed in (Graph's sign-in activity
     report, beta; needs AuditLog.Read.All, else 403 naming it). Never a secret value."""
     from shared.domain.models import rfc3339
-    from shared.triggers.http_api import _app_id
 
     services = get_services()
-    stored = await services.registry.get(_app_id(req))
+    stored = await services.registry.get(app_id_param(req))
     config, status = stored.config, stored.status
     used = await services.sign_ins.last_used(str(config.app_id))
     app = await services.directory.get_application(str(config.object_id))

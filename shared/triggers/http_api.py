@@ -9,6 +9,7 @@ from typing import Any
 import azure.functions as func
 
 from shared.api.http import (
+    app_id_param,
     handle_errors,
     if_match,
     json_response,
@@ -69,19 +70,6 @@ def application_summary(stored: Any) -> dict[str, Any]:
     }
 
 
-def _app_id(req: func.HttpRequest) -> str:
-    import uuid
-
-    raw = req.route_params.get("appId", "")
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise ValidationError(
-            "Invalid application id",
-            [FieldProblem("appId", "must be the application's client id", "a GUID")],
-        ) from None
-
-
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     """Liveness: answers without touching storage or any SDK (cheap for probes)."""
@@ -111,7 +99,7 @@ async def list_applications(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="applications/{appId}", methods=["GET"])
 @handle_errors
 async def get_application(req: func.HttpRequest) -> func.HttpResponse:
-    stored = await get_services().registry.get(_app_id(req))
+    stored = await get_services().registry.get(app_id_param(req))
     return json_response(application_body(stored), headers={"ETag": stored.etag})
 
 
@@ -120,7 +108,7 @@ async def get_application(req: func.HttpRequest) -> func.HttpResponse:
 async def put_application(req: func.HttpRequest) -> func.HttpResponse:
     from shared.domain.models import ApplicationConfig
 
-    app_id = _app_id(req)
+    app_id = app_id_param(req)
     data = read_json(req)
     allow_object_id_change = False
     if isinstance(data, dict):
@@ -173,14 +161,14 @@ async def put_application(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="applications/{appId}", methods=["DELETE"])
 @handle_errors
 async def delete_application(req: func.HttpRequest) -> func.HttpResponse:
-    await get_services().registry.delete(_app_id(req), if_match=if_match(req))
+    await get_services().registry.delete(app_id_param(req), if_match=if_match(req))
     return func.HttpResponse(status_code=204)
 
 
 @bp.route(route="applications/{appId}/log", methods=["GET"])
 @handle_errors
 async def get_rotation_log(req: func.HttpRequest) -> func.HttpResponse:
-    app_id = _app_id(req)
+    app_id = app_id_param(req)
     page_size, token = page_params(req)
     page = await get_services().registry.log(app_id, page_size, token)
     return json_response(
@@ -196,7 +184,7 @@ async def get_rotation_log(req: func.HttpRequest) -> func.HttpResponse:
 async def refresh_secret(req: func.HttpRequest) -> func.HttpResponse:
     from shared.domain.models import RefreshRequest
 
-    app_id = _app_id(req)
+    app_id = app_id_param(req)
     request = parse_model(RefreshRequest, read_json(req, required=False))
     outcome = await get_services().registry.request_refresh(
         app_id,
@@ -228,7 +216,7 @@ async def plan_rotation(req: func.HttpRequest) -> func.HttpResponse:
     from shared.rotation.plan import blast_radius, build_plan
 
     services = get_services()
-    stored = await services.registry.get(_app_id(req))
+    stored = await services.registry.get(app_id_param(req))
     raw_consumers = req.params.get("consumers", "true")
     if raw_consumers not in ("true", "false"):
         raise ValidationError(

@@ -151,3 +151,32 @@ def test_dry_run_describes_each_destination_without_calling_graph(api: httpx.Cli
     assert body["integrations"][0]["action"].startswith("write a new version of secret 'payroll'")
     assert body["integrations"][1]["problems"] == []
     assert len(sim_stack.entra.requests()) == before  # nothing was asked of Entra / Graph
+
+
+def test_answers_with_stored_credential_references_satisfy_the_documented_schema(
+    api: httpx.Client, sim_stack: Any
+) -> None:
+    """Found by schemathesis (stateful): a PAT integration's answer carries ``patSecretName``, not the
+    write-only PAT, and the document required the PAT whenever ``authentication`` was ``pat``."""
+    import jsonschema_rs
+
+    app_id = str(uuid.uuid4())
+    integrations = [
+        devops_integration(personalAccessToken=PAT),
+        {"kind": "automation", "target": "webhook", "webhookUrl": "https://hooks.example/abc?token=planted"},
+    ]
+    created = api.put(f"/applications/{app_id}", json=registration(integrations=integrations))
+    assert created.status_code == 201, created.text
+    schemas = api.get("/openapi.json").json()["components"]["schemas"]
+    validator = jsonschema_rs.validator_for(
+        {"$ref": "#/components/schemas/Application", "components": {"schemas": schemas}}
+    )
+    for body in (created.json(), api.get(f"/applications/{app_id}").json()):
+        assert [str(e) for e in validator.iter_errors(body)] == []
+    # And the GET body, sent back as a PUT, is a valid request by the same document.
+    request_validator = jsonschema_rs.validator_for(
+        {"$ref": "#/components/schemas/ApplicationInput", "components": {"schemas": schemas}}
+    )
+    sent_back = api.get(f"/applications/{app_id}").json()
+    assert [str(e) for e in request_validator.iter_errors(sent_back)] == []
+    assert api.put(f"/applications/{app_id}", json=sent_back).status_code == 200
