@@ -53,6 +53,10 @@ _RECORDS_KEPT = 10_000
 _ADMIN_REASON = "This function was programmatically called via the host APIs."
 
 
+# The longest request line or header field the local host reads (see ``_start_http``).
+MAX_LINE_BYTES = 64 * 1024
+
+
 class HostStartError(RuntimeError):
     """The host could not start a trigger (e.g. the storage account is unreachable)."""
 
@@ -280,7 +284,15 @@ class DevHost:
             logger=logging.getLogger(f"{self.logger.name}.http"),
         )
         # access_log=None: aiohttp would log query strings, and with them ?code=<key>.
-        runner = web.AppRunner(frontend.build_app(), access_log=None, shutdown_timeout=self.stop_timeout)
+        # Request lines and header fields up to 64 KiB reach the app (aiohttp's own default, 8 KiB,
+        # would answer a longer query string itself, in text/plain, before any function sees it).
+        runner = web.AppRunner(
+            frontend.build_app(),
+            access_log=None,
+            shutdown_timeout=self.stop_timeout,
+            max_line_size=MAX_LINE_BYTES,
+            max_field_size=MAX_LINE_BYTES,
+        )
         await runner.setup()
         self._runner = runner
         site = web.TCPSite(runner, self.bind_host, self.requested_port)

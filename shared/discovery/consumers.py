@@ -43,7 +43,13 @@ from urllib.parse import quote, urlsplit
 
 from shared.discovery import pickers
 from shared.discovery.rest import get_json
-from shared.errors import ConflictError, ExternalServiceError, NotFoundError, PermissionMissingError
+from shared.errors import (
+    ConflictError,
+    ExternalServiceError,
+    NotFoundError,
+    PermissionMissingError,
+    RotatorError,
+)
 
 if TYPE_CHECKING:
     from shared.domain.models import ApplicationConfig
@@ -186,6 +192,8 @@ class _Search:
                 self.result.gaps.append(Gap(scope, "the rotator may not read it", None))
             else:
                 self.result.gaps.append(Gap(scope, f"{error.service} failed: {error.message}"))
+        except RotatorError as error:  # e.g. a token without the identity's object id
+            self.result.gaps.append(Gap(scope, error.message))
 
     def integrations(self, kind: str) -> list[tuple[str, Any]]:
         return [(i.name or i.kind, i) for i in self.config.integrations if i.kind == kind and i.enabled]

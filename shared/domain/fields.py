@@ -145,13 +145,19 @@ EmailAddress = Annotated[
 ]
 GroupId = Annotated[str, matches(r"[a-z0-9][a-z0-9-]{0,62}", "1 to 63 lowercase letters, digits or '-'")]
 KeyVaultSecretName = Annotated[str, matches(r"[0-9a-zA-Z-]{1,127}", "1 to 127 letters, digits or '-'")]
+# The authority is what every URL parser here reads the same way (urllib's urlsplit refuses
+# brackets outside IPv6, a port that is not 0-65535, and non-ASCII that NFKC-normalises to a
+# delimiter): optional userinfo, an ASCII host name, an optional port.
+_PORT = r"(?::(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+_AUTHORITY = r"(?:[!$&'()*+,;=:%._~A-Za-z0-9-]{1,256}@)?[A-Za-z0-9._-]{1,253}" + _PORT
+_URL_PATH = r"(/[^\x00-\x20\x7f-\x9f\u2028\u2029?#]*)?"
 HttpsUrl = Annotated[
     str,
     matches(
-        r"(?=.{1,2048}$)https://[^\x00-\x20\x7f-\x9f\u2028\u2029/?#]{1,253}(/[^\x00-\x20\x7f-\x9f\u2028\u2029?#]*)?",
-        "an https:// URL of at most 2048 characters",
+        r"(?=.{1,2048}$)https://" + _AUTHORITY + _URL_PATH,
+        "an https:// URL (ASCII host name, optional port, no query) of at most 2048 characters",
         max_length=2048,
-        json_pattern=r"https://[^\x00-\x20\x7f-\x9f\u2028\u2029/?#]{1,253}(/[^\x00-\x20\x7f-\x9f\u2028\u2029?#]*)?",
+        json_pattern=r"https://" + _AUTHORITY + _URL_PATH,
     ),
 ]
 DevOpsOrganization = Annotated[

@@ -100,3 +100,11 @@ def test_an_encoded_newline_in_the_app_id_is_a_400_from_the_app_not_a_host_404(a
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["errors"][0]["field"] == "appId"
+
+
+def test_a_url_urllib_cannot_parse_is_a_400_naming_the_field_not_a_500(api: httpx.Client) -> None:
+    for url in ("https://]B/x", "https://vault.example:99999/", "https://yz\u0143/0", "https://,Y/"):
+        body = registration(integrations=[{"kind": "keyVault", "vaultUrl": url}])
+        response = api.put(f"/applications/{uuid.uuid4()}", json=body)
+        assert response.status_code == 400, (url, response.text)
+        assert response.json()["errors"][0]["field"] == "integrations.0.vaultUrl"

@@ -285,3 +285,21 @@ async def test_stop_lets_an_in_flight_request_finish() -> None:
     with pytest.raises(httpx.ConnectError):
         async with httpx.AsyncClient() as http:
             await http.get(host.url("slow"))
+
+
+def test_a_query_string_longer_than_8_kib_reaches_the_function() -> None:
+    """Found by schemathesis: aiohttp's 8 KiB default answered a long query string itself with a
+    text/plain 400; the app's own problem+json answer is the one that counts."""
+    import azure.functions as func
+
+    from devhost import DevHostThread
+
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="echo", methods=["GET"])
+    def echo(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse(str(len(req.params.get("q", ""))), status_code=200)
+
+    with DevHostThread(app, port=0, enable_queues=False, enable_timers=False) as host:
+        response = httpx.get(f"{host.base_url.rstrip('/')}/api/echo", params={"q": "x" * 20_000}, timeout=10)
+    assert response.status_code == 200 and response.text == "20000"

@@ -98,7 +98,10 @@ def test_integration_fields_are_validated_and_named() -> None:
             ],
         }
     )
-    assert found["integrations.0.vaultUrl"]["allowed"] == "an https:// URL of at most 2048 characters"
+    assert (
+        found["integrations.0.vaultUrl"]["allowed"]
+        == "an https:// URL (ASCII host name, optional port, no query) of at most 2048 characters"
+    )
     assert "integrations.1.serviceConnectionId" in found
 
 
@@ -143,3 +146,27 @@ def test_errors_never_echo_input() -> None:
     planted = "pat-c2VjcmV0LXZhbHVl"
     found = problems({**APP, "displayName": 5, "rotation": {"secretLifetimeDays": planted}})
     assert planted not in repr(found)
+
+
+def test_every_https_url_the_models_accept_parses_the_same_in_urllib() -> None:
+    """Found by schemathesis: a vault URL with ']' (or a port over 65535, or non-ASCII that NFKC
+    turns into a delimiter) passed the old pattern and made urllib raise ValueError -> 500."""
+    import re
+    from urllib.parse import urlsplit
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from shared.adapters.vault import same_vault
+    from shared.domain import fields
+
+    pattern = r"https://" + fields._AUTHORITY + fields._URL_PATH
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.from_regex(re.compile(pattern), fullmatch=True))
+    def parses(url: str) -> None:
+        parts = urlsplit(url)
+        assert parts.hostname and parts.port is None or isinstance(parts.port, int)
+        same_vault(url, "https://rotator.vault.azure.net")
+
+    parses()
