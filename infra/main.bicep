@@ -59,6 +59,19 @@ param devopsUrl string = 'https://dev.azure.com'
 @description('Vercel REST API base URL.')
 param vercelUrl string = 'https://api.vercel.com'
 
+@description('How API callers authenticate: functionKey (the Functions host checks a function key; a missing or wrong one gets an empty 401 from the host) or entra (Microsoft Entra ID access tokens for apiAudience with the apiRole app role, checked by the app; 401 and 403 are problem+json).')
+@allowed([
+  'functionKey'
+  'entra'
+])
+param apiAuth string = 'functionKey'
+
+@description('With apiAuth entra: the client id of the API\'s app registration (the aud of its v2.0 access tokens).')
+param apiAudience string = ''
+
+@description('With apiAuth entra: the app role a caller\'s token must carry.')
+param apiRole string = 'SecretRotation.Manage'
+
 @minLength(1)
 @maxLength(40)
 @description('Display-name prefix of every credential the rotator creates; it only ever retires its own.')
@@ -244,6 +257,9 @@ module functionApp 'app/function.bicep' = {
     devopsUrl: devopsUrl
     vercelUrl: vercelUrl
     credentialPrefix: credentialPrefix
+    apiAuth: apiAuth
+    apiAudience: apiAudience
+    apiRole: apiRole
     claimTimeoutMinutes: claimTimeoutMinutes
     verifyTimeoutSeconds: verifyTimeoutSeconds
     httpTimeoutSeconds: httpTimeoutSeconds

@@ -238,6 +238,29 @@ SETTINGS: tuple[SettingSpec, ...] = (
         deployed=False,
     ),
     SettingSpec(
+        "ROTATOR_API_AUTH",
+        "str",
+        "How API callers authenticate: functionKey (the Functions host checks a function key and "
+        "answers a missing or wrong one with an empty 401 before any app code runs) or entra (the "
+        "routes are anonymous to the host and the app accepts only Microsoft Entra ID access tokens "
+        "for ROTATOR_API_AUDIENCE that carry the ROTATOR_API_ROLE app role; 401 and 403 are "
+        "problem+json).",
+        default="functionKey",
+        choices=("functionKey", "entra"),
+    ),
+    SettingSpec(
+        "ROTATOR_API_AUDIENCE",
+        "str",
+        "With ROTATOR_API_AUTH=entra: the audience of the API's access tokens, the client id of the "
+        "API's app registration (v2.0 tokens carry it as aud; set accessTokenAcceptedVersion to 2).",
+    ),
+    SettingSpec(
+        "ROTATOR_API_ROLE",
+        "str",
+        "With ROTATOR_API_AUTH=entra: the app role a caller needs (the roles claim of its token).",
+        default="SecretRotation.Manage",
+    ),
+    SettingSpec(
         "ROTATOR_CA_BUNDLE",
         "path",
         "Extra CA certificate file to trust (the local simulators' throwaway CA). Unset in Azure.",
@@ -294,6 +317,9 @@ class Settings:
     graph_writes_per_second: int
     emails_per_hour: int
     arm_writes_per_second: int
+    api_auth: str = "functionKey"
+    api_audience: str | None = None
+    api_role: str = "SecretRotation.Manage"
 
     @property
     def email_enabled(self) -> bool:
@@ -350,6 +376,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "ROTATOR_CLAIM_TIMEOUT_MINUTES: must exceed ROTATOR_VERIFY_TIMEOUT_SECONDS by at least "
             f"{CLAIM_MARGIN_SECONDS} seconds, or a rotation still verifying could be taken over"
         )
+    if values.get("ROTATOR_API_AUTH") == "entra" and not values.get("ROTATOR_API_AUDIENCE"):
+        problems.append("ROTATOR_API_AUDIENCE: required when ROTATOR_API_AUTH is entra (the API's client id)")
     if bool(values.get("ROTATOR_ACS_ENDPOINT")) != bool(values.get("ROTATOR_EMAIL_SENDER")):
         problems.append("ROTATOR_EMAIL_SENDER: set it together with ROTATOR_ACS_ENDPOINT (or neither)")
     if problems:
@@ -394,6 +422,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         graph_writes_per_second=number("ROTATOR_GRAPH_WRITES_PER_SECOND"),
         emails_per_hour=number("ROTATOR_EMAILS_PER_HOUR"),
         arm_writes_per_second=number("ROTATOR_ARM_WRITES_PER_SECOND"),
+        api_auth=str(values["ROTATOR_API_AUTH"]),
+        api_audience=text("ROTATOR_API_AUDIENCE"),
+        api_role=str(values["ROTATOR_API_ROLE"]),
     )
 
 

@@ -10,6 +10,8 @@ Every error the rotator raises on purpose derives from ``RotatorError`` and carr
     ├── ConflictError             optimistic concurrency lost (stale ETag) or a duplicate create
     ├── PayloadTooLargeError      a request body above the accepted size
     ├── PermissionMissingError    the rotator's identity lacks a permission a feature needs (names it)
+    ├── AuthenticationError       an API caller without a valid credential (401)
+    ├── AccessDeniedError         an API caller without the app role the API needs (403)
     ├── ExternalServiceError      a dependency (Graph, Key Vault, DevOps, ...) answered with an error
     │   ├── ThrottledError        429 / throttling; ``retry_after`` seconds when the service said so
     │   └── TransientServiceError 5xx, timeouts, connection errors: worth retrying
@@ -88,6 +90,19 @@ class PermissionMissingError(RotatorError):
         super().__init__(message, permission=permission, service=service, **context)
         self.permission = permission
         self.service = service
+
+
+class AuthenticationError(RotatorError):
+    """An API call without a valid credential. ``error`` is RFC 6750's code for the
+    ``WWW-Authenticate`` challenge (``invalid_token``), None when no credential was sent."""
+
+    def __init__(self, message: str, *, error: str | None = None) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+class AccessDeniedError(RotatorError):
+    """An authenticated API caller without the app role the API needs."""
 
 
 class ExternalServiceError(RotatorError):

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from shared.adapters.entra import EntraDirectory, TokenVerifier
     from shared.adapters.vault import StagingVault, VaultClient
+    from shared.api.auth import EntraTokenValidator
     from shared.domain.schedule import SchedulePolicy
     from shared.integrations.base import PluginRegistry
     from shared.inventory import InventoryService
@@ -409,6 +410,19 @@ class Services:
             sleep=self.sleep,
             checkpoint=self.checkpoint or (lambda step: None),
             sign_ins=self.sign_ins,
+        )
+
+    @cached_property
+    def api_auth(self) -> EntraTokenValidator:
+        from shared.api.auth import EntraTokenValidator
+
+        settings = self.settings
+        return EntraTokenValidator(
+            self.http,
+            authority=settings.login_authority,
+            tenant_id=settings.tenant_id,
+            audience=str(settings.api_audience),
+            role=settings.api_role,
         )
 
     @cached_property

@@ -280,6 +280,10 @@ class EntraSimulator(SimulatorServer):
         self._apps: dict[str, Application] = {}
         # The sign-in report's rows, by (appId, keyId) lower-cased; insertion order is list order.
         self._sign_ins: dict[tuple[str, str], CredentialSignIn] = {}
+        # Protected web APIs: audience -> {client appId (lower) -> app roles assigned to it}. A token
+        # for one of these is a signed JWT (RS256), as Entra issues for a web API.
+        self._apis: dict[str, dict[str, list[str]]] = {}
+        self._signing_key: Any = None
         self._reset_switches()
 
         self.route("GET", r"/v1\.0/applications", self._list_applications)
@@ -298,6 +302,7 @@ class EntraSimulator(SimulatorServer):
             "GET", r"/(?P<tenant>[^/]+)/v2\.0/\.well-known/openid-configuration", self._openid_configuration
         )
         self.route("GET", r"/(?P<tenant>[^/]+)/\.well-known/openid-configuration", self._openid_configuration)
+        self.route("GET", r"/(?P<tenant>[^/]+)/discovery(?:/v2\.0)?/keys", self._signing_keys)
         self.route("POST", r"/(?P<tenant>[^/]+)/oauth2/v2\.0/token", self._token)
         self.route("POST", r"/(?P<tenant>[^/]+)/oauth2/token", self._token)  # v1 form (resource=)
 
@@ -310,6 +315,8 @@ class EntraSimulator(SimulatorServer):
         )
         self.admin_route("POST", "/applications/(?P<ref>[^/]+)/signIns", self._admin_sign_in)
         self.admin_route("POST", "/token", self._admin_issue_token)
+        self.admin_route("POST", "/apis", self._admin_expose_api)
+        self.admin_route("POST", "/apiTokens", self._admin_api_token)
 
     def _reset_switches(self) -> None:
         self.max_lifetime_seconds: float | None = None
@@ -502,6 +509,99 @@ class EntraSimulator(SimulatorServer):
             count, status, method="POST", path=r"/addPassword$", retry_after=retry_after, after_commit=True
         )
 
+    # ----------------------------------------------------------------- protected web APIs
+    # Tokens for a web API are JWTs signed with the tenant's key, published as a JWK set at
+    # ``{tenant}/discovery/v2.0/keys`` (the ``jwks_uri`` of the OpenID configuration); the API
+    # checks the signature, ``aud``, ``iss``, ``exp`` and the ``roles`` claim, which lists the app
+    # roles assigned to the calling client (learn.microsoft.com/entra/identity-platform/access-tokens,
+    # .../access-token-claims-reference, .../howto-add-app-roles-in-apps).
+
+    def expose_api(self, audience: str, assignments: Mapping[str, list[str]] | None = None) -> None:
+        """Make ``audience`` a protected web API; ``assignments``: client appId -> app role values."""
+        with self._lock:
+            self._apis[audience] = {k.lower(): list(v) for k, v in (assignments or {}).items()}
+
+    def _key(self) -> Any:
+        if self._signing_key is None:
+            from cryptography.hazmat.primitives.asymmetric import rsa
+
+            self._signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return self._signing_key
+
+    def signing_kid(self) -> str:
+        import hashlib
+
+        from cryptography.hazmat.primitives import serialization
+
+        public = self._key().public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return hashlib.sha256(public).hexdigest()[:32]
+
+    def jwks(self) -> JsonDict:
+        import json as jsonlib
+
+        import jwt
+
+        jwk = jsonlib.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self._key().public_key()))
+        return {"keys": [{**jwk, "kid": self.signing_kid(), "use": "sig", "alg": "RS256"}]}
+
+    def api_token(
+        self,
+        audience: str,
+        *,
+        client_id: str,
+        roles: list[str] | None = None,
+        issuer_base: str | None = None,
+        lifetime_seconds: int = 3600,
+        signing_key: Any = None,
+    ) -> str:
+        """A v2.0 access token for a web API, signed RS256 (``signing_key``: another key, for tests
+        of a forged token)."""
+        import jwt
+
+        now = int(self.clock.now().timestamp())
+        claims: JsonDict = {
+            "aud": audience,
+            "iss": f"{(issuer_base or self.url).rstrip('/')}/{self.tenant_id}/v2.0",
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime_seconds,
+            "azp": client_id,
+            "azpacr": "1",
+            "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sp:{client_id.lower()}")),
+            "sub": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sp:{client_id.lower()}")),
+            "tid": self.tenant_id,
+            "ver": "2.0",
+        }
+        if roles:
+            claims["roles"] = list(roles)
+        return jwt.encode(
+            claims, signing_key or self._key(), algorithm="RS256", headers={"kid": self.signing_kid()}
+        )
+
+    def _signing_keys(self, request: SimRequest) -> SimResponse:
+        if not self._tenant_known(request.params["tenant"]):
+            return self.aad_error(request, 400, "invalid_tenant", 90002, "Tenant not found.")
+        return json_response(200, self.jwks())
+
+    def _admin_expose_api(self, request: SimRequest) -> SimResponse:
+        body = cast_json_dict(request.json())
+        assignments = body.get("assignments") or {}
+        self.expose_api(str(body["audience"]), {str(k): [str(r) for r in v] for k, v in assignments.items()})
+        return json_response(201, {"audience": body["audience"]})
+
+    def _admin_api_token(self, request: SimRequest) -> SimResponse:
+        body = cast_json_dict(request.json())
+        token = self.api_token(
+            str(body["audience"]),
+            client_id=str(body.get("clientId") or uuid.uuid4()),
+            roles=[str(r) for r in body.get("roles") or []],
+            issuer_base=request.base_url,
+            lifetime_seconds=int(body.get("lifetimeSeconds") or 3600),
+        )
+        return json_response(200, {"access_token": token, "token_type": "Bearer"})
+
     def state(self) -> JsonDict:
         with self._lock:
             return {
@@ -517,6 +617,7 @@ class EntraSimulator(SimulatorServer):
             super().reset()
             self._apps.clear()
             self._sign_ins.clear()
+            self._apis.clear()
             self._reset_switches()
             self.clock.offset_seconds = 0
 
@@ -1196,15 +1297,26 @@ class EntraSimulator(SimulatorServer):
         # Entra answers with x-ms-request-id; the report's lastSignInRequestId names that request.
         request_id = str(uuid.uuid4())
         self.record_sign_in(app.object_id, match.key_id, now, resource=audience, request_id=request_id)
-        issued = self.issuer.issue(app.app_id, audience, client_id=app.app_id, tenant_id=self.tenant_id)
         lifetime = self.issuer.lifetime_seconds
+        with self._lock:
+            api = self._apis.get(audience)
+        if api is not None:
+            token = self.api_token(
+                audience,
+                client_id=app.app_id,
+                roles=api.get(app.app_id.lower()),
+                issuer_base=request.base_url,
+                lifetime_seconds=lifetime,
+            )
+        else:
+            token = self.issuer.issue(app.app_id, audience, client_id=app.app_id, tenant_id=self.tenant_id).token
         return json_response(
             200,
             {
                 "token_type": "Bearer",
                 "expires_in": lifetime,
                 "ext_expires_in": lifetime,
-                "access_token": issued.token,
+                "access_token": token,
             },
             {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache", "x-ms-request-id": request_id},
         )

@@ -65,6 +65,19 @@ param vercelUrl string
 @description('Display-name prefix of every credential the rotator creates.')
 param credentialPrefix string
 
+@description('functionKey or entra: who checks API callers (the host, or the app with Entra ID tokens).')
+@allowed([
+  'functionKey'
+  'entra'
+])
+param apiAuth string
+
+@description('With apiAuth entra: the audience (client id) of the API\'s access tokens.')
+param apiAudience string
+
+@description('With apiAuth entra: the app role a caller needs.')
+param apiRole string
+
 @description('Minutes after which a dead worker\'s rotation claim is taken over.')
 param claimTimeoutMinutes int
 
@@ -257,6 +270,18 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'ROTATOR_CREDENTIAL_PREFIX'
           value: credentialPrefix
+        }
+        {
+          name: 'ROTATOR_API_AUTH'
+          value: apiAuth
+        }
+        {
+          name: 'ROTATOR_API_AUDIENCE'
+          value: apiAudience
+        }
+        {
+          name: 'ROTATOR_API_ROLE'
+          value: apiRole
         }
         {
           name: 'ROTATOR_CLAIM_TIMEOUT_MINUTES'

@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import (
+    AccessDeniedError,
+    AuthenticationError,
     ConfigurationError,
     ConflictError,
     ExternalServiceError,
@@ -54,7 +56,12 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def problem_response(
-    status: int, title: str, detail: str, problem_type: str, errors: list[FieldProblem] | None = None
+    status: int,
+    title: str,
+    detail: str,
+    problem_type: str,
+    errors: list[FieldProblem] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> func.HttpResponse:
     import azure.functions as func
 
@@ -69,6 +76,7 @@ def problem_response(
     return func.HttpResponse(
         json.dumps(body, separators=(",", ":")),
         status_code=status,
+        headers=headers,
         mimetype="application/problem+json",
         charset="utf-8",
     )
@@ -78,6 +86,16 @@ def error_to_response(error: Exception) -> func.HttpResponse:
     """The one mapping from our error hierarchy to HTTP status codes."""
     from shared.registry import PreconditionFailed
 
+    if isinstance(error, AuthenticationError):
+        # RFC 6750 section 3: the challenge names the scheme, and the error when a token was sent.
+        challenge = 'Bearer realm="entra-secret-rotator"' + (
+            f', error="{error.error}"' if error.error else ""
+        )
+        return problem_response(
+            401, "Unauthorized", error.message, "unauthorized", headers={"WWW-Authenticate": challenge}
+        )
+    if isinstance(error, AccessDeniedError):
+        return problem_response(403, "Forbidden", error.message, "forbidden")
     if isinstance(error, ValidationError):
         return problem_response(400, "Invalid request", error.message, "validation", error.problems)
     if isinstance(error, NotFoundError):
@@ -142,6 +160,16 @@ QUERY_PARAMETERS: dict[str, frozenset[str]] = {
 }
 
 
+async def authorize(req: func.HttpRequest) -> None:
+    """With ``ROTATOR_API_AUTH=entra``, the caller's Entra ID token (``shared.api.auth``); with
+    function keys the host has checked the key already."""
+    from shared.services import get_services
+
+    services = get_services()
+    if services.settings.api_auth == "entra":
+        await services.api_auth.authorize(req.headers.get("Authorization"))
+
+
 def handle_errors(handler: Handler) -> Handler:
     """Wrap an HTTP trigger so every error leaves as problem details, and a query parameter the
     operation does not take is a 400 naming it (a typo is never silently ignored)."""
@@ -151,6 +179,7 @@ def handle_errors(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def wrapper(req: func.HttpRequest) -> func.HttpResponse:
         try:
+            await authorize(req)
             unknown = sorted(name for name in req.params if name not in allowed)
             if unknown:
                 raise ValidationError(

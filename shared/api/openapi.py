@@ -677,7 +677,21 @@ def _every_operation_documents_400(paths: dict[str, Any]) -> dict[str, Any]:
 
 
 @cache
-def build_openapi() -> dict[str, Any]:
+def build_openapi(entra: bool = False) -> dict[str, Any]:
+    """The document; ``entra``: for ``ROTATOR_API_AUTH=entra`` (bearer tokens, checked by the app,
+    so 401 and 403 are problem+json) instead of function keys (401 from the host, no body)."""
+    paths = _every_operation_documents_400(_paths())
+    if entra:
+        for item in paths.values():
+            for method, operation in item.items():
+                if method == "parameters" or operation.get("security") == []:
+                    continue
+                operation["responses"]["401"] = _problem(
+                    "No valid Microsoft Entra ID access token (the `WWW-Authenticate` header says why)."
+                )
+                operation["responses"].setdefault(
+                    "403", _problem("The token lacks the app role the API needs (named in the detail).")
+                )
     return {
         "openapi": "3.1.0",
         "info": {
@@ -686,10 +700,12 @@ def build_openapi() -> dict[str, Any]:
             "description": "Configuration and manual-refresh API for automated Entra ID client-secret rotation.",
         },
         "servers": [{"url": API_PREFIX}],
-        "security": [{"functionKey": []}, {"functionKeyQuery": []}],
-        "paths": _every_operation_documents_400(_paths()),
+        "security": [{"entraId": []}] if entra else [{"functionKey": []}, {"functionKeyQuery": []}],
+        "paths": paths,
         "components": {
-            "securitySchemes": {
+            "securitySchemes": {"entraId": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+            if entra
+            else {
                 "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
                 "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
             },

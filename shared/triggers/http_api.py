@@ -80,7 +80,7 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
 async def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
     from shared.api.openapi import build_openapi
 
-    return json_response(build_openapi())
+    return json_response(build_openapi(get_services().settings.api_auth == "entra"))
 
 
 @bp.route(route="applications", methods=["GET"])
