@@ -31,7 +31,7 @@ def tune_simulators(stack: Any) -> None:
     stack.acs.set_switches(retry_after_seconds=1)
 
 
-async def register_demo(base_url: str, function_key: str, stack: Any) -> dict[str, Any]:
+async def register_demo(base_url: str, auth_headers: dict[str, str], stack: Any) -> dict[str, Any]:
     """Seed the Entra simulator and register the demo application through the API, as a user would."""
     stack.entra.add_application(
         DEMO_DISPLAY_NAME,
@@ -79,9 +79,7 @@ async def register_demo(base_url: str, function_key: str, stack: Any) -> dict[st
         f"curl -sk {stack.vercel.url}/_sim/state",
         f"Emails to platform-team@contoso.example land in the simulated ACS outbox: curl -sk {stack.acs.url}/_sim/outbox",
     ]
-    async with httpx.AsyncClient(
-        base_url=f"{base_url}/api", headers={"x-functions-key": function_key}, timeout=30
-    ) as client:
+    async with httpx.AsyncClient(base_url=f"{base_url}/api", headers=auth_headers, timeout=30) as client:
         # The group holds the Vercel token (write-only: the API stores it in the rotator's vault).
         group = await client.put(
             f"/groups/{DEMO_GROUP_ID}",
@@ -98,7 +96,7 @@ async def register_demo(base_url: str, function_key: str, stack: Any) -> dict[st
     return registered
 
 
-async def register_operations_demo(base_url: str, function_key: str, stack: Any) -> dict[str, Any]:
+async def register_operations_demo(base_url: str, auth_headers: dict[str, str], stack: Any) -> dict[str, Any]:
     """The second demo: a Logic App API connection, an App Service setting, an Automation runbook
     and a signed webhook, all seeded in the simulators (as their admin routes would over HTTP)."""
     stack.entra.add_application(
@@ -142,9 +140,7 @@ async def register_operations_demo(base_url: str, function_key: str, stack: Any)
             {"kind": "automation", "name": "webhook", "target": "webhook", "webhookUrl": hook.url},
         ],
     }
-    async with httpx.AsyncClient(
-        base_url=f"{base_url}/api", headers={"x-functions-key": function_key}, timeout=30
-    ) as client:
+    async with httpx.AsyncClient(base_url=f"{base_url}/api", headers=auth_headers, timeout=30) as client:
         response = await client.put(f"/applications/{OPS_APP_ID}", json=body)
         response.raise_for_status()
         registered: dict[str, Any] = response.json()
@@ -154,3 +150,41 @@ async def register_operations_demo(base_url: str, function_key: str, stack: Any)
         f"The signed webhook deliveries (Standard Webhooks): curl -sk {stack.webhook.url}/_sim/state",
     ]
     return registered
+
+
+LOCAL_PORTAL_SECRET = "local-portal-secret-not-for-production"  # noqa: S105 - a simulated portal
+
+
+def local_portal(stack: Any, audience: str, role: str) -> tuple[str, str]:
+    """For ROTATOR_API_AUTH=entra locally: the simulated Entra ID exposes the rotator's API and a
+    "Local portal" app holding ``role``; its client id and the curl that gets it a token."""
+    portal = stack.entra.add_application(
+        "Local portal", passwords=[{"displayName": "local", "secretText": LOCAL_PORTAL_SECRET}]
+    )
+    stack.entra.expose_api(audience, {portal.app_id: [role]})
+    token_url = f"{stack.entra.url}/{stack.entra.tenant_id}/oauth2/v2.0/token"
+    curl = (
+        f"curl -s --cacert {stack.ca_pem} {token_url} -d grant_type=client_credentials "
+        f"-d client_id={portal.app_id} -d client_secret={LOCAL_PORTAL_SECRET} -d scope={audience}/.default"
+    )
+    return portal.app_id, curl
+
+
+def portal_token(stack: Any, audience: str, client_id: str) -> str:
+    """A token for the local portal, as its curl would get it."""
+    import httpx
+
+    token_url = f"{stack.entra.url}/{stack.entra.tenant_id}/oauth2/v2.0/token"
+    response = httpx.post(
+        token_url,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": LOCAL_PORTAL_SECRET,
+            "scope": f"{audience}/.default",
+        },
+        verify=str(stack.ca_pem),
+        timeout=30,
+    )
+    response.raise_for_status()
+    return str(response.json()["access_token"])

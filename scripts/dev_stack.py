@@ -231,6 +231,18 @@ async def run() -> int:
         try:
             base = host.base_url.rstrip("/")
             key = host.function_key
+            auth_headers = {"x-functions-key": key}
+            auth_curl = f"-H 'x-functions-key: {key}'"
+            token_curl = None
+            if settings.api_auth == "entra":
+                # The simulated Entra ID issues the API's tokens; a "Local portal" app holds the role.
+                from scripts.demo import local_portal, portal_token
+
+                audience = str(settings.api_audience)
+                portal_id, token_curl = local_portal(stack, audience, settings.api_role)
+                token = await asyncio.to_thread(portal_token, stack, audience, portal_id)
+                auth_headers = {"Authorization": f"Bearer {token}"}
+                auth_curl = '-H "Authorization: Bearer $TOKEN"'
             if restored:
                 demo = {"displayName": DEMO_DISPLAY_NAME, "watch": []}
                 operations = {"displayName": OPS_DISPLAY_NAME, "watch": []}
@@ -242,13 +254,21 @@ async def run() -> int:
                         await host.fire_timer("scan_due_rotations")
                         _print(f"Resuming {resumed} rotation(s) the killed run left in flight.")
             else:
-                demo = await register_demo(base, key, stack)
-                operations = await register_operations_demo(base, key, stack)
+                demo = await register_demo(base, auth_headers, stack)
+                operations = await register_operations_demo(base, auth_headers, stack)
             snapshots = asyncio.create_task(_keep_snapshots(stack, snapshot_file))
             _print()
             _print("Entra ID secret rotator is running locally.")
             _print(f"  API:           {base}/api   (OpenAPI: {base}/api/openapi.json)")
-            _print(f"  Function key:  {key}")
+            if token_curl is None:
+                _print(f"  Function key:  {key}")
+            else:
+                _print(
+                    "  Entra ID:      ROTATOR_API_AUTH=entra; a token (valid an hour) for the local portal:"
+                )
+                _print(
+                    f"    TOKEN=$({token_curl} | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
+                )
             _print(
                 f"  Azurite:       tables {azurite.host}:{azurite.table_port}, queues {azurite.host}:{azurite.queue_port}"
                 " (account devstoreaccount1, the well-known development key)"
@@ -257,12 +277,10 @@ async def run() -> int:
             _print(f"  Settings used: {LOCAL / 'local.settings.json'}")
             _print()
             _print(f"Demo application {demo['displayName']} ({DEMO_APP_ID}) is registered. Try:")
-            _print(f"  curl -s -H 'x-functions-key: {key}' {base}/api/applications")
-            _print(
-                f"  curl -s -X POST -H 'x-functions-key: {key}' {base}/api/applications/{DEMO_APP_ID}/refresh"
-            )
-            _print(f"  curl -s -H 'x-functions-key: {key}' {base}/api/applications/{DEMO_APP_ID}/log")
-            _print(f"  curl -s -H 'x-functions-key: {key}' {base}/api/applications/{DEMO_APP_ID}/plan")
+            _print(f"  curl -s {auth_curl} {base}/api/applications")
+            _print(f"  curl -s -X POST {auth_curl} {base}/api/applications/{DEMO_APP_ID}/refresh")
+            _print(f"  curl -s {auth_curl} {base}/api/applications/{DEMO_APP_ID}/log")
+            _print(f"  curl -s {auth_curl} {base}/api/applications/{DEMO_APP_ID}/plan")
             for line in demo.get("watch", []):
                 _print(f"  {line}")
             _print()
@@ -270,9 +288,7 @@ async def run() -> int:
                 f"Demo application {operations['displayName']} ({OPS_APP_ID}) delivers to the other kinds: "
                 "a Logic App connection, an App Service setting, an Automation runbook and a webhook. Try:"
             )
-            _print(
-                f"  curl -s -X POST -H 'x-functions-key: {key}' {base}/api/applications/{OPS_APP_ID}/refresh"
-            )
+            _print(f"  curl -s -X POST {auth_curl} {base}/api/applications/{OPS_APP_ID}/refresh")
             for line in operations.get("watch", []):
                 _print(f"  {line}")
             _print()
