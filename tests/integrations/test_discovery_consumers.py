@@ -23,25 +23,37 @@ async def test_discovery_finds_each_arm_consumer_and_says_which_are_covered(arm_
     arm.add_connection(OTHER_CONNECTION, client_id=entra_app.app_id)  # nobody told the rotator
     arm.add_connection(f"{ARM_GROUP}/Microsoft.Web/connections/unrelated", client_id="another-app")
     secret_name = f"payroll-{entra_app.app_id[:8]}"
+    vault.set_secret(
+        secret_name, "old", tags={"managedBy": "entra-secret-rotator", "appId": entra_app.app_id}
+    )
+    # A site whose Key Vault reference an integration refreshes; someone also pasted the secret
+    # itself into another setting, which nothing updates.
+    site = arm.add_site(
+        SITE,
+        {
+            "SECRET_REF": f"@Microsoft.KeyVault(SecretUri={vault.url.rstrip('/')}/secrets/{secret_name}/)",
+            "JOBS_REF": f"@Microsoft.KeyVault(SecretUri={vault.url.rstrip('/')}/secrets/{secret_name})",
+            "UNRELATED": "plain-value",
+        },
+    )
     await register_with_integrations(
         arm_rotator,
         entra_app,
         [
             {"kind": "logicAppConnection", "name": "reports-connection", "resourceId": CONNECTION_ID},
             {"kind": "keyVault", "name": "kv", "vaultUrl": vault.url, "secretName": secret_name},
+            {
+                "kind": "appService",
+                "name": "web-reference",
+                "resourceId": SITE,
+                "mode": "keyVaultReference",
+                "settingName": "SECRET_REF",
+            },
         ],
     )
     assert await services.engine.handle(arm_rotator.job(entra_app.app_id)) == "rotated"
     [credential] = arm_rotator.managed(entra_app)
-    # A site someone set up by hand: one setting holds the secret, one references the vault secret.
-    arm.add_site(
-        SITE,
-        {
-            "AZURE_CLIENT_SECRET": credential.secret_text,
-            "SECRET_REF": f"@Microsoft.KeyVault(SecretUri={vault.url.rstrip('/')}/secrets/{secret_name}/)",
-            "UNRELATED": "plain-value",
-        },
-    )
+    site.settings["AZURE_CLIENT_SECRET"] = credential.secret_text
     vault.set_secret("legacy-copy", "old", tags={"appId": entra_app.app_id})
 
     stored = await services.applications.get(entra_app.app_id)
@@ -65,8 +77,16 @@ async def test_discovery_finds_each_arm_consumer_and_says_which_are_covered(arm_
         "settingName": "AZURE_CLIENT_SECRET",
     }
     reference = by_resource[f"{SITE}#SECRET_REF".lower()]
-    assert reference.evidence == "keyVaultReference" and reference.integration is not None
-    assert reference.integration["mode"] == "keyVaultReference"
+    assert reference.evidence == "keyVaultReference" and reference.covered_by == "web-reference"
+    assert reference.integration is None
+    other = by_resource[f"{SITE}#JOBS_REF".lower()]
+    assert other.covered_by is None
+    assert other.integration == {
+        "kind": "appService",
+        "resourceId": SITE,
+        "mode": "keyVaultReference",
+        "settingName": "JOBS_REF",
+    }
     assert f"{SITE}#UNRELATED".lower() not in by_resource
 
     secrets = {c.name: c for c in found.consumers if c.kind == "keyVaultSecret"}
