@@ -5,6 +5,7 @@ set; every refusal is problem+json (401 with a Bearer challenge, 403 naming the 
 
 from __future__ import annotations
 
+import importlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,11 +40,13 @@ def entra_host(azurite: str, sim_stack: Any) -> Iterator[Any]:
     )
     services = Services(load_settings(env), credential=identity_credential(sim_stack))
     set_services(services)
-    # What function_app.py builds when ROTATOR_API_AUTH=entra at import: the same blueprints,
-    # anonymous to the host.
+    # What function_app.py builds when ROTATOR_API_AUTH=entra at import: the same triggers,
+    # anonymous to the host. Fresh blueprints: indexing an app fixes each function's auth level in
+    # its builder, and function_app.app (key-checked) may have been indexed by an earlier test.
     app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
-    for blueprint in function_app.BLUEPRINTS:
-        app.register_functions(blueprint)
+    assert len(function_app.BLUEPRINTS) == 4  # the two HTTP blueprints below, the timer and the worker
+    for name in ("shared.triggers.http_api", "shared.triggers.discovery_api"):
+        app.register_functions(importlib.reload(importlib.import_module(name)).bp)
     try:
         with DevHostThread(
             app,
