@@ -14,8 +14,6 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from shared.config import Settings, load_settings
-
 if TYPE_CHECKING:
     import httpx
     from azure.core.credentials_async import AsyncTokenCredential
@@ -25,6 +23,7 @@ if TYPE_CHECKING:
     from shared.adapters.entra import EntraDirectory, TokenVerifier
     from shared.adapters.vault import StagingVault, VaultClient
     from shared.api.auth import EntraTokenValidator
+    from shared.config import Settings
     from shared.domain.schedule import SchedulePolicy
     from shared.integrations.base import PluginRegistry
     from shared.inventory import InventoryService
@@ -468,6 +467,9 @@ def get_services() -> Services:
     """The process-wide services, built from the environment on first use."""
     global _services
     if _services is None:
+        # Imported here: the settings machinery is not needed to index the functions (cold start).
+        from shared.config import load_settings
+
         _services = Services(load_settings())
     return _services
 

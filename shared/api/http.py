@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -122,6 +121,8 @@ def error_to_response(error: Exception) -> func.HttpResponse:
         return problem_response(
             502, "Dependency failed", f"{error.service} answered with an error", "dependency-failed"
         )
+    import uuid
+
     error_id = str(uuid.uuid4())
     if isinstance(error, ConfigurationError):
         logger.error("configuration error %s: %s", error_id, error)

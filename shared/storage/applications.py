@@ -205,7 +205,7 @@ class ApplicationStore:
 
     async def registered(self, app_ids: Sequence[str]) -> set[str]:
         """Which of ``app_ids`` have a registration: one point read each, of the key alone (no
-        row is parsed), ten at a time.
+        row is parsed), three at a time.
 
         Point reads, not one filter with ``or``: "using an or to specify a filter based on RowKey
         values results in a partition scan" (learn.microsoft.com/azure/storage/tables/
@@ -215,7 +215,10 @@ class ApplicationStore:
 
         from azure.core.exceptions import ResourceNotFoundError
 
-        limit = asyncio.Semaphore(10)
+        # Three at a time: each call costs the event loop about a millisecond of SDK work, and an
+        # inventory walk must not crowd out the API requests the same loop serves (docs/benchmarks.md:
+        # GET one application during an inventory walk).
+        limit = asyncio.Semaphore(3)
 
         async def exists(app_id: str) -> str | None:
             async with limit:
