@@ -321,6 +321,22 @@ class Queue:
         self.history.append(job)
 
 
+class SignIns:
+    """Graph's sign-in activity report: when each credential last signed in (``SignInEvidence``);
+    403 without AuditLog.Read.All (``readable``)."""
+
+    def __init__(self) -> None:
+        self.readable = True
+        self.uses: dict[str, datetime] = {}
+
+    async def last_used(self, app_id: str) -> dict[str, datetime]:
+        if not self.readable:
+            from shared.errors import PermissionMissingError
+
+            raise PermissionMissingError("no sign-in report", permission="AuditLog.Read.All", service="graph")
+        return dict(self.uses)
+
+
 class Events:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock

@@ -25,7 +25,7 @@ import os
 from datetime import timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -40,6 +40,12 @@ from shared.rotation.scanner import LogOnlyAlerter, Scanner
 from tests.model import fakes
 
 PREFIX = "secret-rotator"
+EARLY_RETIREMENT_EVENTS = (
+    "credential.unusedEvidence",
+    "credential.stillInUse",
+    "credential.earlyRetirementWaiting",
+    "credential.earlyRetirementUnavailable",
+)
 CLAIM_TIMEOUT = timedelta(minutes=30)
 CHECKPOINTS = [
     "created",
@@ -74,6 +80,8 @@ class RotationModel(RuleBasedStateMachine):
         destinations=st.integers(0, 2),
         policy_days=st.sampled_from([None, None, 1, 2]),
         policy_readable=st.booleans(),
+        early_retirement=st.sampled_from([None, 24]),
+        sign_ins_readable=st.booleans(),
     )
     def setup(
         self,
@@ -84,6 +92,8 @@ class RotationModel(RuleBasedStateMachine):
         destinations: int,
         policy_days: int | None,
         policy_readable: bool,
+        early_retirement: int | None,
+        sign_ins_readable: bool,
     ) -> None:
         self.clock = fakes.Clock()
         self.faults = fakes.Faults(seed)
@@ -108,6 +118,9 @@ class RotationModel(RuleBasedStateMachine):
                 for name in [f"dest-{n}" for n in range(destinations)]:
                     self.destinations.held[name] = seeded.secret
         self.retire_unmanaged = retire_unmanaged
+        self.sign_ins = fakes.SignIns()
+        self.sign_ins.readable = sign_ins_readable
+        self.early_retirement = early_retirement
         config = ApplicationConfig.model_validate(
             {
                 "appId": self.app.app_id,
@@ -118,6 +131,7 @@ class RotationModel(RuleBasedStateMachine):
                     "secretLifetimeDays": 3,
                     "updateThresholdHours": 2,
                     "retireUnmanagedCredentials": retire_unmanaged,
+                    "retireUnusedPreviousAfterHours": early_retirement,
                 },
                 "integrations": [
                     {"kind": "keyVault", "name": f"dest-{n}", "vaultUrl": "https://d.vault.azure.net"}
@@ -154,6 +168,7 @@ class RotationModel(RuleBasedStateMachine):
             clock=self.clock,
             sleep=sleep,
             checkpoint=checkpoint,
+            sign_ins=self.sign_ins,
         )
         self.registry = RegistryService(
             self.applications,  # type: ignore[arg-type]
@@ -210,6 +225,18 @@ class RotationModel(RuleBasedStateMachine):
                 break
             self.deliver(0, False, None)
 
+    @rule(hours=st.sampled_from([6, 25]))
+    def the_timer_runs_for(self, hours: int) -> None:
+        """Hours of hourly timer passes, each job worked (faults still apply): reaches the
+        maintenance passes (retries, retirement, early retirement) in few steps."""
+        for _ in range(hours):
+            self.clock.advance(timedelta(hours=1))
+            self.scan()
+            for _ in range(6):
+                if not self.queue.jobs:
+                    break
+                self.deliver(0, False, None)
+
     @precondition(lambda self: bool(self.queue.jobs))
     @rule(
         index=st.integers(0, 10),
@@ -249,6 +276,14 @@ class RotationModel(RuleBasedStateMachine):
         name = self.config.integrations[index % len(self.config.integrations)].name
         assert name is not None
         self.destinations.broken ^= {name}
+
+    @precondition(lambda self: bool(self.app.passwords))
+    @rule(index=st.integers(0, 5))
+    def a_consumer_signs_in(self, index: int) -> None:
+        """Any consumer, configured or not, signs in with one of the application's credentials."""
+        password = self.app.passwords[index % len(self.app.passwords)]
+        if password.end > self.clock():
+            self.sign_ins.uses[password.key_id.lower()] = self.clock()
 
     @rule()
     def lose_the_next_staged_write(self) -> None:
@@ -313,6 +348,21 @@ class RotationModel(RuleBasedStateMachine):
                 continue
             expired_opt_in = self.retire_unmanaged and password.end <= at
             assert expired_opt_in or self.revoke_opt_in, f"foreign credential {password.display_name} removed"
+
+    @invariant()
+    def i5_early_retirement_only_on_evidence_of_disuse(self) -> None:
+        """A credential retired early (opted in) had not signed in for the configured hours."""
+        if not hasattr(self, "events"):
+            return
+        for entry in self.events.entries:
+            if entry.event in EARLY_RETIREMENT_EVENTS:
+                event(entry.event)  # --hypothesis-show-statistics: how often cases get here
+            if entry.event != "credential.unusedEvidence":
+                continue
+            assert self.early_retirement is not None and self.sign_ins.readable
+            used = self.sign_ins.uses.get(str(entry.key_id).lower())
+            quiet = timedelta(hours=self.early_retirement)
+            assert used is None or used + quiet <= entry.at, "retired early while still in use"
 
     @invariant()
     def notices_are_sent_at_most_once(self) -> None:
