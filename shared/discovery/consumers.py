@@ -305,14 +305,10 @@ class _Search:
     async def site_settings(self, site_id: str) -> None:
         from shared.integrations.app_service import is_key_vault_reference, parse_reference
 
-        reader = pickers.ArmReader(self.services)
-        answer = await get_json(
-            self.services.http,
-            f"{self.services.settings.arm_url.rstrip('/')}{site_id}/config/appsettings/list",
+        answer = await pickers.ArmReader(self.services).get(
+            f"{site_id}/config/appsettings/list",
+            WEB_API,
             method="POST",
-            params={"api-version": WEB_API},
-            headers={"Authorization": f"Bearer {await reader.token()}", "Accept": "application/json"},
-            service="arm",
             what=f"app settings of {site_id}",
             permission=f"{WEBSITE_CONTRIBUTOR} on {site_id}",
         )
@@ -374,11 +370,21 @@ class _Search:
         )
 
     async def vaults_in(self, subscription: str, group: str) -> list[str]:
-        found = await self._all(lambda t: pickers.key_vaults(self.services, subscription, group, 100, t))
-        for choice in found:
-            if choice.vault_url:
-                self.vault_names[_host(choice.vault_url)] = choice.name.lower()
-        return [choice.vault_url for choice in found if choice.vault_url and choice.selectable]
+        """The vaults of a resource group (URLs; names remembered for references by name). Only the
+        Vault objects: whether the rotator may write there does not matter for reading tags."""
+        urls: list[str] = []
+        token: str | None = None
+        for _ in range(MAX_PAGES):
+            vaults, token = await pickers.vault_page(self.services, subscription, group, 100, token)
+            for vault in vaults:
+                choice = pickers.vault_choice(self.services, vault, None)
+                if choice.vault_url:
+                    self.vault_names[_host(choice.vault_url)] = choice.name.lower()
+                    if choice.selectable:
+                        urls.append(choice.vault_url)
+            if not token:
+                break
+        return urls
 
     # ----------------------------------------------------------------- Key Vault
     def vault_name(self, vault_url: str) -> str:

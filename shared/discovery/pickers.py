@@ -194,7 +194,9 @@ class ArmReader:
         what: str,
         permission: str,
         params: dict[str, str] | None = None,
+        method: str = "GET",
     ) -> Answer:
+        """One read (``POST`` for ARM's list actions, e.g. ``config/appsettings/list``)."""
         url = (
             path_or_url
             if path_or_url.startswith("https://") or path_or_url.startswith("http://")
@@ -207,6 +209,7 @@ class ArmReader:
         return await get_json(
             self._services.http,
             url,
+            method=method,
             params=query or None,
             headers=headers,
             service="arm",
@@ -291,13 +294,6 @@ def actions_allow(permissions: list[dict[str, Any]], action: str) -> bool:
     return False
 
 
-async def rotator_principal(services: Services) -> str:
-    from shared.integrations.keyvault import token_object_id
-
-    token = await services.credential.get_token(services.settings.arm_scope)
-    return token_object_id(token.token)
-
-
 async def can_write_secrets(services: Services, vault: dict[str, Any], principal: str) -> bool | None:
     """Whether the rotator may write secrets in this vault now (None: it may not tell)."""
     properties = _obj(vault.get("properties"))
@@ -337,17 +333,17 @@ def vault_choice(services: Services, vault: dict[str, Any], can_write: bool | No
     )
 
 
-async def key_vaults(
+async def vault_page(
     services: Services, subscription_id: str, resource_group: str | None, page_size: int, token: str | None
-) -> PickerPage:
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of ARM's Vault objects in a subscription (or resource group), and the next token."""
     scope = (
         resource_group_path(subscription_id, resource_group)
         if resource_group
         else f"/subscriptions/{quote(subscription_id, safe='')}"
     )
-    path = f"{scope}/providers/Microsoft.KeyVault/vaults"
-    values, next_token = await ArmReader(services).page(
-        path,
+    return await ArmReader(services).page(
+        f"{scope}/providers/Microsoft.KeyVault/vaults",
         KEYVAULT_API,
         token,
         kind="keyVaults",
@@ -355,6 +351,14 @@ async def key_vaults(
         permission=f"{READER} on {scope}",
         top=page_size,
     )
+
+
+async def key_vaults(
+    services: Services, subscription_id: str, resource_group: str | None, page_size: int, token: str | None
+) -> PickerPage:
+    values, next_token = await vault_page(services, subscription_id, resource_group, page_size, token)
+    from shared.integrations.keyvault import rotator_principal
+
     principal = await rotator_principal(services)
     semaphore = asyncio.Semaphore(8)
 

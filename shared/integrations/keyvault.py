@@ -67,14 +67,19 @@ def token_object_id(token: str) -> str:
         ) from error
 
 
+async def rotator_principal(services: Any) -> str:
+    """The rotator identity's principal (object) id, from its own ARM token."""
+    token = await services.credential.get_token(services.settings.arm_scope)
+    return token_object_id(token.token)
+
+
 async def grant_secrets_officer(services: Any, vault_resource_id: str) -> str:
     """Assign 'Key Vault Secrets Officer' on the vault to the rotator itself; returns its principal id."""
     import uuid
 
     from shared.adapters.arm import ArmClient, ArmTarget
 
-    token = await services.credential.get_token(services.settings.arm_scope)
-    principal = token_object_id(token.token)
+    principal = await rotator_principal(services)
     subscription = vault_resource_id.split("/")[2]
     role_definition = f"/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/{SECRETS_OFFICER_ROLE_ID}"
     # Deterministic name: granting twice is one assignment (ARM answers 409 RoleAssignmentExists).
@@ -121,8 +126,7 @@ async def grant_access_policy(services: Any, vault_resource_id: str) -> str:
     Needs ``Microsoft.KeyVault/vaults/accessPolicies/write`` (Key Vault Contributor)."""
     from shared.adapters.arm import ArmClient, ArmTarget
 
-    token = await services.credential.get_token(services.settings.arm_scope)
-    principal = token_object_id(token.token)
+    principal = await rotator_principal(services)
     target = ArmTarget(
         vault_resource_id,
         f"Key Vault '{vault_resource_id.rsplit('/', 1)[-1]}'",

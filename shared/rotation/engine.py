@@ -986,6 +986,7 @@ class RotationEngine:
             if left is None:
                 changes["previous_key_id"] = None
         if status.retire_at is not None and now >= status.retire_at:
+            look_again: datetime | None = None  # early retirement (opted in) not yet: when to look again
             app = await self._credentials.read(config)
             superseded = self._credentials.superseded(app, config, status, keep_previous=False)
             expired = [p for p in superseded if p.key_id == status.previous_key_id and p.is_expired(now)]
@@ -1001,7 +1002,7 @@ class RotationEngine:
                 else:
                     # Not yet: the previous credential stays; others superseded are still removed.
                     superseded = [p for p in superseded if p.key_id != previous.key_id]
-                    changes["retire_at_later"] = later
+                    look_again = later
             others = [p for p in superseded if p.key_id != status.previous_key_id]
             warnings += await self._remove_all(
                 run, app, [*expired, *others], "Removed a superseded credential"
@@ -1012,7 +1013,7 @@ class RotationEngine:
                 self._credentials.expired_foreign(app, config),
                 "Removed an expired credential (opted in)",
             )
-            changes["retire_at"] = changes.pop("retire_at_later", None)
+            changes["retire_at"] = look_again
             if not _failed_keys(warnings):
                 changes["previous_key_id"] = None if expired else status.previous_key_id
         failed = [
