@@ -95,8 +95,15 @@ class Services:
 
     # --- storage ------------------------------------------------------------------------------
     def _storage_kwargs(self) -> dict[str, Any]:
+        from shared.adapters.tls import azure_transport
+
         timeout = self.settings.http_timeout_seconds
-        return {"connection_timeout": timeout, "read_timeout": timeout, "retry_total": 3}
+        return {
+            "connection_timeout": timeout,
+            "read_timeout": timeout,
+            "retry_total": 3,
+            "transport": azure_transport(None),
+        }
 
     @cached_property
     def table_service(self) -> TableServiceClient:

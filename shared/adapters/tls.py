@@ -1,9 +1,12 @@
-"""TLS trust for outbound calls: the public roots, plus an extra CA when one is configured."""
+"""TLS trust and transport for outbound calls: the public roots, plus an extra CA when one is
+configured; proxy settings from the environment only when the environment has any."""
 
 from __future__ import annotations
 
+import os
 import ssl
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 
@@ -19,22 +22,43 @@ def ssl_context(ca_bundle: str | None) -> ssl.SSLContext | bool:
     return context
 
 
-def azure_transport(ca_bundle: str | None) -> Any:
-    """An azure-core transport for Azure SDK clients with the same trust as every other call: the
-    public roots plus ROTATOR_CA_BUNDLE (None without one: the SDK's own default).
+@cache
+def environment_sets_proxy() -> bool:
+    """Whether this process's environment names a proxy (``HTTP(S)_PROXY``, ``ALL_PROXY``, ...,
+    as ``urllib.request.getproxies`` reads them) or has a netrc file (``NETRC`` or ``~/.netrc``).
 
-    The SDKs' ``connection_verify=<path>`` would instead trust only that file and build a new TLS
-    context for every request (so no pooled connection is reused): azure-core's AioHttpTransport
-    ``_build_ssl_config`` calls ``ssl.create_default_context(cafile=...)`` per request.
+    aiohttp's ``trust_env`` looks both up again on every request, on a worker thread (aiohttp 3.10+
+    ``ClientSession._request``: ``get_env_proxy_for_url`` and ``netrc_from_env``), which costs more
+    CPU than the request itself; without any of them that lookup can only find nothing.
     """
-    if not ca_bundle:
-        return None
+    import urllib.request
+
+    if urllib.request.getproxies():
+        return True
+    netrc = os.environ.get("NETRC")
+    candidates = [Path(netrc)] if netrc else [Path.home() / ".netrc", Path.home() / "_netrc"]
+    return any(path.is_file() for path in candidates)
+
+
+def azure_transport(ca_bundle: str | None) -> Any:
+    """A new azure-core transport for one Azure SDK client (the client owns and closes it).
+
+    Trust is the same as every other call: the public roots plus ROTATOR_CA_BUNDLE. The SDKs'
+    ``connection_verify=<path>`` would instead trust only that file and build a new TLS context for
+    every request (so no pooled connection is reused): azure-core's AioHttpTransport
+    ``_build_ssl_config`` calls ``ssl.create_default_context(cafile=...)`` per request.
+    Proxy settings come from the environment (``use_env_settings``, the SDK's default) only when
+    it names any (``environment_sets_proxy``).
+    """
     from azure.core.pipeline.transport import AioHttpTransport
 
+    options = {"use_env_settings": environment_sets_proxy()}
+    if not ca_bundle:
+        return AioHttpTransport(**options)
     context = ssl_context(ca_bundle)
 
     class _Transport(AioHttpTransport):  # type: ignore[misc]
         def _build_ssl_config(self, cert: Any, verify: Any) -> Any:
             return verify if verify is False or cert else context
 
-    return _Transport()
+    return _Transport(**options)

@@ -122,9 +122,7 @@ class AcsEmailTransport:
             }
             from shared.adapters.tls import azure_transport
 
-            transport = azure_transport(self._ca_bundle)
-            if transport is not None:
-                options["transport"] = transport
+            options["transport"] = azure_transport(self._ca_bundle)
             self._client = EmailClient(self._endpoint, self._credential, **options)
         return self._client
 

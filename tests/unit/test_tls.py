@@ -5,12 +5,60 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.adapters.tls import azure_transport, ssl_context
+import pytest
+
+from shared.adapters.tls import azure_transport, environment_sets_proxy, ssl_context
 
 
 def test_without_a_bundle_the_sdks_keep_their_defaults() -> None:
-    assert azure_transport(None) is None
     assert ssl_context(None) is True
+    transport = azure_transport(None)
+    assert transport._build_ssl_config(None, True) is True  # azure-core's own default trust
+    assert azure_transport(None) is not transport  # each client owns (and closes) its own
+
+
+@pytest.fixture
+def bare_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No proxy variable and a home without a netrc file."""
+    import os
+
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+    monkeypatch.delenv("NETRC", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    environment_sets_proxy.cache_clear()
+    yield tmp_path
+    environment_sets_proxy.cache_clear()
+
+
+def test_proxy_settings_are_read_per_request_only_when_the_environment_has_any(bare_environment: Path) -> None:
+    """Issue 11: aiohttp's trust_env looks up proxies and netrc again on every request, on a worker
+    thread, costing more CPU than the request; with nothing to find, the transports skip it."""
+    assert environment_sets_proxy() is False
+    assert azure_transport(None)._use_env_settings is False
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "ALL_PROXY"],
+)
+def test_a_proxy_in_the_environment_is_still_honoured(
+    bare_environment: Path, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "http://proxy.example:3128")
+    assert environment_sets_proxy() is True
+    assert azure_transport(None)._use_env_settings is True
+
+
+@pytest.mark.parametrize("where", ["home", "NETRC"])
+def test_a_netrc_file_is_still_honoured(bare_environment: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    netrc = bare_environment / (".netrc" if where == "home" else "credentials-file")
+    netrc.write_text("machine example.org login user password pass\n")
+    if where == "NETRC":
+        monkeypatch.setenv("NETRC", str(netrc))
+    assert environment_sets_proxy() is True
+    assert azure_transport(None)._use_env_settings is True
 
 
 def test_a_bundle_adds_to_the_public_roots_and_one_context_serves_every_request(tmp_path: Path) -> None:
