@@ -304,8 +304,15 @@ class DevHost:
         if service is None:
             # Short retries: the SDK default (15 s, then 18 s, ...) would hide a stopped
             # emulator for a minute and hold up shutdown.
+            import urllib.request
+
+            from azure.core.pipeline.transport import AioHttpTransport
+
             service = QueueServiceClient.from_connection_string(
                 connection_string,
+                # aiohttp's trust_env looks up proxies and netrc on a worker thread for every
+                # poll; only worth it when the environment names a proxy.
+                transport=AioHttpTransport(use_env_settings=bool(urllib.request.getproxies())),
                 # One retry after 1 s (delay = initial_backoff + increment_base ** 1).
                 retry_total=1,
                 initial_backoff=0,

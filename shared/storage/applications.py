@@ -275,6 +275,11 @@ class ApplicationStore:
 
         app_id = str(config.app_id)
         entity, index_key = self._entities(config, status, created_at=current.created_at, updated_at=now)
+        if status.in_progress is not None and current.index_key and index_key and current.index_key < index_key:
+            # Under a claim the index row stays where it is when that is earlier than needed: a
+            # scan then looks early and finds nothing to do, and the claim ends within minutes
+            # with a write that moves it. The claim costs one entity request, not a batch.
+            index_key = entity["IndexKey"] = current.index_key
         operations: list[Any] = [
             (
                 "update",
