@@ -675,7 +675,10 @@ class RotationEngine:
                 )
             await self._sleep(delay)
             delay = min(delay * 2, self._settings.verify_max_delay)
-        await self._lease.write(run, claim={"step": RotationStep.VERIFIED})
+        # Verified, and recorded as delivering in the same write (nothing happens in between): from
+        # here nothing removes the new credential. A row an earlier version left at VERIFIED
+        # resumes through ``_start_delivery``.
+        await self._lease.write(run, claim={"step": RotationStep.DELIVERING})
         await self._event(
             run,
             "secret.verified",
@@ -790,10 +793,16 @@ class RotationEngine:
             # Opted in: look at the sign-in evidence then (``_retire_early``), not only at expiry.
             retire_at = min(retire_at, self._clock() + timedelta(hours=early))
         changes["retire_at"] = retire_at
-        await self._lease.write(
-            run, claim={"step": RotationStep.RETIRED, "warnings": warnings[-20:]}, reapply=False, **changes
-        )
         self._checkpoint("retired")
+        # Retired, and the notice recorded as sent in the same write, before sending: at most once.
+        # A row an earlier version left at RETIRED resumes through ``_notify_once``.
+        await self._lease.write(
+            run,
+            claim={"step": RotationStep.NOTIFYING, "notified": True, "warnings": warnings[-20:]},
+            reapply=False,
+            **changes,
+        )
+        await self._send_notice(run)
 
     def _not_confirmed(self, run: Run, key_id: str) -> list[str]:
         integrations = run.status.integrations
@@ -878,6 +887,10 @@ class RotationEngine:
             return
         # Recorded before sending: a resume after this point never sends a second notice.
         await self._lease.write(run, claim={"step": RotationStep.NOTIFYING, "notified": True})
+        await self._send_notice(run)
+
+    async def _send_notice(self, run: Run) -> None:
+        claim = run.claim
         include_secret = run.config.notifications.include_secret_in_email
         staged = await self._staged_secret(run) if include_secret else None
         status = run.status
