@@ -194,6 +194,10 @@ class AzuriteProcess:
         if self._loose:
             argv.append("--loose")
         argv.extend(self._extra_args)
+        if "--inMemoryPersistence" in self._extra_args:
+            # Azurite refuses a location with in-memory persistence.
+            at = argv.index("--location")
+            del argv[at : at + 2]
         self._process = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,

@@ -32,6 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DUE = 100
 ENTERED = 50
 WINDOW_DAYS = 7
+import os
+
+AZURITE_ARGS = tuple(os.environ.get("BENCH_AZURITE_ARGS", "").split())
 
 
 TIMER_METHOD = (
@@ -225,7 +228,10 @@ def timer_table(sizes: list[int]) -> tuple[list[str], str]:
     print(header, flush=True)
     now = datetime.now(UTC)
     runs: dict[int, TimerRun] = {}
-    with tempfile.TemporaryDirectory() as directory, AzuriteProcess(directory) as azurite:
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        AzuriteProcess(directory, extra_args=AZURITE_ARGS) as azurite,
+    ):
         for size in sizes:
             seeded = seed(azurite.connection_string, size, now)
             run = runs[size] = asyncio.run(timer_once(azurite.connection_string, now))

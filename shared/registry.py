@@ -27,7 +27,7 @@ from shared.domain.models import (
     step_index,
 )
 from shared.errors import ConflictError, FieldProblem, NotFoundError, ValidationError
-from shared.storage.applications import ApplicationStore, Page, StoredApplication
+from shared.storage.applications import ApplicationStore, ListedApplication, Page, StoredApplication
 from shared.storage.queue import RotationQueue
 from shared.storage.rotation_log import RotationLogStore
 
@@ -111,8 +111,8 @@ class RegistryService:
     async def get(self, app_id: str) -> StoredApplication:
         return await self._applications.get(app_id)
 
-    async def list(self, page_size: int, continuation_token: str | None) -> Page[StoredApplication]:
-        return await self._applications.list_page(page_size, continuation_token)
+    async def list(self, page_size: int, continuation_token: str | None) -> Page[ListedApplication]:
+        return await self._applications.listing_page(page_size, continuation_token)
 
     async def put(
         self,

@@ -57,6 +57,15 @@ APP_COLUMNS = (
     "ExpiryState",
     "Writes",
 )
+# What a listing shows: no Edm.DateTime column, which the SDK decodes with strptime (the cost
+# of a page of 100 was a fifth datetime parsing).
+LISTING_COLUMNS = ("Config", "Status")
+# A row in the registry partition whose ``Change`` (a random nonce) every registration and removal
+# rewrites in its own transaction: when it reads the same, the set of registered apps is the same.
+REGISTRATIONS_KEY = "ver|registrations"
+# A set of registered app ids read in one walk is rebuilt at most this often when registrations keep
+# changing; in between, registrations are looked up one by one.
+REGISTRATIONS_REBUILD_SECONDS = 30.0
 # A transaction holds at most 100 operations (Azure Tables batch limit).
 MAX_BATCH = 100
 TABLE_NAME = "applications"
@@ -88,6 +97,19 @@ class StoredApplication:
     expiry_state: str | None = None
     # Writes of this row so far: orders its ``chg|`` rows (clocks of two instances may disagree).
     writes: int = 0
+
+    @property
+    def app_id(self) -> str:
+        return str(self.config.app_id)
+
+
+@dataclass(frozen=True)
+class ListedApplication:
+    """A registration as a listing shows it: configuration, status and the row's ETag."""
+
+    config: ApplicationConfig
+    status: ApplicationStatus
+    etag: str
 
     @property
     def app_id(self) -> str:
@@ -172,6 +194,8 @@ class ApplicationStore:
     def __init__(self, table: TableClient, policy: SchedulePolicy) -> None:
         self._table = table
         self._policy = policy
+        self._registrations: _Registrations | None = None
+        self._last_nonce: str | None = None
 
     async def get(self, app_id: str) -> StoredApplication:
         from azure.core.exceptions import ResourceNotFoundError
@@ -189,28 +213,83 @@ class ApplicationStore:
             return None
 
     async def list_page(self, page_size: int, continuation_token: str | None) -> Page[StoredApplication]:
-        token = decode_continuation(continuation_token)
+        # Only what a StoredApplication holds: fewer properties (and no Timestamp) to decode.
+        entities, token = await self._app_rows(page_size, continuation_token, APP_COLUMNS)
+        return Page([_from_entity(entity) for entity in entities], token)
+
+    async def listing_page(self, page_size: int, continuation_token: str | None) -> Page[ListedApplication]:
+        """A page of registrations as a listing shows them (``LISTING_COLUMNS``); the continuation
+        tokens are those of ``list_page``."""
+        entities, token = await self._app_rows(page_size, continuation_token, LISTING_COLUMNS)
+        return Page(
+            [
+                ListedApplication(
+                    _config_from_json(entity["Config"]),
+                    _status_from_json(entity["Status"]),
+                    entity.metadata["etag"],
+                )
+                for entity in entities
+            ],
+            token,
+        )
+
+    async def _app_rows(
+        self, page_size: int, continuation_token: str | None, columns: Sequence[str]
+    ) -> tuple[list[Any], str | None]:
         pages = self._table.query_entities(
             "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
             parameters={"pk": PARTITION, "lo": APP_PREFIX, "hi": APP_PREFIX[:-1] + "}"},
             results_per_page=page_size,
-            # Only what a StoredApplication holds: fewer properties (and no Timestamp) to decode.
-            select=list(APP_COLUMNS),
-        ).by_page(continuation_token=token)
-        items: list[StoredApplication] = []
+            select=list(columns),
+        ).by_page(continuation_token=decode_continuation(continuation_token))
+        entities: list[Any] = []
         async for page in pages:
-            items = [_from_entity(entity) async for entity in page]
+            entities = [entity async for entity in page]
             break
-        return Page(items, encode_continuation(getattr(pages, "continuation_token", None)))
+        return entities, encode_continuation(getattr(pages, "continuation_token", None))
 
     async def registered(self, app_ids: Sequence[str]) -> set[str]:
-        """Which of ``app_ids`` have a registration: one point read each, of the key alone (no
-        row is parsed), three at a time.
+        """Which of ``app_ids`` have a registration.
 
-        Point reads, not one filter with ``or``: "using an or to specify a filter based on RowKey
-        values results in a partition scan" (learn.microsoft.com/azure/storage/tables/
+        From the set of registered app ids this instance last read (``RowKey`` alone, 1,000 a page),
+        while the registrations' change nonce (``REGISTRATIONS_KEY``, one point read) still reads
+        the same: an inventory page costs one read, not one per application. When the nonce moved,
+        the set is read again once it holds still from one lookup to the next, or at the latest
+        ``REGISTRATIONS_REBUILD_SECONDS`` after the last read; while registrations keep changing (a
+        bulk registration) each app is one point read of its key, three at a time.
+
+        Not one filter with ``or``: "using an or to specify a filter based on RowKey values
+        results in a partition scan" (learn.microsoft.com/azure/storage/tables/
         table-storage-design-for-query), and the registry is one partition.
         """
+        import time
+
+        wanted = {app_id.lower() for app_id in app_ids}
+        nonce = await self._registrations_nonce()
+        known, last_seen, self._last_nonce = self._registrations, self._last_nonce, nonce
+        if known is not None and known.nonce == nonce:
+            return wanted & known.app_ids
+        settled = nonce == last_seen  # nothing registered or removed since the previous lookup
+        if known is None or settled or time.monotonic() - known.read_at >= REGISTRATIONS_REBUILD_SECONDS:
+            # The nonce was read first: a registration after it moves it, so the next call reads again.
+            self._registrations = _Registrations(nonce, await self._all_registered(), time.monotonic())
+            return wanted & self._registrations.app_ids
+        return await self._registered_one_by_one(wanted)
+
+    async def _registrations_nonce(self) -> str | None:
+        entity = await read_row(self._table, PARTITION, REGISTRATIONS_KEY)
+        return None if entity is None else str(entity.get("Change") or "")
+
+    async def _all_registered(self) -> frozenset[str]:
+        rows = self._table.query_entities(
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+            parameters={"pk": PARTITION, "lo": APP_PREFIX, "hi": APP_PREFIX[:-1] + "}"},
+            results_per_page=1000,
+            select=["RowKey"],
+        )
+        return frozenset([str(row["RowKey"])[len(APP_PREFIX) :] async for row in rows])
+
+    async def _registered_one_by_one(self, app_ids: set[str]) -> set[str]:
         import asyncio
 
         from azure.core.exceptions import ResourceNotFoundError
@@ -228,7 +307,7 @@ class ApplicationStore:
                     return None
                 return app_id
 
-        found = await asyncio.gather(*(exists(app_id) for app_id in sorted(set(app_ids))))
+        found = await asyncio.gather(*(exists(app_id) for app_id in sorted(app_ids)))
         return {app_id for app_id in found if app_id is not None}
 
     async def create(
@@ -245,6 +324,7 @@ class ApplicationStore:
         first = int(now.timestamp() * 1_000_000)
         expiry_key, state = _expiry_operations(operations, None, config, status, now, sequence=first)
         entity["ExpiryKey"], entity["ExpiryState"], entity["Writes"] = expiry_key or "", state, _int64(first)
+        operations.append(_registrations_changed())
         try:
             results = await self._table.submit_transaction(operations)
         except TableTransactionError as error:
@@ -275,7 +355,12 @@ class ApplicationStore:
 
         app_id = str(config.app_id)
         entity, index_key = self._entities(config, status, created_at=current.created_at, updated_at=now)
-        if status.in_progress is not None and current.index_key and index_key and current.index_key < index_key:
+        if (
+            status.in_progress is not None
+            and current.index_key
+            and index_key
+            and current.index_key < index_key
+        ):
             # Under a claim the index row stays where it is when that is earlier than needed: a
             # scan then looks early and finds nothing to do, and the claim ends within minutes
             # with a write that moves it. The claim costs one entity request, not a batch.
@@ -358,6 +443,7 @@ class ApplicationStore:
                     ),
                 )
             )
+        operations.append(_registrations_changed())
         try:
             await self._table.submit_transaction(operations)
         except TableTransactionError as error:
@@ -481,14 +567,40 @@ class ApplicationStore:
         return entity, index_key
 
 
-def _from_entity(entity: Any) -> StoredApplication:
+@dataclass(frozen=True)
+class _Registrations:
+    """The registered app ids as read after the change nonce ``nonce`` (None: never written)."""
+
+    nonce: str | None
+    app_ids: frozenset[str]
+    read_at: float  # time.monotonic()
+
+
+def _registrations_changed() -> tuple[str, dict[str, Any]]:
+    """The operation that moves the registrations' change nonce (in a registration's transaction)."""
+    import secrets
+
+    return (
+        "upsert",
+        {"PartitionKey": PARTITION, "RowKey": REGISTRATIONS_KEY, "Change": secrets.token_hex(8)},
+    )
+
+
+def _config_from_json(text: str) -> ApplicationConfig:
     # Stored JSON was written by this code from validated models: re-validate leniently (no strict
-    # re-check of ranges that may have been legal when written).
-    config = ApplicationConfig.model_validate(json.loads(entity["Config"]), strict=False)
-    status = ApplicationStatus.model_validate(json.loads(entity["Status"]), strict=False)
+    # re-check of ranges that may have been legal when written). pydantic parses the JSON itself
+    # (in Rust), without building the dicts json.loads would.
+    return ApplicationConfig.model_validate_json(text, strict=False)
+
+
+def _status_from_json(text: str) -> ApplicationStatus:
+    return ApplicationStatus.model_validate_json(text, strict=False)
+
+
+def _from_entity(entity: Any) -> StoredApplication:
     return StoredApplication(
-        config=config,
-        status=status,
+        config=_config_from_json(entity["Config"]),
+        status=_status_from_json(entity["Status"]),
         etag=entity.metadata["etag"],
         created_at=_as_utc(entity["CreatedAt"]),
         updated_at=_as_utc(entity["UpdatedAt"]),

@@ -4,7 +4,7 @@ Each handler parses the request, calls the registry service, and shapes the JSON
 sit under the host's ``/api`` prefix and need a function key, except health and the OpenAPI document.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
@@ -19,6 +19,9 @@ from shared.api.http import (
 )
 from shared.errors import FieldProblem, ValidationError
 from shared.services import get_services
+
+if TYPE_CHECKING:
+    from shared.storage.applications import ListedApplication
 
 bp = func.Blueprint()
 
@@ -51,22 +54,32 @@ def application_body(stored: Any) -> dict[str, Any]:
     return body
 
 
-def application_summary(stored: Any) -> dict[str, Any]:
-    full = application_body(stored)
-    status = full["status"]
+def application_summary(listed: "ListedApplication") -> dict[str, Any]:
+    """A listing's entry: the fields of ``application_body`` a list shows, without writing out the
+    whole configuration and status of each (a page has a hundred)."""
+    from shared.domain.schedule import shown_next_update
+
+    config, status = listed.config, listed.status
+    shown = config.model_dump(
+        mode="json", by_alias=True, include={"app_id", "object_id", "display_name", "state"}
+    )
+    recorded = status.model_dump(
+        mode="json", by_alias=True, include={"last_updated_at", "expires_at", "last_result"}
+    )
+    next_update = shown_next_update(config, status, get_services().clock())
     return {
-        "appId": full["appId"],
-        "objectId": full["objectId"],
-        "displayName": full["displayName"],
-        "state": full["state"],
-        "rotationEnabled": full["rotation"]["enabled"],
-        "lastUpdatedAt": status["lastUpdatedAt"],
-        "expiresAt": status["expiresAt"],
-        "nextUpdateAt": status.get("nextUpdateAt"),
-        "lastResult": status["lastResult"],
-        "rotationInProgress": status["inProgress"] is not None,
-        "integrationCount": len(full["integrations"]),
-        "etag": full["etag"],
+        "appId": shown["appId"],
+        "objectId": shown["objectId"],
+        "displayName": shown["displayName"],
+        "state": shown["state"],
+        "rotationEnabled": config.rotation.enabled,
+        "lastUpdatedAt": recorded["lastUpdatedAt"],
+        "expiresAt": recorded["expiresAt"],
+        "nextUpdateAt": iso(next_update) if next_update is not None else None,
+        "lastResult": recorded["lastResult"],
+        "rotationInProgress": status.in_progress is not None,
+        "integrationCount": len(config.integrations),
+        "etag": listed.etag,
     }
 
 

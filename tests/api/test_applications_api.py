@@ -343,3 +343,80 @@ def test_changing_the_object_id_needs_the_explicit_flag(api: httpx.Client) -> No
     )
     assert allowed.status_code == 200, allowed.text
     assert allowed.json()["objectId"] == other
+
+
+SUMMARY_FIELDS = {
+    "appId": lambda body: body["appId"],
+    "objectId": lambda body: body["objectId"],
+    "displayName": lambda body: body["displayName"],
+    "state": lambda body: body["state"],
+    "rotationEnabled": lambda body: body["rotation"]["enabled"],
+    "lastUpdatedAt": lambda body: body["status"]["lastUpdatedAt"],
+    "expiresAt": lambda body: body["status"]["expiresAt"],
+    "nextUpdateAt": lambda body: body["status"].get("nextUpdateAt"),
+    "lastResult": lambda body: body["status"]["lastResult"],
+    "rotationInProgress": lambda body: body["status"]["inProgress"] is not None,
+    "integrationCount": lambda body: len(body["integrations"]),
+    "etag": lambda body: body["etag"],
+}
+
+
+def summary_of(body: dict[str, Any]) -> dict[str, Any]:
+    """What a list entry must show of an application: the same values its GET shows."""
+    return {name: pick(body) for name, pick in SUMMARY_FIELDS.items()}
+
+
+def test_each_list_entry_shows_what_get_shows(api: httpx.Client) -> None:
+    """Issue 11: a listing reads only Config and Status and writes out only the summary's fields;
+    every entry still equals the projection of the application's own GET."""
+    assert register(api).status_code == 201
+    assert register(api, state="Disabled").status_code == 201
+    assert register(api, rotation={"enabled": False}).status_code == 201
+    two_vaults = register(
+        api,
+        integrations=[
+            {"kind": "keyVault", "vaultUrl": "https://payroll-kv.vault.azure.net"},
+            {"kind": "keyVault", "vaultUrl": "https://payroll-kv2.vault.azure.net"},
+        ],
+    )
+    assert two_vaults.status_code == 201, two_vaults.text
+    items = api.get("/applications", params={"pageSize": "100"}).json()["items"]
+    assert len(items) == 4
+    for item in items:
+        expected = summary_of(api.get(f"/applications/{item['appId']}").json())
+        # "Now" for a due application is the time of each answer.
+        assert (item.pop("nextUpdateAt") is None) == (expected.pop("nextUpdateAt") is None)
+        assert item == expected
+
+
+def test_a_summary_writes_times_and_a_claim_as_the_full_body_does(app_host: object) -> None:
+    """The summary of a rotated application with a rotation running (times with microseconds, a
+    claim, integrations) equals the projection of ``application_body`` of the same row."""
+    from datetime import UTC, datetime, timedelta
+
+    from shared.domain.models import ApplicationConfig, ApplicationStatus, RotationClaim
+    from shared.storage.applications import ListedApplication, StoredApplication
+    from shared.triggers.http_api import application_body, application_summary
+
+    now = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC)
+    config = ApplicationConfig.model_validate({"appId": str(uuid.uuid4()), **registration()}, strict=False)
+    claim = RotationClaim(rotation_id="r1", owner="o", claimed_at=now, expires_at=now + timedelta(minutes=30))
+    from shared.services import get_services
+
+    services = get_services()
+    real_clock, services.clock = services.clock, lambda: now
+    try:
+        for status in (
+            ApplicationStatus(current_key_id="k", expires_at=now + timedelta(days=21), last_updated_at=now),
+            ApplicationStatus(
+                current_key_id="k",
+                expires_at=now - timedelta(seconds=1),
+                last_updated_at=now,
+                in_progress=claim,
+            ),
+        ):
+            stored = StoredApplication(config, status, 'W/"etag"', now, now)
+            summary = application_summary(ListedApplication(config, status, 'W/"etag"'))
+            assert summary == summary_of(application_body(stored))
+    finally:
+        services.clock = real_clock

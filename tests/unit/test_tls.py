@@ -32,7 +32,9 @@ def bare_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     environment_sets_proxy.cache_clear()
 
 
-def test_proxy_settings_are_read_per_request_only_when_the_environment_has_any(bare_environment: Path) -> None:
+def test_proxy_settings_are_read_per_request_only_when_the_environment_has_any(
+    bare_environment: Path,
+) -> None:
     """Issue 11: aiohttp's trust_env looks up proxies and netrc again on every request, on a worker
     thread, costing more CPU than the request; with nothing to find, the transports skip it."""
     assert environment_sets_proxy() is False
@@ -52,7 +54,9 @@ def test_a_proxy_in_the_environment_is_still_honoured(
 
 
 @pytest.mark.parametrize("where", ["home", "NETRC"])
-def test_a_netrc_file_is_still_honoured(bare_environment: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+def test_a_netrc_file_is_still_honoured(
+    bare_environment: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
     netrc = bare_environment / (".netrc" if where == "home" else "credentials-file")
     netrc.write_text("machine example.org login user password pass\n")
     if where == "NETRC":
