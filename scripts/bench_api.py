@@ -134,7 +134,7 @@ def run(registered: int, directory: int) -> tuple[list[Latencies], float]:
     import function_app
     from devhost import DevHostThread
     from devhost.testing import AzuriteProcess
-    from scripts.bench_timer import seed
+    from scripts.bench_timer import AZURITE_ARGS, seed
     from scripts.sim_process import SimulatorProcess, apply_environment
     from shared.config import load_settings
     from shared.services import Services, set_services
@@ -152,7 +152,7 @@ def run(registered: int, directory: int) -> tuple[list[Latencies], float]:
     }
     with (
         tempfile.TemporaryDirectory() as workdir,
-        AzuriteProcess(Path(workdir, "azurite")) as azurite,
+        AzuriteProcess(Path(workdir, "azurite"), extra_args=AZURITE_ARGS) as azurite,
         SimulatorProcess(Path(workdir, "sims"), directory_seed) as sims,
     ):
         seeded = seed(azurite.connection_string, registered, datetime.now(UTC))

@@ -108,6 +108,7 @@ def run(due: int, latency_ms: int) -> DrainResult:
     import function_app
     from devhost import DevHostThread, load_host_json
     from devhost.testing import AzuriteProcess
+    from scripts.bench_timer import AZURITE_ARGS
     from scripts.sim_process import SimulatorProcess, apply_environment
     from shared.config import load_settings
     from shared.domain.models import JobReason, RotationJob
@@ -132,7 +133,7 @@ def run(due: int, latency_ms: int) -> DrainResult:
     }
     with (
         tempfile.TemporaryDirectory() as workdir,
-        AzuriteProcess(Path(workdir, "azurite")) as azurite,
+        AzuriteProcess(Path(workdir, "azurite"), extra_args=AZURITE_ARGS) as azurite,
         SimulatorProcess(Path(workdir, "sims"), seed) as sims,
     ):
         apply_environment(sims)

@@ -26,6 +26,7 @@ from shared.errors import (
     RotatorError,
     ValidationError,
 )
+from shared.heap import settle_after_first
 
 if TYPE_CHECKING:
     import azure.functions as func
@@ -197,6 +198,8 @@ def handle_errors(handler: Handler) -> Handler:
             return await handler(req)
         except Exception as error:  # noqa: BLE001 - the API edge maps every error
             return error_to_response(error)
+        finally:
+            settle_after_first(handler.__name__)
 
     return wrapper
 

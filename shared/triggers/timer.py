@@ -4,6 +4,7 @@ import logging
 
 import azure.functions as func
 
+from shared.heap import settle_after_first
 from shared.services import get_services
 
 bp = func.Blueprint()
@@ -24,3 +25,4 @@ async def scan_due_rotations(timer: func.TimerRequest) -> None:
         await report_expiring_secrets(services.applications, services.clock())
     except Exception as error:  # noqa: BLE001 - the expiry report must not fail the scan
         logger.warning("expiry report failed: %s", type(error).__name__)
+    settle_after_first("scan_due_rotations")

@@ -4,6 +4,7 @@ import logging
 
 import azure.functions as func
 
+from shared.heap import settle_after_first
 from shared.services import get_services
 from shared.storage.queue import QUEUE_NAME, parse_job
 
@@ -14,7 +15,10 @@ logger = logging.getLogger("rotator.worker")
 @bp.queue_trigger(arg_name="message", queue_name=QUEUE_NAME, connection="AzureWebJobsStorage")
 async def rotate_secret(message: func.QueueMessage) -> None:
     job = parse_job(message.get_body())
-    outcome = await get_services().engine.handle(job)
+    try:
+        outcome = await get_services().engine.handle(job)
+    finally:
+        settle_after_first("rotate_secret")
     logger.info(
         "job %s for %s: %s (delivery %s)",
         job.rotation_id,

@@ -420,3 +420,15 @@ def test_a_summary_writes_times_and_a_claim_as_the_full_body_does(app_host: obje
             assert summary == summary_of(application_body(stored))
     finally:
         services.clock = real_clock
+
+
+def test_an_answer_settles_the_heap_of_the_process(api: httpx.Client) -> None:
+    """Issue 11: after a route's first answer, the long-lived objects (SDKs, models) are in the
+    permanent generation, which full collections skip (a full pass stalled list pages by ~60 ms)."""
+    import gc
+
+    from shared import heap
+
+    assert api.get("/applications", params={"pageSize": "1"}).status_code == 200
+    assert "list_applications" in heap._settled
+    assert gc.get_freeze_count() > 0
