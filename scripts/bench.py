@@ -27,12 +27,13 @@ def main() -> None:
     print(f"machine: {bench_timer.machine()}")
     timer, ratios = bench_timer.timer_table(args.sizes)
     cold, heavy = bench_timer.cold_start()
-    latencies, seeded = bench_api.run(args.registered, args.directory)
+    latencies, page_cost, seeded = bench_api.run(args.registered, args.directory)
     api = [bench_api.HEADER, *(result.row() for result in latencies)]
     idle, busy = latencies[2], latencies[3]
     api_ratio = f"GET one application during an inventory walk: p99 {busy.percentile(0.99) / idle.percentile(0.99):.2f}x idle."
     print("\n".join(api))
     print(api_ratio)
+    print(page_cost.line())
     drain = bench_drain.run(args.due, args.latency_ms)
     print("\n".join(drain.rows()))
 
@@ -74,6 +75,8 @@ clients at once; `GET /applications/{{appId}}` is timed idle and while another c
 {chr(10).join(api)}
 
 {api_ratio}
+
+{page_cost.line()}
 
 ## Cold start
 

@@ -55,7 +55,14 @@ def _entities(count: int, now: datetime) -> list[dict[str, Any]]:
     from azure.data.tables import EdmType, EntityProperty
 
     from shared.domain.models import ApplicationConfig, ApplicationStatus
-    from shared.storage.applications import APP_PREFIX, PARTITION, expiry_row_key, expiry_state, index_row_key
+    from shared.storage.applications import (
+        APP_PREFIX,
+        PARTITION,
+        expiry_row_key,
+        expiry_state,
+        index_row_key,
+        listing_fields,
+    )
 
     rows: list[dict[str, Any]] = []
     for number in range(count):
@@ -88,6 +95,7 @@ def _entities(count: int, now: datetime) -> list[dict[str, Any]]:
                 "DisplayName": config.display_name,
                 "Config": json.dumps(config.to_json_dict(), separators=(",", ":")),
                 "Status": json.dumps(status.to_json_dict(), separators=(",", ":")),
+                "Listing": json.dumps(listing_fields(config, status), separators=(",", ":")),
                 "IndexKey": index_key,
                 "ExpiryKey": expiry_row_key(expires, app_id),
                 "ExpiryState": expiry_state(config, status),

@@ -57,9 +57,10 @@ APP_COLUMNS = (
     "ExpiryState",
     "Writes",
 )
-# What a listing shows: no Edm.DateTime column, which the SDK decodes with strptime (the cost
-# of a page of 100 was a fifth datetime parsing).
-LISTING_COLUMNS = ("Config", "Status")
+# What a listing reads: the ``Listing`` column (``listing_fields``, written with every app row), and
+# the key for rows written before it existed. No Edm.DateTime column (the SDK decodes those with
+# strptime), and not the configuration and status, whose parsing was most of a page's CPU.
+LISTING_COLUMNS = ("RowKey", "Listing")
 # A row in the registry partition whose ``Change`` (a random nonce) every registration and removal
 # rewrites in its own transaction: when it reads the same, the set of registered apps is the same.
 REGISTRATIONS_KEY = "ver|registrations"
@@ -105,15 +106,48 @@ class StoredApplication:
 
 @dataclass(frozen=True)
 class ListedApplication:
-    """A registration as a listing shows it: configuration, status and the row's ETag."""
+    """A registration as a listing shows it.
 
-    config: ApplicationConfig
-    status: ApplicationStatus
+    ``shown``: ``appId``, ``objectId``, ``displayName``, ``state``, ``rotationEnabled``,
+    ``lastUpdatedAt``, ``expiresAt``, ``lastResult``, ``rotationInProgress``, ``integrationCount``
+    (as the application's own answer writes them); ``scheduled_at``: when the next scheduled
+    rotation may start (``shared.domain.schedule.scheduled_at``), None when nothing is scheduled.
+    """
+
+    shown: dict[str, Any]
+    scheduled_at: datetime | None
     etag: str
 
     @property
     def app_id(self) -> str:
-        return str(self.config.app_id)
+        return str(self.shown["appId"])
+
+
+def listing_fields(config: ApplicationConfig, status: ApplicationStatus) -> dict[str, Any]:
+    """The ``Listing`` column of an app row: ``ListedApplication.shown`` and ``scheduledAt``."""
+    from shared.domain.schedule import scheduled_at
+
+    shown = config.model_dump(
+        mode="json", by_alias=True, include={"app_id", "object_id", "display_name", "state"}
+    )
+    recorded = status.model_dump(
+        mode="json", by_alias=True, include={"last_updated_at", "expires_at", "last_result"}
+    )
+    return {
+        **shown,
+        "rotationEnabled": config.rotation.enabled,
+        **recorded,
+        "rotationInProgress": status.in_progress is not None,
+        "integrationCount": len(config.integrations),
+        "scheduledAt": format_instant(scheduled_at(config, status)) if config.is_schedulable else None,
+    }
+
+
+def listed(fields: dict[str, Any], etag: str) -> ListedApplication:
+    """A ``ListedApplication`` from ``listing_fields``' dict."""
+    shown = dict(fields)
+    scheduled = shown.pop("scheduledAt", None)
+    return ListedApplication(shown, datetime.fromisoformat(scheduled) if scheduled else None, etag)
 
 
 @dataclass(frozen=True)
@@ -219,19 +253,24 @@ class ApplicationStore:
 
     async def listing_page(self, page_size: int, continuation_token: str | None) -> Page[ListedApplication]:
         """A page of registrations as a listing shows them (``LISTING_COLUMNS``); the continuation
-        tokens are those of ``list_page``."""
+        tokens are those of ``list_page``. A row written before the ``Listing`` column existed is
+        read whole (its next write adds the column)."""
+        import asyncio
+
         entities, token = await self._app_rows(page_size, continuation_token, LISTING_COLUMNS)
-        return Page(
-            [
-                ListedApplication(
-                    _config_from_json(entity["Config"]),
-                    _status_from_json(entity["Status"]),
-                    entity.metadata["etag"],
-                )
-                for entity in entities
-            ],
-            token,
-        )
+        limit = asyncio.Semaphore(8)
+
+        async def one(entity: Any) -> ListedApplication | None:
+            if entity.get("Listing"):
+                return listed(json.loads(entity["Listing"]), entity.metadata["etag"])
+            async with limit:
+                stored = await self.find(str(entity["RowKey"])[len(APP_PREFIX) :])
+            if stored is None:
+                return None  # removed since the page was read
+            return listed(listing_fields(stored.config, stored.status), stored.etag)
+
+        items = await asyncio.gather(*(one(entity) for entity in entities))
+        return Page([item for item in items if item is not None], token)
 
     async def _app_rows(
         self, page_size: int, continuation_token: str | None, columns: Sequence[str]
@@ -560,6 +599,7 @@ class ApplicationStore:
             "DisplayName": config.display_name,
             "Config": json.dumps(config.to_json_dict(), separators=(",", ":")),
             "Status": json.dumps(status.to_json_dict(), separators=(",", ":")),
+            "Listing": json.dumps(listing_fields(config, status), separators=(",", ":")),
             "IndexKey": index_key or "",
             "CreatedAt": created_at,
             "UpdatedAt": updated_at,

@@ -55,32 +55,13 @@ def application_body(stored: Any) -> dict[str, Any]:
 
 
 def application_summary(listed: "ListedApplication") -> dict[str, Any]:
-    """A listing's entry: the fields of ``application_body`` a list shows, without writing out the
-    whole configuration and status of each (a page has a hundred)."""
-    from shared.domain.schedule import shown_next_update
-
-    config, status = listed.config, listed.status
-    shown = config.model_dump(
-        mode="json", by_alias=True, include={"app_id", "object_id", "display_name", "state"}
-    )
-    recorded = status.model_dump(
-        mode="json", by_alias=True, include={"last_updated_at", "expires_at", "last_result"}
-    )
-    next_update = shown_next_update(config, status, get_services().clock())
-    return {
-        "appId": shown["appId"],
-        "objectId": shown["objectId"],
-        "displayName": shown["displayName"],
-        "state": shown["state"],
-        "rotationEnabled": config.rotation.enabled,
-        "lastUpdatedAt": recorded["lastUpdatedAt"],
-        "expiresAt": recorded["expiresAt"],
-        "nextUpdateAt": iso(next_update) if next_update is not None else None,
-        "lastResult": recorded["lastResult"],
-        "rotationInProgress": status.in_progress is not None,
-        "integrationCount": len(config.integrations),
-        "etag": listed.etag,
-    }
+    """A listing's entry: the fields of ``application_body`` a list shows, from the row's
+    ``Listing`` column (``shared.storage.applications.listing_fields``), not from the whole
+    configuration and status of each (a page has a hundred)."""
+    now = get_services().clock()
+    # As application_body: "now" when due, null when nothing is scheduled.
+    next_update = None if listed.scheduled_at is None else max(listed.scheduled_at, now)
+    return {**listed.shown, "nextUpdateAt": iso(next_update), "etag": listed.etag}
 
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

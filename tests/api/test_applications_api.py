@@ -395,7 +395,7 @@ def test_a_summary_writes_times_and_a_claim_as_the_full_body_does(app_host: obje
     from datetime import UTC, datetime, timedelta
 
     from shared.domain.models import ApplicationConfig, ApplicationStatus, RotationClaim
-    from shared.storage.applications import ListedApplication, StoredApplication
+    from shared.storage.applications import StoredApplication, listed, listing_fields
     from shared.triggers.http_api import application_body, application_summary
 
     now = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC)
@@ -416,7 +416,9 @@ def test_a_summary_writes_times_and_a_claim_as_the_full_body_does(app_host: obje
             ),
         ):
             stored = StoredApplication(config, status, 'W/"etag"', now, now)
-            summary = application_summary(ListedApplication(config, status, 'W/"etag"'))
+            # Through the stored column's JSON, as a listing reads it.
+            fields = json.loads(json.dumps(listing_fields(config, status)))
+            summary = application_summary(listed(fields, 'W/"etag"'))
             assert summary == summary_of(application_body(stored))
     finally:
         services.clock = real_clock
@@ -432,3 +434,25 @@ def test_an_answer_settles_the_heap_of_the_process(api: httpx.Client) -> None:
     assert api.get("/applications", params={"pageSize": "1"}).status_code == 200
     assert "list_applications" in heap._settled
     assert gc.get_freeze_count() > 0
+
+
+def test_a_row_written_before_the_listing_column_is_listed_the_same(api: httpx.Client, azurite: str) -> None:
+    """Rows an earlier version wrote have no ``Listing`` column: the listing reads them whole, and
+    their entry is the same as for any other row."""
+    from azure.data.tables import TableClient, UpdateMode
+
+    from shared.storage.applications import PARTITION, TABLE_NAME, app_row_key
+
+    old = register(api).json()["appId"]
+    new = register(api).json()["appId"]
+    with TableClient.from_connection_string(azurite, TABLE_NAME) as table:
+        entity = table.get_entity(PARTITION, app_row_key(old))
+        del entity["Listing"]
+        table.update_entity(entity, mode=UpdateMode.REPLACE)
+        assert "Listing" not in table.get_entity(PARTITION, app_row_key(old))
+    items = {item["appId"]: item for item in api.get("/applications").json()["items"]}
+    assert set(items) == {old, new}
+    for app_id, item in items.items():
+        expected = summary_of(api.get(f"/applications/{app_id}").json())
+        assert (item.pop("nextUpdateAt") is None) == (expected.pop("nextUpdateAt") is None)
+        assert item == expected
