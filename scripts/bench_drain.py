@@ -14,7 +14,7 @@ time from enqueue to its recorded result is ``T1``. The ideal drain rate is ``co
 (every slot busy, nothing waiting on the host). Then one timer pass enqueues every due
 application and the time until the last result is recorded gives the achieved rate. CPU per
 rotation is the host event loop thread's CPU time over the drain, divided by the rotations
-(simulators and Azurite excluded: they run in other threads and processes).
+(simulators and Azurite excluded: they run in other processes; Azurite in memory).
 """
 
 from __future__ import annotations

@@ -127,7 +127,12 @@ def decode_token(token: str | None, kind: str) -> str | None:
         raise problem from None
     if not isinstance(data, dict) or data.get("k") != kind or not isinstance(data.get("v"), str):
         raise problem
-    return str(data["v"])
+    value = str(data["v"])
+    # The services' cursors are printable ASCII (a number, an opaque token, a percent-encoded URL);
+    # JSON can smuggle in anything else, such as a lone surrogate no URL can carry.
+    if not (value.isascii() and value.isprintable()):
+        raise problem
+    return value
 
 
 def same_origin_path(url: str, base: str, path_prefix: str) -> bool:

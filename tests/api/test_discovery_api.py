@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.api.test_applications_api import registration
 
@@ -146,6 +147,25 @@ def test_a_token_from_one_picker_does_not_continue_another(api: httpx.Client, si
         "/destinations/vercelProjects", params={"groupId": group_id, "continuationToken": token}
     )
     assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "continuationToken"
+
+
+@pytest.mark.parametrize("cursor", ["\ud800", "caf\u00e9", "a\nb", "\u0000"])
+def test_a_token_whose_cursor_no_url_can_carry_is_a_400(
+    api: httpx.Client, sim_stack: Any, cursor: str
+) -> None:
+    """Found by schemathesis: a token of the right picker whose cursor is a lone surrogate was
+    passed on to httpx, which cannot encode it (a 500). Cursors are printable ASCII or refused."""
+    import base64
+    import json
+
+    group_id = _vercel_group(api, sim_stack, f"team_{uuid.uuid4().hex[:8]}")
+    raw = json.dumps({"k": "vercelProjects", "v": cursor}).encode()  # ensure_ascii: escapes survive
+    token = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    response = api.get(
+        "/destinations/vercelProjects", params={"groupId": group_id, "continuationToken": token}
+    )
+    assert response.status_code == 400, response.text
     assert response.json()["errors"][0]["field"] == "continuationToken"
 
 

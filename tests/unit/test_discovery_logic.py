@@ -97,19 +97,31 @@ def test_a_connection_without_a_client_id_has_none() -> None:
 
 @given(st.text(max_size=300), st.sampled_from(["keyVaults", "sites", "devopsProjects"]))
 def test_a_continuation_token_round_trips_for_its_own_picker_only(cursor: str, kind: str) -> None:
+    """A service's cursor (printable ASCII: a number, an opaque token, a percent-encoded URL)
+    comes back from its own picker's token; any other text is refused, as is any other picker."""
     token = encode_token(kind, cursor)
-    assert decode_token(token, kind) == cursor
+    if cursor.isascii() and cursor.isprintable():
+        assert decode_token(token, kind) == cursor
+    else:
+        with pytest.raises(ValidationError):
+            decode_token(token, kind)
     with pytest.raises(ValidationError) as refused:
         decode_token(token, "vercelProjects")
     assert refused.value.problems[0].field == "continuationToken"
 
 
-@given(st.text(max_size=500))
-def test_any_text_as_a_continuation_token_is_a_400_naming_the_field_or_a_token(text: str) -> None:
+@given(st.text(max_size=500) | st.builds(lambda v: encode_token("keyVaults", v), st.text(max_size=100)))
+def test_any_text_as_a_continuation_token_is_a_400_naming_the_field_or_a_cursor_a_url_carries(
+    text: str,
+) -> None:
     try:
-        decode_token(text, "keyVaults")
+        cursor = decode_token(text, "keyVaults")
     except ValidationError as error:
         assert error.problems[0].field == "continuationToken"
+    else:
+        assert cursor is not None
+        cursor.encode("ascii")  # a query string or a URL can carry it (no lone surrogate, no NUL)
+        assert cursor.isprintable()
 
 
 def test_a_next_link_must_stay_on_the_arm_host_and_under_the_same_list() -> None:
