@@ -82,6 +82,8 @@ class PageCost:
 
 
 def measure(base_url: str, registered: int, azurite_pid: int | None) -> tuple[list[Latencies], PageCost]:
+    import multiprocessing
+
     def client() -> httpx.Client:
         return httpx.Client(base_url=f"{base_url}/api", headers={"x-functions-key": KEY}, timeout=60)
 
@@ -94,8 +96,6 @@ def measure(base_url: str, registered: int, azurite_pid: int | None) -> tuple[li
         results.append(Latencies("list, page of 100, 1 client", walk_pages(warm, "/applications", 200)))
     # Eight clients in eight processes, as eight portal users are: client threads in this process
     # would take the interpreter lock from the host's event loop for their own JSON parsing.
-    import multiprocessing
-
     from scripts.bench_timer import process_cpu_seconds
 
     with multiprocessing.get_context("spawn").Pool(8) as pool:
@@ -109,10 +109,7 @@ def measure(base_url: str, registered: int, azurite_pid: int | None) -> tuple[li
     with client() as one:
         idle = [timed(one, f"/applications/{app_id}")[0] for _ in range(GET_SAMPLES)]
         results.append(Latencies("GET one application, idle", idle))
-        # The walker is another process, as a portal is: a client thread here would take the
-        # interpreter lock from the host's event loop for its own JSON parsing.
-        import multiprocessing
-
+        # The walker is another process, as a portal is (see above).
         spawn = multiprocessing.get_context("spawn")
         stop, pages = spawn.Event(), spawn.Value("i", 0)
         walker = spawn.Process(target=walk_inventory, args=(base_url, stop, pages), daemon=True)

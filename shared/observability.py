@@ -459,7 +459,12 @@ async def report_expiring_secrets(
         measurement.count,
         measurement.rows_read,
         " (first walk)" if measurement.walked else "",
-        extra={"event": "expiry.measured", "rowsRead": measurement.rows_read, "walked": measurement.walked},
+        extra={
+            "event": "expiry.measured",
+            "count": measurement.count,
+            "rowsRead": measurement.rows_read,
+            "walked": measurement.walked,
+        },
     )
     return measurement.count
 
