@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
 
-from shared.adapters.tls import ssl_context
+from shared.adapters.tls import environment_sets_proxy, ssl_context
 from shared.domain.secret import SecretValue
 from shared.errors import ExternalServiceError, NotFoundError, ThrottledError, TransientServiceError
 
@@ -417,6 +417,8 @@ class TokenVerifier:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=trust if not isinstance(trust, bool) else True),
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
+                # Through the environment's proxy when it names one, as every other client.
+                trust_env=environment_sets_proxy(),
             )
         return AioHttpTransport(session=self._session, session_owner=False)
 

@@ -103,3 +103,27 @@ def test_every_client_takes_its_trust_from_the_one_builder() -> None:
                 if not re.match(r"(ssl_context\(|trust\b|True\b)", argument.strip()):
                     offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert offenders == []
+
+
+@pytest.mark.parametrize("proxy", [None, "http://proxy.example:3128"])
+def test_the_token_verifier_uses_the_environment_proxy_as_every_other_client(
+    bare_environment: Path, monkeypatch: pytest.MonkeyPatch, proxy: str | None
+) -> None:
+    """Its aiohttp session followed aiohttp's default (no proxy ever) while the SDK clients followed
+    the environment: one rule for both now."""
+    import asyncio
+
+    from shared.adapters.entra import TokenVerifier
+
+    if proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+
+    async def trusts_environment() -> bool:
+        verifier = TokenVerifier("t", "https://login.example", "s/.default", ca_bundle=None)
+        try:
+            verifier._transport()
+            return bool(verifier._session.trust_env)
+        finally:
+            await verifier.close()
+
+    assert asyncio.run(trusts_environment()) is (proxy is not None)
