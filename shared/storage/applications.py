@@ -125,18 +125,27 @@ class ListedApplication:
 
 def listing_fields(config: ApplicationConfig, status: ApplicationStatus) -> dict[str, Any]:
     """The ``Listing`` column of an app row: ``ListedApplication.shown`` and ``scheduledAt``."""
+    return _listing(config, status, config.to_json_dict(), status.to_json_dict())
+
+
+def _listing(
+    config: ApplicationConfig,
+    status: ApplicationStatus,
+    config_json: dict[str, Any],
+    status_json: dict[str, Any],
+) -> dict[str, Any]:
+    """``listing_fields`` from the JSON forms the row's write has already made."""
     from shared.domain.schedule import scheduled_at
 
-    shown = config.model_dump(
-        mode="json", by_alias=True, include={"app_id", "object_id", "display_name", "state"}
-    )
-    recorded = status.model_dump(
-        mode="json", by_alias=True, include={"last_updated_at", "expires_at", "last_result"}
-    )
     return {
-        **shown,
+        "appId": config_json["appId"],
+        "objectId": config_json["objectId"],
+        "displayName": config_json["displayName"],
+        "state": config_json["state"],
         "rotationEnabled": config.rotation.enabled,
-        **recorded,
+        "lastUpdatedAt": status_json["lastUpdatedAt"],
+        "expiresAt": status_json["expiresAt"],
+        "lastResult": status_json["lastResult"],
         "rotationInProgress": status.in_progress is not None,
         "integrationCount": len(config.integrations),
         "scheduledAt": format_instant(scheduled_at(config, status)) if config.is_schedulable else None,
@@ -592,14 +601,15 @@ class ApplicationStore:
         app_id = str(config.app_id)
         attention = attention_at(config, status, self._policy)
         index_key = index_row_key(attention, app_id) if attention else None
+        config_json, status_json = config.to_json_dict(), status.to_json_dict()
         entity = {
             "PartitionKey": PARTITION,
             "RowKey": app_row_key(app_id),
             "AppId": app_id,
             "DisplayName": config.display_name,
-            "Config": json.dumps(config.to_json_dict(), separators=(",", ":")),
-            "Status": json.dumps(status.to_json_dict(), separators=(",", ":")),
-            "Listing": json.dumps(listing_fields(config, status), separators=(",", ":")),
+            "Config": json.dumps(config_json, separators=(",", ":")),
+            "Status": json.dumps(status_json, separators=(",", ":")),
+            "Listing": json.dumps(_listing(config, status, config_json, status_json), separators=(",", ":")),
             "IndexKey": index_key or "",
             "CreatedAt": created_at,
             "UpdatedAt": updated_at,
