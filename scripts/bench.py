@@ -8,9 +8,43 @@ machine and the method. Ratios are measured within this one run; nothing here is
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from scripts import bench_api, bench_drain, bench_timer
+
+T = TypeVar("T")
+
+
+def isolated(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` in a fresh interpreter (multiprocessing, spawn); its result back here.
+
+    A plain (not daemonic) process, so the benchmark may start processes of its own."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_send_result, args=(sender, function, args))
+    process.start()
+    sender.close()
+    try:
+        outcome = receiver.recv()
+    except EOFError:
+        outcome = RuntimeError(f"{function.__name__} ended without a result")
+    process.join()
+    if isinstance(outcome, BaseException):
+        raise outcome
+    result: T = outcome
+    return result
+
+
+def _send_result(sender: Any, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    try:
+        sender.send(function(*args))
+    except BaseException as error:
+        sender.send(RuntimeError(f"{function.__name__} failed: {error!r}"))
+        raise
 
 
 def main() -> None:
@@ -25,16 +59,19 @@ def main() -> None:
     args = parser.parse_args()
 
     print(f"machine: {bench_timer.machine()}")
-    timer, ratios = bench_timer.timer_table(args.sizes)
-    cold, heavy = bench_timer.cold_start()
-    latencies, page_cost, seeded = bench_api.run(args.registered, args.directory)
+    # Each benchmark in a fresh interpreter, as the app runs in a worker process of its own: what
+    # one leaves in the process (100,000 seeded rows' worth of allocations, frozen heaps, clients)
+    # must not weigh on the next.
+    timer, ratios = isolated(bench_timer.timer_table, args.sizes)
+    cold, heavy = bench_timer.cold_start()  # fresh interpreters of its own
+    latencies, page_cost, seeded = isolated(bench_api.run, args.registered, args.directory)
     api = [bench_api.HEADER, *(result.row() for result in latencies)]
     idle, busy = latencies[2], latencies[3]
     api_ratio = f"GET one application during an inventory walk: p99 {busy.percentile(0.99) / idle.percentile(0.99):.2f}x idle."
     print("\n".join(api))
     print(api_ratio)
     print(page_cost.line())
-    drain = bench_drain.run(args.due, args.latency_ms)
+    drain = isolated(bench_drain.run, args.due, args.latency_ms)
     print("\n".join(drain.rows()))
 
     text = f"""# Benchmarks

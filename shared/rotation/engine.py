@@ -802,7 +802,10 @@ class RotationEngine:
             reapply=False,
             **changes,
         )
-        await self._send_notice(run)
+        try:
+            await self._send_notice(run)
+        except Exception as error:  # noqa: BLE001 - retiring is done: a failed notice must not be taken for a failure to retire
+            logger.warning("notice not sent: %s", type(error).__name__)
 
     def _not_confirmed(self, run: Run, key_id: str) -> list[str]:
         integrations = run.status.integrations
