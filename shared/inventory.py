@@ -383,12 +383,12 @@ class InventoryService:
         )
 
     async def _registered(self, app_ids: Sequence[str]) -> set[str] | None:
-        """Which of ``app_ids`` are registered: key-only point reads (``ApplicationStore.registered``),
-        not a read and a parse of each registration."""
+        """Which of ``app_ids`` are registered (lower case): ``ApplicationStore.registered``, which
+        reads keys only, not a registration's row."""
         store = self._applications
         if store is None:
             return None
-        return await store.registered([app_id.lower() for app_id in app_ids])
+        return await store.registered(app_ids)
 
 
 def expiry_window(raw: str | None) -> int:

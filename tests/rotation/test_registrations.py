@@ -10,8 +10,10 @@ is one point read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -55,20 +57,32 @@ class CountingTable:
         return attribute
 
 
-async def run(connection_string: str, steps: list[tuple[str, int, int]], monkeypatch: Any) -> None:
+POLICY = SchedulePolicy(timedelta(minutes=30), timedelta(minutes=30))
+
+
+@contextlib.asynccontextmanager
+async def fresh_table(connection_string: str) -> AsyncIterator[tuple[Any, CountingTable]]:
+    """A new table on Azurite (removed afterwards), and the same table counting its requests."""
     from azure.data.tables.aio import TableServiceClient
 
-    clock = [1000.0]
-    monkeypatch.setattr("time.monotonic", lambda: clock[0])
     service = TableServiceClient.from_connection_string(connection_string)
     name = "registrations" + uuid.uuid4().hex[:12]
     table = await service.create_table(name)
-    policy = SchedulePolicy(timedelta(minutes=30), timedelta(minutes=30))
-    counted = CountingTable(table)
-    stores = [ApplicationStore(counted, policy), ApplicationStore(table, policy)]  # type: ignore[arg-type]
+    try:
+        yield table, CountingTable(table)
+    finally:
+        await service.delete_table(name)
+        await table.close()
+        await service.close()
+
+
+async def run(connection_string: str, steps: list[tuple[str, int, int]], monkeypatch: Any) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr("time.monotonic", lambda: clock[0])
     now = datetime(2026, 12, 1, tzinfo=UTC)
     registered: set[str] = set()
-    try:
+    async with fresh_table(connection_string) as (table, counted):
+        stores = [ApplicationStore(counted, POLICY), ApplicationStore(table, POLICY)]  # type: ignore[arg-type]
         for action, instance, value in [*steps, ("lookup", 0, 0), ("lookup", 0, 0)]:
             store = stores[instance]
             now += timedelta(seconds=1)
@@ -93,10 +107,6 @@ async def run(connection_string: str, steps: list[tuple[str, int, int]], monkeyp
                     before = counted.requests
                     assert await stores[0].registered(asked) == registered, steps
                 assert counted.requests - before == 1
-    finally:
-        await service.delete_table(name)
-        await table.close()
-        await service.close()
 
 
 @settings(
@@ -117,16 +127,10 @@ def test_an_inventory_page_costs_one_read_while_nothing_changes(azurite: str, mo
     (one nonce read and one page of keys), every later one only the nonce."""
 
     async def scenario() -> None:
-        from azure.data.tables.aio import TableServiceClient
-
-        service = TableServiceClient.from_connection_string(azurite)
-        name = "registrations" + uuid.uuid4().hex[:12]
-        table = await service.create_table(name)
-        counted = CountingTable(table)
-        store = ApplicationStore(counted, SchedulePolicy(timedelta(minutes=30), timedelta(minutes=30)))  # type: ignore[arg-type]
         now = datetime(2026, 12, 1, tzinfo=UTC)
         asked = [str(uuid.uuid4()) for _ in range(100)]
-        try:
+        async with fresh_table(azurite) as (_, counted):
+            store = ApplicationStore(counted, POLICY)  # type: ignore[arg-type]
             for app_id in asked[:60]:
                 await store.create(config_for(app_id), ApplicationStatus(), now)
             before = counted.requests
@@ -136,10 +140,6 @@ def test_an_inventory_page_costs_one_read_while_nothing_changes(azurite: str, mo
                 before = counted.requests
                 assert await store.registered(asked) == set(asked[:60])
                 assert counted.requests - before == 1
-        finally:
-            await service.delete_table(name)
-            await table.close()
-            await service.close()
 
     asyncio.run(scenario())
 
@@ -152,16 +152,10 @@ def test_while_registrations_keep_changing_lookups_go_one_by_one(azurite: str, m
     monkeypatch.setattr("time.monotonic", lambda: clock[0])
 
     async def scenario() -> None:
-        from azure.data.tables.aio import TableServiceClient
-
-        service = TableServiceClient.from_connection_string(azurite)
-        name = "registrations" + uuid.uuid4().hex[:12]
-        table = await service.create_table(name)
-        counted = CountingTable(table)
-        store = ApplicationStore(counted, SchedulePolicy(timedelta(minutes=30), timedelta(minutes=30)))  # type: ignore[arg-type]
         now = datetime(2026, 12, 1, tzinfo=UTC)
         asked = APPS
-        try:
+        async with fresh_table(azurite) as (_, counted):
+            store = ApplicationStore(counted, POLICY)  # type: ignore[arg-type]
             await store.create(config_for(APPS[0]), ApplicationStatus(), now)
             assert await store.registered(asked) == {APPS[0]}  # the set is read
             for app_id in APPS[1:4]:  # a registration between each two lookups
@@ -179,9 +173,5 @@ def test_while_registrations_keep_changing_lookups_go_one_by_one(azurite: str, m
             before = counted.requests
             assert await store.registered(asked) == set(APPS[1:])
             assert counted.requests - before == 2  # it held still: the set is read again
-        finally:
-            await service.delete_table(name)
-            await table.close()
-            await service.close()
 
     asyncio.run(scenario())
