@@ -1,0 +1,85 @@
+"""A list entry read from the ``Listing`` column equals what the application's own answer shows
+(issue 11), for generated configurations, statuses and moments."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shared.domain.models import ApplicationConfig, ApplicationStatus, RotationClaim, RotationResult
+from shared.storage.applications import StoredApplication, listed, listing_fields
+from shared.triggers import http_api
+
+BASE = datetime(2026, 12, 1, tzinfo=UTC)
+moments = st.integers(-60 * 24 * 60, 60 * 24 * 60).map(
+    lambda minutes: BASE + timedelta(minutes=minutes, microseconds=minutes % 997)
+)
+
+
+@st.composite
+def applications(draw: Any) -> tuple[ApplicationConfig, ApplicationStatus]:
+    config = ApplicationConfig.model_validate(
+        {
+            "appId": str(uuid.UUID(int=draw(st.integers(1, 2**64)))),
+            "objectId": str(uuid.uuid4()),
+            "displayName": draw(st.sampled_from(["Payroll", "ops ä", "x" * 80])),
+            "state": draw(st.sampled_from(["Active", "Disabled"])),
+            "rotation": {"enabled": draw(st.booleans()), "updateThresholdHours": draw(st.integers(1, 23))},
+            "integrations": [
+                {"kind": "keyVault", "vaultUrl": f"https://kv{i}.vault.azure.net"}
+                for i in range(draw(st.integers(0, 3)))
+            ],
+        },
+        strict=False,
+    )
+    claim = None
+    if draw(st.booleans()):
+        claimed = draw(moments)
+        claim = RotationClaim(
+            rotation_id="r", owner="o", claimed_at=claimed, expires_at=claimed + timedelta(minutes=30)
+        )
+    status = ApplicationStatus(
+        current_key_id=draw(st.none() | st.just("k")),
+        expires_at=draw(st.none() | moments),
+        last_updated_at=draw(st.none() | moments),
+        last_result=draw(st.sampled_from(list(RotationResult))),
+        in_progress=claim,
+    )
+    return config, status
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # patched per example
+@given(applications(), moments)
+def test_a_list_entry_shows_what_the_application_shows(
+    monkeypatch: pytest.MonkeyPatch, application: tuple[ApplicationConfig, ApplicationStatus], now: datetime
+) -> None:
+    config, status = application
+    with monkeypatch.context() as patch:
+        patch.setattr(http_api, "get_services", lambda: SimpleNamespace(clock=lambda: now))
+        stored = StoredApplication(config, status, 'W/"e"', BASE, BASE)
+        body = http_api.application_body(stored)
+        # Through the column's JSON, as a listing reads it.
+        entry = http_api.application_summary(
+            listed(json.loads(json.dumps(listing_fields(config, status))), 'W/"e"')
+        )
+    assert entry == {
+        "appId": body["appId"],
+        "objectId": body["objectId"],
+        "displayName": body["displayName"],
+        "state": body["state"],
+        "rotationEnabled": body["rotation"]["enabled"],
+        "lastUpdatedAt": body["status"]["lastUpdatedAt"],
+        "expiresAt": body["status"]["expiresAt"],
+        "nextUpdateAt": body["status"].get("nextUpdateAt"),
+        "lastResult": body["status"]["lastResult"],
+        "rotationInProgress": body["status"]["inProgress"] is not None,
+        "integrationCount": len(body["integrations"]),
+        "etag": body["etag"],
+    }
