@@ -403,15 +403,12 @@ class ApplicationStore:
 
         app_id = str(config.app_id)
         entity, index_key = self._entities(config, status, created_at=current.created_at, updated_at=now)
-        if (
-            status.in_progress is not None
-            and current.index_key
-            and index_key
-            and current.index_key < index_key
-        ):
-            # Under a claim the index row stays where it is when that is earlier than needed: a
-            # scan then looks early and finds nothing to do, and the claim ends within minutes
-            # with a write that moves it. The claim costs one entity request, not a batch.
+        if _job_outstanding(status) and current.index_key and index_key and current.index_key < index_key:
+            # While a job is queued or running, the index row stays where it is when that is
+            # earlier than needed: a scan then looks early and finds nothing to do (or requeues on
+            # time: it decides from this row, not the index), and the job's last write moves it.
+            # Marking a job queued, claiming it and each step then cost one entity request, not a
+            # batch that deletes and inserts an index row.
             index_key = entity["IndexKey"] = current.index_key
         operations: list[Any] = [
             (
@@ -624,6 +621,12 @@ class _Registrations:
     nonce: str | None
     app_ids: frozenset[str]
     read_at: float  # time.monotonic()
+
+
+def _job_outstanding(status: ApplicationStatus) -> bool:
+    """A rotation job is queued (``pending``, ``enqueuedAt``) or running (``inProgress``): the
+    write that ends it will set the application's next attention time."""
+    return status.in_progress is not None or status.pending is not None or status.enqueued_at is not None
 
 
 def _registrations_changed() -> tuple[str, dict[str, Any]]:
