@@ -533,8 +533,10 @@ class EntraSimulator(SimulatorServer):
 
         from cryptography.hazmat.primitives import serialization
 
-        public = self._key().public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        public = (
+            self._key()
+            .public_key()
+            .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         )
         return hashlib.sha256(public).hexdigest()[:32]
 
@@ -1309,7 +1311,9 @@ class EntraSimulator(SimulatorServer):
                 lifetime_seconds=lifetime,
             )
         else:
-            token = self.issuer.issue(app.app_id, audience, client_id=app.app_id, tenant_id=self.tenant_id).token
+            token = self.issuer.issue(
+                app.app_id, audience, client_id=app.app_id, tenant_id=self.tenant_id
+            ).token
         return json_response(
             200,
             {
