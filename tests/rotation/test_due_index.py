@@ -1,0 +1,207 @@
+"""The due index against the real store on Azurite (issue 11: the scan reads only due rows).
+
+Each application has at most one ``due|`` row, which the app row names (``IndexKey``). While a
+job is queued or running (``pending``, ``enqueuedAt``, ``inProgress``) a write leaves that row
+where it is when it is earlier than needed: one entity write instead of a batch that deletes and
+inserts it (an expiry change still writes its rows in one transaction). Generated sequences of status writes (idle with an expiry, a job queued, a claim, a
+renewed claim, a retry enqueued, rotation switched off) check after every write that the row is
+never later than the application's attention time (a scan can never miss it), is exactly that time
+once no job is outstanding, and that a write the rule covers submits no transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shared.domain.models import (
+    ApplicationConfig,
+    ApplicationStatus,
+    JobReason,
+    PendingRotation,
+    RotationClaim,
+    RotationResult,
+)
+from shared.domain.schedule import attention_at
+from shared.storage.applications import (
+    INDEX_PREFIX,
+    PARTITION,
+    ApplicationStore,
+    app_row_key,
+    expiry_state,
+    index_row_key,
+)
+from tests.rotation.test_registrations import POLICY, fresh_table
+
+APPS = [str(uuid.UUID(int=index + 1)) for index in range(3)]
+EXAMPLES = int(os.environ.get("ROTATOR_DUE_INDEX_EXAMPLES", "25"))
+KINDS = ("idle", "pending", "enqueued", "claim", "renew", "finish", "disable")
+
+step = st.tuples(st.integers(0, len(APPS) - 1), st.sampled_from(KINDS), st.integers(0, 90))
+
+
+class TransactionCounter:
+    """The real TableClient, counting submitted transactions."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+        self.transactions = 0
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "submit_transaction":
+            self.transactions += 1
+        return getattr(self._table, name)
+
+
+def config_for(app_id: str, *, enabled: bool = True) -> ApplicationConfig:
+    return ApplicationConfig.model_validate(
+        {
+            "appId": app_id,
+            "objectId": app_id,
+            "displayName": "app",
+            "rotation": {"enabled": enabled, "secretLifetimeDays": 30, "updateThresholdHours": 12},
+        },
+        strict=False,
+    )
+
+
+def outstanding(status: ApplicationStatus) -> bool:
+    return status.in_progress is not None or status.pending is not None or status.enqueued_at is not None
+
+
+def next_status(kind: str, status: ApplicationStatus, now: datetime) -> ApplicationStatus:
+    """The status a write of ``kind`` leaves (its expiry unchanged while a job is outstanding)."""
+    if kind == "idle":
+        return ApplicationStatus(
+            current_key_id="k",
+            expires_at=now + timedelta(days=10),
+            last_updated_at=now,
+            last_result=RotationResult.SUCCEEDED,
+        )
+    if kind == "pending":
+        pending = PendingRotation(rotation_id=str(uuid.uuid4()), requested_at=now, reason=JobReason.MANUAL)
+        return status.model_copy(update={"pending": pending, "enqueued_at": now})
+    if kind == "enqueued":
+        return status.model_copy(update={"enqueued_at": now, "retry_at": now})
+    if kind == "claim" or (kind == "renew" and status.in_progress is None):
+        claim = RotationClaim(
+            rotation_id=str(uuid.uuid4()), owner="w", claimed_at=now, expires_at=now + timedelta(minutes=5)
+        )
+        return status.model_copy(update={"in_progress": claim, "pending": None, "enqueued_at": None})
+    if kind == "renew":
+        assert status.in_progress is not None
+        claim = status.in_progress.model_copy(update={"expires_at": now + timedelta(minutes=5)})
+        return status.model_copy(update={"in_progress": claim})
+    if kind == "finish":
+        return status.model_copy(
+            update={"in_progress": None, "pending": None, "enqueued_at": None, "retry_at": None}
+        )
+    return status  # "disable": the configuration changes
+
+
+async def run(connection_string: str, steps: list[tuple[int, str, int]]) -> None:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    async with fresh_table(connection_string) as (table, _):
+        counted = TransactionCounter(table)
+        store = ApplicationStore(counted, POLICY)  # type: ignore[arg-type]
+        for app_id in APPS:
+            await store.create(config_for(app_id), next_status("idle", ApplicationStatus(), now), now)
+        for number, kind, minutes in steps:
+            now += timedelta(minutes=minutes)
+            app_id = APPS[number]
+            current = await store.get(app_id)
+            config = config_for(app_id, enabled=kind != "disable")
+            status = next_status(kind, current.status, now)
+            before = counted.transactions
+            await store.save(current, config, status, now)
+            wanted = attention_at(config, status, POLICY)
+            kept = (
+                outstanding(status)
+                and current.index_key is not None
+                and wanted is not None
+                and current.index_key < index_row_key(wanted, app_id)
+            )
+            same_expiry = (status.expires_at, expiry_state(config, status)) == (
+                current.status.expires_at,
+                current.expiry_state,
+            )
+            if kept and same_expiry:
+                assert counted.transactions == before, (steps, kind)  # one entity write
+            await check(table, store, steps)
+
+
+async def check(
+    table: Any, store: ApplicationStore, steps: list[tuple[int, str, int]], app_ids: list[str] = APPS
+) -> None:
+    rows = [
+        str(entity["RowKey"])
+        async for entity in table.query_entities(
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+            parameters={"pk": PARTITION, "lo": INDEX_PREFIX, "hi": INDEX_PREFIX[:-1] + "}"},
+            select=["RowKey"],
+        )
+    ]
+    for app_id in app_ids:
+        mine = [row for row in rows if row.endswith(f"|{app_id}")]
+        stored = await store.get(app_id)
+        entity = await table.get_entity(PARTITION, app_row_key(app_id), select=["IndexKey"])
+        wanted = attention_at(stored.config, stored.status, POLICY)
+        if wanted is None:
+            assert mine == [] and not entity["IndexKey"], steps
+            continue
+        assert mine == [entity["IndexKey"]], steps  # exactly the row the app row names
+        assert mine[0] <= index_row_key(wanted, app_id), steps  # never later than needed
+        if not outstanding(stored.status):
+            assert mine[0] == index_row_key(wanted, app_id), steps  # exact once no job is outstanding
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    derandomize=os.environ.get("ROTATOR_MODEL_RANDOM") != "1",
+)
+@given(steps=st.lists(step, min_size=1, max_size=12))
+def test_the_due_row_is_never_later_than_needed(azurite: str, steps: list[tuple[int, str, int]]) -> None:
+    asyncio.run(run(azurite, steps))
+
+
+def test_a_queued_job_and_its_claim_leave_the_due_row_in_place(azurite: str) -> None:
+    """Named example: the scan marks a due rotation queued, a worker claims it and renews the claim:
+    three entity writes, no transaction, and the row stays at the time the scan found it; the end
+    of the job moves it to the next scheduled time in one transaction."""
+
+    async def scenario() -> None:
+        now = datetime(2026, 12, 1, tzinfo=UTC)
+        app_id = APPS[0]
+        async with fresh_table(azurite) as (table, _):
+            counted = TransactionCounter(table)
+            store = ApplicationStore(counted, POLICY)  # type: ignore[arg-type]
+            config = config_for(app_id)
+            idle = next_status("idle", ApplicationStatus(), now)
+            created = await store.create(config, idle, now)
+            found_at = created.index_key
+            due_at = attention_at(config, idle, POLICY)
+            assert due_at is not None and now < due_at
+            now = due_at  # the scan finds it due
+            before = counted.transactions
+            stored = created
+            for kind in ("pending", "claim", "renew"):
+                stored = await store.save(stored, config, next_status(kind, stored.status, now), now)
+                assert stored.index_key == found_at
+                now += timedelta(minutes=1)
+            assert counted.transactions == before
+            finished = next_status("finish", next_status("idle", stored.status, now), now)
+            stored = await store.save(stored, config, finished, now)
+            assert counted.transactions == before + 1
+            wanted = attention_at(config, finished, POLICY)
+            assert wanted is not None and stored.index_key == index_row_key(wanted, app_id)
+            await check(table, store, [], [app_id])
+
+    asyncio.run(scenario())
