@@ -4,6 +4,7 @@ Each handler parses the request, calls the registry service, and shapes the JSON
 sit under the host's ``/api`` prefix and need a function key, except health and the OpenAPI document.
 """
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
@@ -54,14 +55,15 @@ def application_body(stored: Any) -> dict[str, Any]:
     return body
 
 
-def application_summary(listed: "ListedApplication") -> dict[str, Any]:
-    """A listing's entry: the fields of ``application_body`` a list shows, from the row's
-    ``Listing`` column (``shared.storage.applications.listing_fields``), not from the whole
+def application_summary(listed: "ListedApplication", now: datetime) -> dict[str, Any]:
+    """A listing's entry at ``now``: the fields of ``application_body`` a list shows, from the
+    row's ``Listing`` column (``shared.storage.applications.listing_fields``), not from the whole
     configuration and status of each (a page has a hundred)."""
-    now = get_services().clock()
+    from shared.domain.fields import rfc3339
+
     # As application_body: "now" when due, null when nothing is scheduled.
-    next_update = None if listed.scheduled_at is None else max(listed.scheduled_at, now)
-    return {**listed.shown, "nextUpdateAt": iso(next_update), "etag": listed.etag}
+    next_update = None if listed.scheduled_at is None else rfc3339(max(listed.scheduled_at, now))
+    return {**listed.shown, "nextUpdateAt": next_update, "etag": listed.etag}
 
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -82,9 +84,10 @@ async def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
 async def list_applications(req: func.HttpRequest) -> func.HttpResponse:
     page_size, token = page_params(req)
     page = await get_services().registry.list(page_size, token)
+    now = get_services().clock()
     return json_response(
         {
-            "items": [application_summary(item) for item in page.items],
+            "items": [application_summary(item, now) for item in page.items],
             "continuationToken": page.continuation_token,
         }
     )

@@ -418,7 +418,7 @@ def test_a_summary_writes_times_and_a_claim_as_the_full_body_does(app_host: obje
             stored = StoredApplication(config, status, 'W/"etag"', now, now)
             # Through the stored column's JSON, as a listing reads it.
             fields = json.loads(json.dumps(listing_fields(config, status)))
-            summary = application_summary(listed(fields, 'W/"etag"'))
+            summary = application_summary(listed(fields, 'W/"etag"'), now)
             assert summary == summary_of(application_body(stored))
     finally:
         services.clock = real_clock
@@ -438,21 +438,22 @@ def test_an_answer_settles_the_heap_of_the_process(api: httpx.Client) -> None:
 
 def test_a_row_written_before_the_listing_column_is_listed_the_same(api: httpx.Client, azurite: str) -> None:
     """Rows an earlier version wrote have no ``Listing`` column: the listing reads them whole, and
-    their entry is the same as for any other row."""
+    their entry is the same as for any other row, in its place among the others (key order)."""
     from azure.data.tables import TableClient, UpdateMode
 
     from shared.storage.applications import PARTITION, TABLE_NAME, app_row_key
 
-    old = register(api).json()["appId"]
-    new = register(api).json()["appId"]
+    app_ids = sorted(register(api).json()["appId"] for _ in range(4))
     with TableClient.from_connection_string(azurite, TABLE_NAME) as table:
-        entity = table.get_entity(PARTITION, app_row_key(old))
-        del entity["Listing"]
-        table.update_entity(entity, mode=UpdateMode.REPLACE)
-        assert "Listing" not in table.get_entity(PARTITION, app_row_key(old))
-    items = {item["appId"]: item for item in api.get("/applications").json()["items"]}
-    assert set(items) == {old, new}
-    for app_id, item in items.items():
+        for old in app_ids[0::2]:
+            entity = table.get_entity(PARTITION, app_row_key(old))
+            del entity["Listing"]
+            table.update_entity(entity, mode=UpdateMode.REPLACE)
+            assert "Listing" not in table.get_entity(PARTITION, app_row_key(old))
+    listed = api.get("/applications").json()["items"]
+    assert [item["appId"] for item in listed] == app_ids
+    for item in listed:
+        app_id = item["appId"]
         expected = summary_of(api.get(f"/applications/{app_id}").json())
         assert (item.pop("nextUpdateAt") is None) == (expected.pop("nextUpdateAt") is None)
         assert item == expected

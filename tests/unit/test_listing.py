@@ -67,7 +67,7 @@ def test_a_list_entry_shows_what_the_application_shows(
         body = http_api.application_body(stored)
         # Through the column's JSON, as a listing reads it.
         entry = http_api.application_summary(
-            listed(json.loads(json.dumps(listing_fields(config, status))), 'W/"e"')
+            listed(json.loads(json.dumps(listing_fields(config, status))), 'W/"e"'), now
         )
     assert entry == {
         "appId": body["appId"],
