@@ -17,6 +17,26 @@ from shared.errors import FieldProblem, ValidationError
 from shared.integrations.base import PluginRegistry
 
 MAX_CREDENTIAL_LENGTH = 4096
+CREDENTIAL_SYNTAX = f"1 to {MAX_CREDENTIAL_LENGTH} visible ASCII characters (no spaces)"
+
+
+def credential_schema(*, https: bool = False) -> dict[str, Any]:
+    """The JSON Schema of a write-only credential (the OpenAPI document's): what ``_take`` takes."""
+    return {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_CREDENTIAL_LENGTH,
+        # VCHAR: 0x21-0x7E (``header_safe``).
+        "pattern": "^https://[!-~]+$" if https else "^[!-~]+$",
+    }
+
+
+def header_safe(value: str) -> bool:
+    """Whether ``value`` can be sent as a token in an HTTP header field or as a URL as it is:
+    visible ASCII only (RFC 9110 section 5.5 ``VCHAR``). The credentials integrations take (a
+    Vercel token, a DevOps PAT, a webhook URL) are such; anything else fails at the HTTP client,
+    not at the service."""
+    return value.isascii() and value.isprintable() and " " not in value
 
 
 @dataclass(frozen=True)
@@ -30,10 +50,10 @@ def _take(container: dict[str, Any], key: str, field: str, *, https: bool = Fals
     if key not in container:
         return None
     value = container.pop(key)
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_CREDENTIAL_LENGTH:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_CREDENTIAL_LENGTH or not header_safe(value):
         raise ValidationError(
             "Invalid credential",
-            [FieldProblem(field, "must be a non-empty string", f"1 to {MAX_CREDENTIAL_LENGTH} characters")],
+            [FieldProblem(field, "must be a token or URL an HTTP request can carry", CREDENTIAL_SYNTAX)],
         )
     if https and not value.startswith("https://"):
         raise ValidationError(

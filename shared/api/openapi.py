@@ -427,6 +427,7 @@ def _paths() -> dict[str, Any]:
 def _schemas() -> dict[str, Any]:
     from pydantic.json_schema import models_json_schema
 
+    from shared.credentials import credential_schema
     from shared.domain.models import (
         ApplicationConfig,
         ApplicationStatus,
@@ -591,10 +592,8 @@ def _schemas() -> dict[str, Any]:
                         "properties": {
                             **vercel_settings["properties"],
                             "token": {
-                                "type": "string",
+                                **credential_schema(),
                                 "writeOnly": True,
-                                "minLength": 1,
-                                "maxLength": 4096,
                                 "description": "The Vercel token; stored in the rotator's vault, never returned.",
                             },
                         },
@@ -638,17 +637,14 @@ def _schemas() -> dict[str, Any]:
 def _write_only_credentials(schemas: dict[str, Any]) -> None:
     """The credentials each plugin declares (``write_only``): write-only in the document, and the
     references the API sets in their place read-only (a GET body may send them back)."""
-    from shared.credentials import MAX_CREDENTIAL_LENGTH
+    from shared.credentials import credential_schema
     from shared.integrations.registry import default_registry
 
     for plugin in default_registry().plugins():
         properties = schemas[plugin.settings_model.__name__]["properties"]
         for declared in plugin.write_only:
-            field: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_CREDENTIAL_LENGTH}
-            if declared.https:
-                field["pattern"] = "^https://"
             properties[declared.input_field] = {
-                **field,
+                **credential_schema(https=declared.https),
                 "writeOnly": True,
                 "description": declared.description,
             }

@@ -632,7 +632,14 @@ async def vercel_token(services: Services, group_id: str) -> tuple[str, str | No
         raise ConflictError(
             f"The Vercel token of group '{group_id}' is missing from the rotator's vault; set it again"
         )
-    return stored.value.reveal(), vercel.team_id
+    from shared.credentials import header_safe
+
+    secret = stored.value.reveal()
+    if not header_safe(secret):  # stored before the API checked it
+        raise ConflictError(
+            f"The Vercel token of group '{group_id}' cannot be sent in an HTTP header; set it again"
+        )
+    return secret, vercel.team_id
 
 
 async def vercel_projects(services: Services, group_id: str, page_size: int, token: str | None) -> PickerPage:

@@ -530,6 +530,15 @@ async def _client(context: DeployContext, *, step: str) -> _Client:
             step=step,
             code="VercelTokenMissing",
         )
+    from shared.credentials import header_safe
+
+    if not header_safe(stored.value.reveal()):  # stored before the API checked it
+        raise RotationError(
+            f"The Vercel token of group '{app.group_id}' cannot be sent in an HTTP header; "
+            "set the group's token again",
+            step=step,
+            code="VercelTokenMissing",
+        )
     return _Client(
         services.http,
         services.settings.vercel_url,

@@ -180,3 +180,57 @@ def test_answers_with_stored_credential_references_satisfy_the_documented_schema
     sent_back = api.get(f"/applications/{app_id}").json()
     assert [str(e) for e in request_validator.iter_errors(sent_back)] == []
     assert api.put(f"/applications/{app_id}", json=sent_back).status_code == 200
+
+
+def put_json(api: httpx.Client, path: str, body: Any) -> httpx.Response:
+    """PUT ``body`` as ASCII JSON (escapes, so a lone surrogate can be sent at all)."""
+    import json
+
+    return api.put(path, content=json.dumps(body), headers={"Content-Type": "application/json"})
+
+
+def test_a_credential_an_http_request_cannot_carry_is_refused_and_named(
+    api: httpx.Client, sim_stack: Any
+) -> None:
+    """Schemathesis (seed 31337) stored a Vercel token with non-ASCII characters; the Vercel
+    picker then failed with a 500 building the Authorization header. Every write-only credential
+    is a token for a header or a URL: visible ASCII, checked at the PUT (400 naming the field),
+    nothing stored."""
+    from shared.credentials import CREDENTIAL_SYNTAX
+
+    vault = sim_stack.keyvaults["rotator"]
+    for bad in ("tok\u00e9n", "two words", "line\nbreak", "\x00", "\ud800"):
+        group_id = f"web-{uuid.uuid4().hex[:8]}"
+        refused = put_json(api, f"/groups/{group_id}", {"displayName": "Web", "vercel": {"token": bad}})
+        assert refused.status_code == 400, (bad, refused.text)
+        assert refused.json()["errors"][0]["field"] == "vercel.token"
+        assert refused.json()["errors"][0]["allowed"] == CREDENTIAL_SYNTAX
+        assert api.get(f"/groups/{group_id}").status_code == 404
+        assert f"cred-group-{group_id}-vercel-token" not in vault.secret_names()
+        app_id = str(uuid.uuid4())
+        for integration, field in (
+            (devops_integration(personalAccessToken=bad), "personalAccessToken"),
+            (
+                {"kind": "automation", "name": "hook", "webhookUrl": f"https://hooks.example/{bad}"},
+                "webhookUrl",
+            ),
+        ):
+            refused = put_json(api, f"/applications/{app_id}", registration(integrations=[integration]))
+            assert refused.status_code == 400, (bad, field, refused.text)
+            assert refused.json()["errors"][0]["field"] == f"integrations.0.{field}"
+            assert api.get(f"/applications/{app_id}").status_code == 404
+
+
+def test_a_stored_token_a_header_cannot_carry_is_a_409_not_a_500(api: httpx.Client, sim_stack: Any) -> None:
+    """A token an earlier version stored unchecked: the picker answers 409 saying to set it again."""
+    group_id = f"web-{uuid.uuid4().hex[:8]}"
+    assert (
+        api.put(
+            f"/groups/{group_id}", json={"displayName": "Web", "vercel": {"token": VERCEL_TOKEN}}
+        ).status_code
+        == 201
+    )
+    sim_stack.keyvaults["rotator"].set_secret(f"cred-group-{group_id}-vercel-token", "tok\u00e9n")
+    answer = api.get("/destinations/vercelProjects", params={"groupId": group_id})
+    assert answer.status_code == 409, answer.text
+    assert "set it again" in answer.json()["detail"] and "tok\u00e9n" not in answer.text
