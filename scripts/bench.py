@@ -115,8 +115,8 @@ Method: {bench_drain.__doc__.split("Method:", 1)[1].strip() if bench_drain.__doc
 Method: the real `function_app` in the local host on Azurite (in memory) and the simulators,
 {args.registered:,} registrations (seeded in {seeded:.0f} s as the app writes them) and
 {args.directory:,} applications in the simulated directory. One client walks
-`GET /applications?pageSize=100` page by page, then 8 clients at once, each in a process of its
-own; `GET /applications/{{appId}}` is timed {bench_api.GET_SAMPLES:,} times idle and
+`GET /applications?pageSize=100` page by page, then 8 clients at once (every client in a process
+of its own); `GET /applications/{{appId}}` is timed {bench_api.GET_SAMPLES:,} times idle and
 {bench_api.GET_SAMPLES:,} times while another process walks `/inventory` pages of 100 (as portal
 users are other processes: client threads in the host's process would take its interpreter lock).
 
