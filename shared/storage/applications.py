@@ -277,14 +277,11 @@ class ApplicationStore:
             return listed(listing_fields(stored.config, stored.status), stored.etag)
 
         # Tasks only for rows without the column: a hundred tasks a page cost more CPU than the page.
-        legacy = [entity for entity in entities if not entity.get("Listing")]
-        read_whole = dict(
-            zip((id(e) for e in legacy), await asyncio.gather(*map(whole, legacy)), strict=True)
-        )
+        wholes = iter(await asyncio.gather(*(whole(e) for e in entities if not e.get("Listing"))))
         items = [
-            read_whole[id(entity)]
-            if id(entity) in read_whole
-            else listed(json.loads(entity["Listing"]), entity.metadata["etag"])
+            listed(json.loads(entity["Listing"]), entity.metadata["etag"])
+            if entity.get("Listing")
+            else next(wholes)
             for entity in entities
         ]
         return Page([item for item in items if item is not None], token)
