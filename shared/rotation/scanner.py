@@ -104,14 +104,18 @@ class Scanner:
                 break
         report.duration_ms = int((time.monotonic() - started) * 1000)
         logger.info(
-            "scan.completed: %d due rows read, %s enqueued, %d alerts",
+            "scan.completed: %d due rows read, %s enqueued, %d alerts, %d left as they were",
             report.rows_read,
             report.enqueued,
             report.alerts,
+            report.skipped,
             extra={
                 "event": "scan.completed",
                 "rowsRead": report.rows_read,
                 "enqueued": sum(report.enqueued.values()),
+                # Rows read and left as they were: mostly jobs still waiting in the queue, whose
+                # index row stays early until the job's last write moves it.
+                "skipped": report.skipped,
                 "durationMs": report.duration_ms,
                 "truncated": report.truncated,
             },

@@ -4,6 +4,7 @@ azure-keyvault-secrets clients against the simulators, and Azurite for state."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import timedelta
 from typing import Any
@@ -381,7 +382,7 @@ async def test_the_superseded_credential_is_removed_once_it_expires(rotator: Rot
 
 
 async def test_a_scan_drains_every_due_application_page_by_page(
-    rotator: Rotator, monkeypatch: pytest.MonkeyPatch
+    rotator: Rotator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Issue 11: no fixed cap per scan. With pages of 4, 11 due applications are all enqueued in one
     scan, each read once. While their jobs wait in the queue, a second scan reads each again (the
@@ -398,8 +399,11 @@ async def test_a_scan_drains_every_due_application_page_by_page(
     jobs = await rotator.queued_jobs()
     assert sorted(job.app_id for job in jobs) == sorted(a.app_id for a in apps)
     marked = {a.app_id: (await rotator.services.applications.get(a.app_id)).etag for a in apps}
-    again = await rotator.services.scanner.scan()
+    with caplog.at_level(logging.INFO, logger="rotator.scanner"):
+        again = await rotator.services.scanner.scan()
     assert again.rows_read == 11 and again.enqueued == {} and again.skipped == 11
+    [completed] = [r for r in caplog.records if getattr(r, "event", None) == "scan.completed"]
+    assert (completed.rowsRead, completed.enqueued, completed.skipped) == (11, 0, 11)  # type: ignore[attr-defined]
     assert marked == {a.app_id: (await rotator.services.applications.get(a.app_id)).etag for a in apps}
     for job in jobs:
         assert await rotator.services.engine.handle(job) == "rotated"
