@@ -17,7 +17,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.domain.models import (
@@ -37,26 +37,13 @@ from shared.storage.applications import (
     expiry_state,
     index_row_key,
 )
-from tests.rotation.test_registrations import POLICY, fresh_table
+from tests.rotation.azurite_store import POLICY, CountingTable, fresh_table, generated
 
 APPS = [str(uuid.UUID(int=index + 1)) for index in range(3)]
 EXAMPLES = int(os.environ.get("ROTATOR_DUE_INDEX_EXAMPLES", "25"))
 KINDS = ("idle", "pending", "enqueued", "claim", "renew", "finish", "disable")
 
 step = st.tuples(st.integers(0, len(APPS) - 1), st.sampled_from(KINDS), st.integers(0, 90))
-
-
-class TransactionCounter:
-    """The real TableClient, counting submitted transactions."""
-
-    def __init__(self, table: Any) -> None:
-        self._table = table
-        self.transactions = 0
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "submit_transaction":
-            self.transactions += 1
-        return getattr(self._table, name)
 
 
 def config_for(app_id: str, *, enabled: bool = True) -> ApplicationConfig:
@@ -107,8 +94,8 @@ def next_status(kind: str, status: ApplicationStatus, now: datetime) -> Applicat
 
 async def run(connection_string: str, steps: list[tuple[int, str, int]]) -> None:
     now = datetime(2026, 12, 1, tzinfo=UTC)
-    async with fresh_table(connection_string) as (table, _):
-        counted = TransactionCounter(table)
+    async with fresh_table(connection_string) as table:
+        counted = CountingTable(table, ("submit_transaction",))
         store = ApplicationStore(counted, POLICY)  # type: ignore[arg-type]
         for app_id in APPS:
             await store.create(config_for(app_id), next_status("idle", ApplicationStatus(), now), now)
@@ -118,7 +105,7 @@ async def run(connection_string: str, steps: list[tuple[int, str, int]]) -> None
             current = await store.get(app_id)
             config = config_for(app_id, enabled=kind != "disable")
             status = next_status(kind, current.status, now)
-            before = counted.transactions
+            before = counted.calls
             await store.save(current, config, status, now)
             wanted = attention_at(config, status, POLICY)
             kept = (
@@ -132,7 +119,7 @@ async def run(connection_string: str, steps: list[tuple[int, str, int]]) -> None
                 current.expiry_state,
             )
             if kept and same_expiry:
-                assert counted.transactions == before, (steps, kind)  # one entity write
+                assert counted.calls == before, (steps, kind)  # one entity write
             await check(table, store, steps)
 
 
@@ -161,12 +148,7 @@ async def check(
             assert mine[0] == index_row_key(wanted, app_id), steps  # exact once no job is outstanding
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    derandomize=os.environ.get("ROTATOR_MODEL_RANDOM") != "1",
-)
+@generated(EXAMPLES)
 @given(steps=st.lists(step, min_size=1, max_size=12))
 def test_the_due_row_is_never_later_than_needed(azurite: str, steps: list[tuple[int, str, int]]) -> None:
     asyncio.run(run(azurite, steps))
@@ -180,8 +162,8 @@ def test_a_queued_job_and_its_claim_leave_the_due_row_in_place(azurite: str) -> 
     async def scenario() -> None:
         now = datetime(2026, 12, 1, tzinfo=UTC)
         app_id = APPS[0]
-        async with fresh_table(azurite) as (table, _):
-            counted = TransactionCounter(table)
+        async with fresh_table(azurite) as table:
+            counted = CountingTable(table, ("submit_transaction",))
             store = ApplicationStore(counted, POLICY)  # type: ignore[arg-type]
             config = config_for(app_id)
             idle = next_status("idle", ApplicationStatus(), now)
@@ -190,16 +172,16 @@ def test_a_queued_job_and_its_claim_leave_the_due_row_in_place(azurite: str) -> 
             due_at = attention_at(config, idle, POLICY)
             assert due_at is not None and now < due_at
             now = due_at  # the scan finds it due
-            before = counted.transactions
+            before = counted.calls
             stored = created
             for kind in ("pending", "claim", "renew"):
                 stored = await store.save(stored, config, next_status(kind, stored.status, now), now)
                 assert stored.index_key == found_at
                 now += timedelta(minutes=1)
-            assert counted.transactions == before
+            assert counted.calls == before
             finished = next_status("finish", next_status("idle", stored.status, now), now)
             stored = await store.save(stored, config, finished, now)
-            assert counted.transactions == before + 1
+            assert counted.calls == before + 1
             wanted = attention_at(config, finished, POLICY)
             assert wanted is not None and stored.index_key == index_row_key(wanted, app_id)
             await check(table, store, [], [app_id])

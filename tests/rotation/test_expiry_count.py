@@ -14,13 +14,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from shared import expiry
 from shared.domain.models import ApplicationConfig, ApplicationStatus
-from shared.domain.schedule import SchedulePolicy
 from shared.storage.applications import ApplicationStore
+from tests.rotation.azurite_store import POLICY, fresh_table, generated
 
 WINDOW_DAYS = 7
 APPS = [str(uuid.UUID(int=index + 1)) for index in range(4)]
@@ -64,16 +64,11 @@ async def full_count(store: ApplicationStore, as_of: datetime) -> int:
 
 
 async def run(connection_string: str, steps: list[tuple[str, int, int | None]]) -> None:
-    from azure.data.tables.aio import TableServiceClient
-
-    service = TableServiceClient.from_connection_string(connection_string)
-    name = "expiry" + uuid.uuid4().hex[:12]
-    table = await service.create_table(name)
-    store = ApplicationStore(table, SchedulePolicy(timedelta(minutes=30), timedelta(minutes=30)))
     now = datetime(2026, 12, 1, tzinfo=UTC)
     last: dict[str, Any] = {}
     measured = 0
-    try:
+    async with fresh_table(connection_string) as table:
+        store = ApplicationStore(table, POLICY)
         for action, index, offset in [*steps, ("measure", 0, None)]:
             app_id = APPS[index % len(APPS)]
             found = await store.find(app_id)
@@ -112,10 +107,6 @@ async def run(connection_string: str, steps: list[tuple[str, int, int | None]]) 
                 if measurement.consumed:
                     await store.delete_rows(measurement.consumed)
                 measured += 1
-    finally:
-        await service.delete_table(name)
-        await table.close()
-        await service.close()
 
 
 def _changed(measurement: expiry.Measurement) -> set[str]:
@@ -123,12 +114,7 @@ def _changed(measurement: expiry.Measurement) -> set[str]:
     return {key.split("|")[2] for key in measurement.consumed}
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    derandomize=os.environ.get("ROTATOR_MODEL_RANDOM") != "1",
-)
+@generated(EXAMPLES)
 @given(steps=st.lists(step, min_size=1, max_size=14))
 def test_the_incremental_count_equals_a_full_count(
     azurite: str, steps: list[tuple[str, int, int | None]]

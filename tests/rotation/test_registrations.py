@@ -10,20 +10,18 @@ is one point read.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.domain.models import ApplicationConfig, ApplicationStatus
-from shared.domain.schedule import SchedulePolicy
 from shared.storage import applications as applications_module
 from shared.storage.applications import ApplicationStore
+from tests.rotation.azurite_store import POLICY, CountingTable, fresh_table, generated
 
 APPS = [str(uuid.UUID(int=index + 1)) for index in range(5)]
 EXAMPLES = int(os.environ.get("ROTATOR_REGISTRATION_EXAMPLES", "25"))
@@ -43,37 +41,8 @@ def config_for(app_id: str) -> ApplicationConfig:
     )
 
 
-class CountingTable:
-    """The real TableClient, counting the requests a lookup makes."""
-
-    def __init__(self, table: Any) -> None:
-        self._table = table
-        self.requests = 0
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._table, name)
-        if name in ("get_entity", "query_entities"):
-            self.requests += 1
-        return attribute
-
-
-POLICY = SchedulePolicy(timedelta(minutes=30), timedelta(minutes=30))
-
-
-@contextlib.asynccontextmanager
-async def fresh_table(connection_string: str) -> AsyncIterator[tuple[Any, CountingTable]]:
-    """A new table on Azurite (removed afterwards), and the same table counting its requests."""
-    from azure.data.tables.aio import TableServiceClient
-
-    service = TableServiceClient.from_connection_string(connection_string)
-    name = "registrations" + uuid.uuid4().hex[:12]
-    table = await service.create_table(name)
-    try:
-        yield table, CountingTable(table)
-    finally:
-        await service.delete_table(name)
-        await table.close()
-        await service.close()
+# What a lookup reads.
+LOOKUPS = ("get_entity", "query_entities")
 
 
 async def run(connection_string: str, steps: list[tuple[str, int, int]], monkeypatch: Any) -> None:
@@ -81,7 +50,8 @@ async def run(connection_string: str, steps: list[tuple[str, int, int]], monkeyp
     monkeypatch.setattr("time.monotonic", lambda: clock[0])
     now = datetime(2026, 12, 1, tzinfo=UTC)
     registered: set[str] = set()
-    async with fresh_table(connection_string) as (table, counted):
+    async with fresh_table(connection_string) as table:
+        counted = CountingTable(table, LOOKUPS)
         stores = [ApplicationStore(counted, POLICY), ApplicationStore(table, POLICY)]  # type: ignore[arg-type]
         for action, instance, value in [*steps, ("lookup", 0, 0), ("lookup", 0, 0)]:
             store = stores[instance]
@@ -104,17 +74,12 @@ async def run(connection_string: str, steps: list[tuple[str, int, int]], monkeyp
                 # Asked three times with nothing changed in between: always the registrations of
                 # the moment, and the third time one point read (of the change nonce).
                 for _ in range(3):
-                    before = counted.requests
+                    before = counted.calls
                     assert await stores[0].registered(asked) == registered, steps
-                assert counted.requests - before == 1
+                assert counted.calls - before == 1
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    derandomize=os.environ.get("ROTATOR_MODEL_RANDOM") != "1",
-)
+@generated(EXAMPLES)
 @given(steps=st.lists(step, min_size=1, max_size=12))
 def test_a_lookup_answers_the_registrations_of_the_moment(
     azurite: str, steps: list[tuple[str, int, int]], monkeypatch: Any
@@ -129,17 +94,18 @@ def test_an_inventory_page_costs_one_read_while_nothing_changes(azurite: str, mo
     async def scenario() -> None:
         now = datetime(2026, 12, 1, tzinfo=UTC)
         asked = [str(uuid.uuid4()) for _ in range(100)]
-        async with fresh_table(azurite) as (_, counted):
+        async with fresh_table(azurite) as table:
+            counted = CountingTable(table, LOOKUPS)
             store = ApplicationStore(counted, POLICY)  # type: ignore[arg-type]
             for app_id in asked[:60]:
                 await store.create(config_for(app_id), ApplicationStatus(), now)
-            before = counted.requests
+            before = counted.calls
             assert await store.registered(asked) == set(asked[:60])
-            assert counted.requests - before == 2
+            assert counted.calls - before == 2
             for _ in range(3):
-                before = counted.requests
+                before = counted.calls
                 assert await store.registered(asked) == set(asked[:60])
-                assert counted.requests - before == 1
+                assert counted.calls - before == 1
 
     asyncio.run(scenario())
 
@@ -154,24 +120,25 @@ def test_while_registrations_keep_changing_lookups_go_one_by_one(azurite: str, m
     async def scenario() -> None:
         now = datetime(2026, 12, 1, tzinfo=UTC)
         asked = APPS
-        async with fresh_table(azurite) as (_, counted):
+        async with fresh_table(azurite) as table:
+            counted = CountingTable(table, LOOKUPS)
             store = ApplicationStore(counted, POLICY)  # type: ignore[arg-type]
             await store.create(config_for(APPS[0]), ApplicationStatus(), now)
             assert await store.registered(asked) == {APPS[0]}  # the set is read
             for app_id in APPS[1:4]:  # a registration between each two lookups
                 await store.create(config_for(app_id), ApplicationStatus(), now)
-                before = counted.requests
+                before = counted.calls
                 assert await store.registered(asked) == set(APPS[: APPS.index(app_id) + 1])
-                assert counted.requests - before == 1 + len(APPS)  # the nonce, then each key
+                assert counted.calls - before == 1 + len(APPS)  # the nonce, then each key
             clock[0] += applications_module.REGISTRATIONS_REBUILD_SECONDS
             await store.create(config_for(APPS[4]), ApplicationStatus(), now)
-            before = counted.requests
+            before = counted.calls
             assert await store.registered(asked) == set(APPS)
-            assert counted.requests - before == 2  # long enough: the nonce, and the set read again
+            assert counted.calls - before == 2  # long enough: the nonce, and the set read again
             await store.delete(await store.get(APPS[0]), now=now)
             assert await store.registered(asked) == set(APPS[1:])  # one by one
-            before = counted.requests
+            before = counted.calls
             assert await store.registered(asked) == set(APPS[1:])
-            assert counted.requests - before == 2  # it held still: the set is read again
+            assert counted.calls - before == 2  # it held still: the set is read again
 
     asyncio.run(scenario())
