@@ -398,7 +398,8 @@ class ApplicationStore:
         etag: str | None = None,
         record_change: bool = True,
     ) -> StoredApplication:
-        """Replace the row that was read as ``current``; 412-style conflict if it changed since.
+        """Rewrite the row that was read as ``current`` (every column this version writes); 412-style
+        conflict if it changed since.
 
         ``etag`` overrides ``current.etag`` (the caller's If-Match). ``record_change=False`` only
         writes the expiry row (the expiry count's first walk, which counted this application).
@@ -415,12 +416,18 @@ class ApplicationStore:
             # Marking a job queued, claiming it and each step then cost one entity request, not a
             # batch that deletes and inserts an index row.
             index_key = entity["IndexKey"] = current.index_key
+        # A merge, not a replace: the row names every column this version writes, never with None
+        # (``_entities`` and the expiry columns below), so both leave the same values. A merge also
+        # keeps a column that a newer version added (a rollback does not erase it), and Azurite
+        # applies it in place, where a replace removes and reinserts the document and renumbers the
+        # table's indices: on Azure both are one entity write, guarded by If-Match ("Merge Entity",
+        # learn.microsoft.com/rest/api/storageservices/merge-entity).
         operations: list[Any] = [
             (
                 "update",
                 entity,
                 {
-                    "mode": UpdateMode.REPLACE,
+                    "mode": UpdateMode.MERGE,
                     "etag": etag or current.etag,
                     "match_condition": MatchConditions.IfNotModified,
                 },
@@ -446,7 +453,7 @@ class ApplicationStore:
             try:
                 result = await self._table.update_entity(
                     entity,
-                    mode=UpdateMode.REPLACE,
+                    mode=UpdateMode.MERGE,
                     etag=etag or current.etag,
                     match_condition=MatchConditions.IfNotModified,
                 )

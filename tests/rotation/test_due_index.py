@@ -7,6 +7,10 @@ inserts it (an expiry change still writes its rows in one transaction). Generate
 renewed claim, a retry enqueued, rotation switched off) check after every write that the row is
 never later than the application's attention time (a scan can never miss it), is exactly that time
 once no job is outstanding, and that a write the rule covers submits no transaction.
+
+The app row is written with a merge that names every column this version owns: after every write
+the stored configuration and status are the ones last written, and a column added by a newer
+version survives (named example).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -29,6 +34,7 @@ from shared.domain.models import (
     RotationResult,
 )
 from shared.domain.schedule import attention_at
+from shared.errors import ConflictError
 from shared.storage.applications import (
     INDEX_PREFIX,
     PARTITION,
@@ -97,8 +103,10 @@ async def run(connection_string: str, steps: list[tuple[int, str, int]]) -> None
     async with fresh_table(connection_string) as table:
         counted = CountingTable(table, ("submit_transaction",))
         store = ApplicationStore(counted, POLICY)  # type: ignore[arg-type]
+        written: dict[str, tuple[ApplicationConfig, ApplicationStatus]] = {}
         for app_id in APPS:
-            await store.create(config_for(app_id), next_status("idle", ApplicationStatus(), now), now)
+            written[app_id] = (config_for(app_id), next_status("idle", ApplicationStatus(), now))
+            await store.create(*written[app_id], now)
         for number, kind, minutes in steps:
             now += timedelta(minutes=minutes)
             app_id = APPS[number]
@@ -107,6 +115,7 @@ async def run(connection_string: str, steps: list[tuple[int, str, int]]) -> None
             status = next_status(kind, current.status, now)
             before = counted.calls
             await store.save(current, config, status, now)
+            written[app_id] = (config, status)
             wanted = attention_at(config, status, POLICY)
             kept = (
                 outstanding(status)
@@ -121,6 +130,10 @@ async def run(connection_string: str, steps: list[tuple[int, str, int]]) -> None
             if kept and same_expiry:
                 assert counted.calls == before, (steps, kind)  # one entity write
             await check(table, store, steps)
+            for app_id, (config, status) in written.items():
+                # The app row is merged, not replaced: every column must come from the last write.
+                stored = await store.get(app_id)
+                assert (stored.config, stored.status) == (config, status), steps
 
 
 async def check(
@@ -185,5 +198,44 @@ def test_a_queued_job_and_its_claim_leave_the_due_row_in_place(azurite: str) -> 
             wanted = attention_at(config, finished, POLICY)
             assert wanted is not None and stored.index_key == index_row_key(wanted, app_id)
             await check(table, store, [], [app_id])
+
+    asyncio.run(scenario())
+
+
+def test_a_save_rewrites_every_column_it_owns_and_keeps_one_it_does_not(azurite: str) -> None:
+    """The app row is written with a merge (Merge Entity, If-Match): a column a newer version added
+    survives a save by this one (a rollback does not erase it), every column this version writes
+    holds the new values, and the ETag still guards the write."""
+
+    async def scenario() -> None:
+        from azure.data.tables import UpdateMode
+
+        now = datetime(2026, 12, 1, tzinfo=UTC)
+        app_id = APPS[0]
+        async with fresh_table(azurite) as table:
+            counted = CountingTable(table, ("submit_transaction",))
+            store = ApplicationStore(counted, POLICY)  # type: ignore[arg-type]
+            config = config_for(app_id)
+            created = await store.create(config, next_status("idle", ApplicationStatus(), now), now)
+            await table.update_entity(
+                {"PartitionKey": PARTITION, "RowKey": app_row_key(app_id), "FromANewerVersion": "kept"},
+                mode=UpdateMode.MERGE,
+            )
+            stale = created
+            current = await store.get(app_id)
+            due_at = attention_at(config, current.status, POLICY)
+            assert due_at is not None
+            queued = next_status("pending", current.status, due_at)  # queued when the scan finds it due
+            # One entity write (a job queued), then a transaction (rotation off changes the expiry rows).
+            for written, transactions in ((config, 0), (config_for(app_id, enabled=False), 1)):
+                before = counted.calls
+                saved = await store.save(current, written, queued, due_at)
+                assert counted.calls - before == transactions
+                row = await table.get_entity(PARTITION, app_row_key(app_id))
+                assert row["FromANewerVersion"] == "kept"
+                current = await store.get(app_id)
+                assert (current.config, current.status, current.etag) == (written, queued, saved.etag)
+            with pytest.raises(ConflictError):
+                await store.save(stale, config, queued, due_at)
 
     asyncio.run(scenario())
