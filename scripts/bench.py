@@ -134,7 +134,11 @@ work per page is the smaller part.
 ## Cold start
 
 Method: a fresh interpreter per run, the two imports alternating, median of 11, wall time of the
-import statement alone, and peak resident memory (`VmHWM` of that process).
+import statement alone, and peak resident memory (`VmHWM` of that process). Both read bytecode, as
+in a deployment: pip writes the libraries' when it installs them, and the package hook writes the
+app's (`scripts/compile_app.py`, hash-checked), because a Flex Consumption app runs from its
+package mounted read-only, where Python cannot cache what it compiles. Without it the app's modules
+were compiled at every import: about 25 ms, 1.21x to 1.32x in runs on this machine.
 
 {chr(10).join(cold)}
 
