@@ -417,11 +417,14 @@ class ApplicationStore:
             # batch that deletes and inserts an index row.
             index_key = entity["IndexKey"] = current.index_key
         # A merge, not a replace: the row names every column this version writes, never with None
-        # (``_entities`` and the expiry columns below), so both leave the same values. A merge also
-        # keeps a column that a newer version added (a rollback does not erase it), and Azurite
-        # applies it in place, where a replace removes and reinserts the document and renumbers the
-        # table's indices: on Azure both are one entity write, guarded by If-Match ("Merge Entity",
-        # learn.microsoft.com/rest/api/storageservices/merge-entity).
+        # (``_entities`` and the expiry columns below), so both leave the same values, and on Azure
+        # both are one entity write guarded by If-Match ("Merge Entity",
+        # learn.microsoft.com/rest/api/storageservices/merge-entity). Azurite applies a merge in
+        # place, where a replace removes and reinserts the document and renumbers the table's
+        # indices (most of its time in a timer pass at 100,000 registrations). A column a later
+        # version adds survives this version's writes (after a rollback): if it is derived from the
+        # others, that version must store the ``Writes`` count it was derived at and trust it only
+        # while the row's count is the same.
         operations: list[Any] = [
             (
                 "update",

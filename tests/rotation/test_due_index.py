@@ -203,9 +203,9 @@ def test_a_queued_job_and_its_claim_leave_the_due_row_in_place(azurite: str) -> 
 
 
 def test_a_save_rewrites_every_column_it_owns_and_keeps_one_it_does_not(azurite: str) -> None:
-    """The app row is written with a merge (Merge Entity, If-Match): a column a newer version added
-    survives a save by this one (a rollback does not erase it), every column this version writes
-    holds the new values, and the ETag still guards the write."""
+    """The app row is written with a merge (Merge Entity, If-Match): every column this version
+    writes holds the new values, a column a later version added survives (its ``Writes`` count
+    tells that version it was not rewritten), and the ETag still guards the write."""
 
     async def scenario() -> None:
         from azure.data.tables import UpdateMode
@@ -233,6 +233,7 @@ def test_a_save_rewrites_every_column_it_owns_and_keeps_one_it_does_not(azurite:
                 assert counted.calls - before == transactions
                 row = await table.get_entity(PARTITION, app_row_key(app_id))
                 assert row["FromANewerVersion"] == "kept"
+                assert row["Writes"].value == current.writes + 1  # what tells that version it is stale
                 current = await store.get(app_id)
                 assert (current.config, current.status, current.etag) == (written, queued, saved.etag)
             with pytest.raises(ConflictError):
