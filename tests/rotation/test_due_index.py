@@ -227,15 +227,15 @@ def test_a_save_rewrites_every_column_it_owns_and_keeps_one_it_does_not(azurite:
             assert due_at is not None
             queued = next_status("pending", current.status, due_at)  # queued when the scan finds it due
             # One entity write (a job queued), then a transaction (rotation off changes the expiry rows).
-            for written, transactions in ((config, 0), (config_for(app_id, enabled=False), 1)):
+            for saved_config, transactions in ((config, 0), (config_for(app_id, enabled=False), 1)):
                 before = counted.calls
-                saved = await store.save(current, written, queued, due_at)
+                saved = await store.save(current, saved_config, queued, due_at)
                 assert counted.calls - before == transactions
                 row = await table.get_entity(PARTITION, app_row_key(app_id))
                 assert row["FromANewerVersion"] == "kept"
                 assert row["Writes"].value == current.writes + 1  # what tells that version it is stale
                 current = await store.get(app_id)
-                assert (current.config, current.status, current.etag) == (written, queued, saved.etag)
+                assert (current.config, current.status, current.etag) == (saved_config, queued, saved.etag)
             with pytest.raises(ConflictError):
                 await store.save(stale, config, queued, due_at)
 
