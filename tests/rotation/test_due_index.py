@@ -16,8 +16,10 @@ version survives (named example).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,6 +41,7 @@ from shared.storage.applications import (
     INDEX_PREFIX,
     PARTITION,
     ApplicationStore,
+    StoredApplication,
     app_row_key,
     expiry_state,
     index_row_key,
@@ -161,6 +164,20 @@ async def check(
             assert mine[0] == index_row_key(wanted, app_id), steps  # exact once no job is outstanding
 
 
+@contextlib.asynccontextmanager
+async def one_idle_app(
+    connection_string: str, now: datetime
+) -> AsyncIterator[tuple[Any, CountingTable, ApplicationStore, StoredApplication]]:
+    """A throwaway table holding ``APPS[0]`` registered idle at ``now``, with the store over it
+    counting transactions: (table, counting wrapper, store, the stored application)."""
+    async with fresh_table(connection_string) as table:
+        counted = CountingTable(table, ("submit_transaction",))
+        store = ApplicationStore(counted, POLICY)  # type: ignore[arg-type]
+        app_id = APPS[0]
+        created = await store.create(config_for(app_id), next_status("idle", ApplicationStatus(), now), now)
+        yield table, counted, store, created
+
+
 @generated(EXAMPLES)
 @given(steps=st.lists(step, min_size=1, max_size=12))
 def test_the_due_row_is_never_later_than_needed(azurite: str, steps: list[tuple[int, str, int]]) -> None:
@@ -175,12 +192,8 @@ def test_a_queued_job_and_its_claim_leave_the_due_row_in_place(azurite: str) -> 
     async def scenario() -> None:
         now = datetime(2026, 12, 1, tzinfo=UTC)
         app_id = APPS[0]
-        async with fresh_table(azurite) as table:
-            counted = CountingTable(table, ("submit_transaction",))
-            store = ApplicationStore(counted, POLICY)  # type: ignore[arg-type]
-            config = config_for(app_id)
-            idle = next_status("idle", ApplicationStatus(), now)
-            created = await store.create(config, idle, now)
+        async with one_idle_app(azurite, now) as (table, counted, store, created):
+            config, idle = created.config, created.status
             found_at = created.index_key
             due_at = attention_at(config, idle, POLICY)
             assert due_at is not None and now < due_at
@@ -212,11 +225,8 @@ def test_a_save_rewrites_every_column_it_owns_and_keeps_one_it_does_not(azurite:
 
         now = datetime(2026, 12, 1, tzinfo=UTC)
         app_id = APPS[0]
-        async with fresh_table(azurite) as table:
-            counted = CountingTable(table, ("submit_transaction",))
-            store = ApplicationStore(counted, POLICY)  # type: ignore[arg-type]
-            config = config_for(app_id)
-            created = await store.create(config, next_status("idle", ApplicationStatus(), now), now)
+        async with one_idle_app(azurite, now) as (table, counted, store, created):
+            config = created.config
             await table.update_entity(
                 {"PartitionKey": PARTITION, "RowKey": app_row_key(app_id), "FromANewerVersion": "kept"},
                 mode=UpdateMode.MERGE,
