@@ -1,8 +1,9 @@
 """The timer run's cost against the number of registered applications, and the cold-start import
 cost of ``function_app`` (part of ``make bench``: ``scripts/bench.py`` runs it and writes the table).
 
-For each size N it starts from an empty Azurite table and writes N registrations as the app writes
-them (app row, due-index row, expiry row): 100 are due now, 50 more have secrets that entered the
+For each size N it starts from empty Azurite tables and writes N registrations as the app writes
+them (app row and due-index row in the registry, a row in the expiry index as the expiry count
+leaves it): 100 are due now, 50 more have secrets that entered the
 7-day expiry window within the last hour, the rest expire 8 to 28 days out; the expiry count's
 previous turn is recorded an hour ago. The activity is the same at every N, so what grows with N
 is what does not follow the due work. It then runs one real timer pass as the trigger does
@@ -41,9 +42,10 @@ AZURITE_ARGS = ("--inMemoryPersistence",)
 
 
 TIMER_METHOD = (
-    "for each size N, an empty Azurite table (Azurite in memory: with files it rewrites its whole "
-    "database every 5 s while anything changes, LokiJS autosave) gets N registrations written as the app writes them "
-    "(app row, due-index row, expiry row; 100-operation transactions). 100 are due now, 50 more have "
+    "for each size N, empty Azurite tables (Azurite in memory: with files it rewrites its whole "
+    "database every 5 s while anything changes, LokiJS autosave) get N registrations written as the app writes them "
+    "(app row and due-index row in the registry table, a row in the expiry index's table as the expiry count "
+    "leaves it; 100-operation transactions). 100 are due now, 50 more have "
     "secrets that entered the 7-day expiry window within the last hour, the rest expire 8 to 28 days "
     "out, and the expiry count's previous turn is recorded an hour ago: the same activity at every N. "
     "Then one real timer pass runs as the trigger runs it (`timer_pass`): the scan (`Scanner.scan`: "
@@ -54,20 +56,22 @@ TIMER_METHOD = (
 )
 
 
-def _entities(count: int, now: datetime) -> list[dict[str, Any]]:
+def _entities(count: int, now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The registry's rows (app row, due-index row) and the expiry index's rows."""
     from azure.data.tables import EdmType, EntityProperty
 
     from shared.domain.models import ApplicationConfig, ApplicationStatus
+    from shared.storage import expiry_index
     from shared.storage.applications import (
         APP_PREFIX,
         PARTITION,
-        expiry_row_key,
         expiry_state,
         index_row_key,
         listing_fields,
     )
 
     rows: list[dict[str, Any]] = []
+    expiring: list[dict[str, Any]] = []
     for number in range(count):
         app_id = f"00000000-0000-4000-8000-{number:012d}"
         due = number < DUE
@@ -100,7 +104,7 @@ def _entities(count: int, now: datetime) -> list[dict[str, Any]]:
                 "Status": json.dumps(status.to_json_dict(), separators=(",", ":")),
                 "Listing": json.dumps(listing_fields(config, status), separators=(",", ":")),
                 "IndexKey": index_key,
-                "ExpiryKey": expiry_row_key(expires, app_id),
+                "ExpiryKey": "",
                 "ExpiryState": expiry_state(config, status),
                 "Writes": EntityProperty(1, EdmType.INT64),
                 "CreatedAt": now,
@@ -108,22 +112,22 @@ def _entities(count: int, now: datetime) -> list[dict[str, Any]]:
             }
         )
         rows.append({"PartitionKey": PARTITION, "RowKey": index_key, "AppId": app_id})
-        rows.append(
+        expiring.append(
             {
-                "PartitionKey": PARTITION,
-                "RowKey": expiry_row_key(expires, app_id),
+                "PartitionKey": expiry_index.PARTITION,
+                "RowKey": expiry_index.expiry_key(expires, app_id),
                 "AppId": app_id,
                 "DisplayName": config.display_name,
                 "ExpiresAt": expires,
                 "State": expiry_state(config, status),
             }
         )
-    return rows
+    return rows, expiring
 
 
 def _previous_turn(count: int, now: datetime) -> dict[str, Any]:
     """The expiry count's turn an hour ago: the due apps were in the window, nothing else."""
-    from shared.expiry import TASK
+    from shared.expiry import LAYOUT, TASK
 
     return {
         "PartitionKey": "meta",
@@ -132,21 +136,26 @@ def _previous_turn(count: int, now: datetime) -> dict[str, Any]:
         "AsOf": now - timedelta(hours=1),
         "Count": min(DUE, count),
         "WithinDays": WINDOW_DAYS,
+        "Layout": LAYOUT,
     }
 
 
 def seed(connection_string: str, count: int, now: datetime) -> float:
     from azure.data.tables import TableServiceClient
 
+    from shared.storage import applications, expiry_index
+
     service = TableServiceClient.from_connection_string(connection_string)
-    service.delete_table("applications")
-    service.create_table("applications")
-    table = service.get_table_client("applications")
-    rows = sorted(_entities(count, now), key=lambda row: row["RowKey"])
+    registry, expiring = _entities(count, now)
     started = time.perf_counter()
-    for start in range(0, len(rows), 100):  # a transaction holds at most 100 operations
-        table.submit_transaction([("upsert", row) for row in rows[start : start + 100]])
-    table.upsert_entity(_previous_turn(count, now))
+    for name, rows in ((applications.TABLE_NAME, registry), (expiry_index.TABLE_NAME, expiring)):
+        service.delete_table(name)
+        service.create_table(name)
+        table = service.get_table_client(name)
+        rows.sort(key=lambda row: row["RowKey"])
+        for start in range(0, len(rows), 100):  # a transaction holds at most 100 operations
+            table.submit_transaction([("upsert", row) for row in rows[start : start + 100]])
+    service.get_table_client(applications.TABLE_NAME).upsert_entity(_previous_turn(count, now))
     return time.perf_counter() - started
 
 

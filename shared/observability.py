@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
     from shared.domain.secret import SecretValue
     from shared.storage.applications import ApplicationStore
+    from shared.storage.expiry_index import ExpiryIndex
 
 logger = logging.getLogger("rotator.telemetry")
 # Same logger as the rotation events, so the expiry records sit next to them in AppTraces.
@@ -396,6 +397,7 @@ def _observe_expiring(options: Any) -> Iterable[Observation]:
 
 async def report_expiring_secrets(
     applications: ApplicationStore,
+    index: ExpiryIndex,
     now: datetime,
     within_days: int = DEFAULT_EXPIRY_WINDOW_DAYS,
     *,
@@ -424,7 +426,7 @@ async def report_expiring_secrets(
         return _expiring.count if _expiring is not None else 0
     from shared import expiry
 
-    measurement = await expiry.measure(applications, now, within_days, last)
+    measurement = await expiry.measure(applications, index, now, within_days, last)
     for item in measurement.entered:
         row = item.row
         expires = row.expires_at.isoformat() if row.expires_at else ""
@@ -447,7 +449,12 @@ async def report_expiring_secrets(
     set_expiring_secrets(measurement.count, within_days, now)
     await applications.record_turn(
         EXPIRY_REPORT_TASK,
-        {"Count": measurement.count, "WithinDays": within_days, "AsOf": measurement.as_of},
+        {
+            "Count": measurement.count,
+            "WithinDays": within_days,
+            "AsOf": measurement.as_of,
+            "Layout": expiry.LAYOUT,
+        },
     )
     if measurement.consumed:
         try:

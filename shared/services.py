@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from shared.rotation.scanner import Scanner, ThresholdAlerter
     from shared.storage.applications import ApplicationStore
     from shared.storage.budget import RateBudget
+    from shared.storage.expiry_index import ExpiryIndex
     from shared.storage.groups import GroupStore
     from shared.storage.queue import RotationQueue
     from shared.storage.rotation_log import RotationLogStore
@@ -182,6 +183,12 @@ class Services:
         from shared.storage.applications import TABLE_NAME, ApplicationStore
 
         return ApplicationStore(self.table_service.get_table_client(TABLE_NAME), self.schedule_policy)
+
+    @cached_property
+    def expiry_index(self) -> ExpiryIndex:
+        from shared.storage.expiry_index import TABLE_NAME, ExpiryIndex
+
+        return ExpiryIndex(self.table_service.get_table_client(TABLE_NAME))
 
     @cached_property
     def rotation_log(self) -> RotationLogStore:
@@ -449,9 +456,9 @@ class Services:
         """Create the tables and queues if missing (local stack and tests; Bicep does it in Azure)."""
         from azure.core.exceptions import ResourceExistsError
 
-        from shared.storage import applications, queue, rotation_log
+        from shared.storage import applications, expiry_index, queue, rotation_log
 
-        for table in (applications.TABLE_NAME, rotation_log.TABLE_NAME):
+        for table in (applications.TABLE_NAME, expiry_index.TABLE_NAME, rotation_log.TABLE_NAME):
             await self.table_service.create_table_if_not_exists(table)
         for name in (queue.QUEUE_NAME, queue.POISON_QUEUE_NAME):
             try:

@@ -212,13 +212,14 @@ async def test_expiring_secrets_gauge_and_records(email_rotator: EmailRotator, t
     await email_rotator.register_app(entra_app)
     await email_rotator.services.engine.handle(email_rotator.job(entra_app.app_id))
     applications = email_rotator.services.applications
+    index = email_rotator.services.expiry_index
 
-    assert await observability.report_expiring_secrets(applications, email_rotator.clock(), 7) == 0
+    assert await observability.report_expiring_secrets(applications, index, email_rotator.clock(), 7) == 0
     [point] = telemetry.metric_points("secrets.expiring")
     assert point.value == 0 and dict(point.attributes) == {"withinDays": 7}
 
     email_rotator.clock.advance(timedelta(days=15))
-    assert await observability.report_expiring_secrets(applications, email_rotator.clock(), 7) == 1
+    assert await observability.report_expiring_secrets(applications, index, email_rotator.clock(), 7) == 1
     [point] = telemetry.metric_points("secrets.expiring")
     assert point.value == 1
     [record] = [e for e in telemetry.events() if e["event"] == "secret.expiring"]
@@ -227,7 +228,7 @@ async def test_expiring_secrets_gauge_and_records(email_rotator: EmailRotator, t
 
     # Measured at most hourly: a scan 15 minutes later reuses the count, logs nothing new.
     email_rotator.clock.advance(timedelta(minutes=15))
-    assert await observability.report_expiring_secrets(applications, email_rotator.clock(), 7) == 1
+    assert await observability.report_expiring_secrets(applications, index, email_rotator.clock(), 7) == 1
     assert len([e for e in telemetry.events() if e["event"] == "secret.expiring"]) == 1
     # Across instances too (issue 11): the turn is kept in storage, not in process memory. A new
     # instance (nothing in memory) reports the recorded count and reads no registrations.
@@ -242,14 +243,14 @@ async def test_expiring_secrets_gauge_and_records(email_rotator: EmailRotator, t
         return await original(*args, **kwargs)
 
     fresh.list_page = counting_list_page  # type: ignore[method-assign]
-    assert await observability.report_expiring_secrets(fresh, email_rotator.clock(), 7) == 1
+    assert await observability.report_expiring_secrets(fresh, index, email_rotator.clock(), 7) == 1
     assert reads == 0 and len([e for e in telemetry.events() if e["event"] == "secret.expiring"]) == 1
     assert observability.expiring_secrets() is not None and observability.expiring_secrets().count == 1
 
     # Rotation switched off: the secret will expire unless someone acts, so the record warns.
     await email_rotator.register_app(entra_app, enabled=False)
     email_rotator.clock.advance(timedelta(hours=2))
-    assert await observability.report_expiring_secrets(applications, email_rotator.clock(), 7) == 1
+    assert await observability.report_expiring_secrets(applications, index, email_rotator.clock(), 7) == 1
     latest = [r for r in telemetry.records() if (r.attributes or {}).get("event") == "secret.expiring"][-1]
     assert latest.attributes["atRisk"] is True and latest.severity_text == "WARN"
 

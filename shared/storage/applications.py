@@ -14,10 +14,13 @@ grows with the number of due applications, not with the size of the table. ``Ind
 row names its current index row, so a write can delete the old one in the same transaction; the
 app row's ETag guards both. What the attention time is comes from ``shared.domain.schedule``.
 
-* ``exp|{expiresAt}|{appId}``  one row per application whose secret has an expiry, and
 * ``chg|{writtenAt}|{appId}|{n}``  one row per write that changed an application's expiry or its
-  rotation state: together they keep the expiring-secrets count (``shared.expiry``) up to date
-  by reading only what changed or entered the window since the last count, never every row.
+  rotation state: the expiring-secrets count (``shared.expiry``) reads them to keep itself and its
+  expiry index (``shared.storage.expiry_index``, a table of its own that only it writes) up to
+  date, reading only what changed since the last count, never every row.
+
+Rows ``exp|...`` are the expiry index as versions before it had its own table kept it here; the
+count's next walk deletes them.
 
 One partition serves thousands of writes per second on Azure, far more than rotations need.
 """
@@ -45,7 +48,8 @@ PARTITION = "registry"
 META_PARTITION = "meta"
 APP_PREFIX = "app|"
 INDEX_PREFIX = "due|"
-EXPIRY_PREFIX = "exp|"
+# The expiry index's rows in this table before it had one of its own (deleted by the count's walk).
+LEGACY_EXPIRY_PREFIX = "exp|"
 CHANGE_PREFIX = "chg|"
 APP_COLUMNS = (
     "Config",
@@ -53,7 +57,6 @@ APP_COLUMNS = (
     "CreatedAt",
     "UpdatedAt",
     "IndexKey",
-    "ExpiryKey",
     "ExpiryState",
     "Writes",
 )
@@ -93,8 +96,7 @@ class StoredApplication:
     created_at: datetime
     updated_at: datetime
     index_key: str | None = None
-    # The ``exp|`` row and rotation state last written (None: written before they were tracked).
-    expiry_key: str | None = None
+    # The rotation state last written (None: written before it was tracked).
     expiry_state: str | None = None
     # Writes of this row so far: orders its ``chg|`` rows (clocks of two instances may disagree).
     writes: int = 0
@@ -161,7 +163,8 @@ def listed(fields: dict[str, Any], etag: str) -> ListedApplication:
 
 @dataclass(frozen=True)
 class ExpiryRow:
-    """An ``exp|`` row, or the new side of a ``chg|`` row: what the expiry count needs of an app."""
+    """What the expiry count needs of an app: the new side of a ``chg|`` row, or an expiry index
+    row (``shared.storage.expiry_index``)."""
 
     app_id: str
     display_name: str
@@ -375,8 +378,8 @@ class ApplicationStore:
             operations.append(("upsert", {"PartitionKey": PARTITION, "RowKey": index_key, "AppId": app_id}))
         # A re-registered app's writes must order after its earlier life's: start from the time.
         first = int(now.timestamp() * 1_000_000)
-        expiry_key, state = _expiry_operations(operations, None, config, status, now, sequence=first)
-        entity["ExpiryKey"], entity["ExpiryState"], entity["Writes"] = expiry_key or "", state, _int64(first)
+        state = _change_operation(operations, None, config, status, now, sequence=first)
+        entity["ExpiryState"], entity["Writes"] = state, _int64(first)
         operations.append(_registrations_changed())
         try:
             results = await self._table.submit_transaction(operations)
@@ -384,9 +387,7 @@ class ApplicationStore:
             if error.error_code == "EntityAlreadyExists" or error.status_code == 409:
                 raise ConflictError("Application is already registered", app_id=app_id) from None
             raise
-        return StoredApplication(
-            config, status, _etag(results[0]), now, now, index_key, expiry_key, state, first
-        )
+        return StoredApplication(config, status, _etag(results[0]), now, now, index_key, state, first)
 
     async def save(
         self,
@@ -396,13 +397,11 @@ class ApplicationStore:
         now: datetime,
         *,
         etag: str | None = None,
-        record_change: bool = True,
     ) -> StoredApplication:
         """Rewrite the row that was read as ``current`` (every column this version writes); 412-style
         conflict if it changed since.
 
-        ``etag`` overrides ``current.etag`` (the caller's If-Match). ``record_change=False`` only
-        writes the expiry row (the expiry count's first walk, which counted this application).
+        ``etag`` overrides ``current.etag`` (the caller's If-Match).
         """
         from azure.core import MatchConditions
         from azure.data.tables import TableTransactionError, UpdateMode
@@ -444,10 +443,8 @@ class ApplicationStore:
                     ("upsert", {"PartitionKey": PARTITION, "RowKey": index_key, "AppId": app_id})
                 )
         writes = current.writes + 1
-        expiry_key, state = _expiry_operations(
-            operations, current, config, status, now, sequence=writes, record_change=record_change
-        )
-        entity["ExpiryKey"], entity["ExpiryState"], entity["Writes"] = expiry_key or "", state, _int64(writes)
+        state = _change_operation(operations, current, config, status, now, sequence=writes)
+        entity["ExpiryState"], entity["Writes"] = state, _int64(writes)
         if len(operations) == 1:
             # Only the app row (most step writes): one entity request, without the batch's
             # multipart body, which costs milliseconds of CPU to build and parse.
@@ -463,14 +460,14 @@ class ApplicationStore:
             except HttpResponseError as error:
                 raise _conflict_or_missing(error, app_id) from None
             return StoredApplication(
-                config, status, _etag(result), current.created_at, now, index_key, expiry_key, state, writes
+                config, status, _etag(result), current.created_at, now, index_key, state, writes
             )
         try:
             results = await self._table.submit_transaction(operations)
         except TableTransactionError as error:
             raise _conflict_or_missing(error, app_id) from None
         return StoredApplication(
-            config, status, _etag(results[0]), current.created_at, now, index_key, expiry_key, state, writes
+            config, status, _etag(results[0]), current.created_at, now, index_key, state, writes
         )
 
     async def delete(self, current: StoredApplication, *, now: datetime, etag: str | None = None) -> None:
@@ -486,8 +483,6 @@ class ApplicationStore:
         ]
         if current.index_key:
             operations.append(("delete", {"PartitionKey": PARTITION, "RowKey": current.index_key}))
-        if current.expiry_key:
-            operations.append(("delete", {"PartitionKey": PARTITION, "RowKey": current.expiry_key}))
         if current.status.expires_at is not None:
             operations.append(
                 (
@@ -548,21 +543,19 @@ class ApplicationStore:
             for row in rows
         ]
 
-    async def expiring_between(self, after: datetime, upto: datetime) -> list[ExpiryRow]:
-        """The ``exp|`` rows of secrets expiring in (``after``, ``upto``], soonest first."""
-        rows = await self._range(EXPIRY_PREFIX, after, upto)
-        return [
-            ExpiryRow(
-                str(row["AppId"]),
-                str(row.get("DisplayName") or ""),
-                _optional_instant(row.get("ExpiresAt")),
-                str(row.get("State") or "0|"),
-            )
-            for row in rows
-        ]
+    async def legacy_expiry_keys(self) -> list[str]:
+        """The keys of the ``exp|`` rows versions before the expiry index's own table wrote here."""
+        rows = self._table.query_entities(
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+            parameters={"pk": PARTITION, "lo": LEGACY_EXPIRY_PREFIX, "hi": LEGACY_EXPIRY_PREFIX[:-1] + "}"},
+            results_per_page=1000,
+            select=["RowKey"],
+        )
+        return [str(row["RowKey"]) async for row in rows]
 
     async def delete_rows(self, row_keys: Sequence[str]) -> None:
-        """Delete rows of the registry partition (consumed ``chg|`` rows), 100 per transaction."""
+        """Delete rows of the registry partition (consumed ``chg|`` rows, legacy ``exp|`` rows), 100
+        per transaction."""
         for start in range(0, len(row_keys), MAX_BATCH):
             await self._table.submit_transaction(
                 [
@@ -623,6 +616,10 @@ class ApplicationStore:
             "Status": json.dumps(status_json, separators=(",", ":")),
             "Listing": json.dumps(_listing(config, status, config_json, status_json), separators=(",", ":")),
             "IndexKey": index_key or "",
+            # Named empty, not left out: a merge would keep what an earlier version stored, and that
+            # version, rolled back to, would delete the ``exp|`` row it names in its next write's
+            # transaction, a row the expiry count's walk has deleted (the transaction would fail).
+            "ExpiryKey": "",
             "CreatedAt": created_at,
             "UpdatedAt": updated_at,
         }
@@ -673,7 +670,6 @@ def _from_entity(entity: Any) -> StoredApplication:
         created_at=_as_utc(entity["CreatedAt"]),
         updated_at=_as_utc(entity["UpdatedAt"]),
         index_key=entity.get("IndexKey") or None,
-        expiry_key=entity.get("ExpiryKey") or None,
         expiry_state=entity.get("ExpiryState") or None,
         writes=_int(entity.get("Writes")),
     )
@@ -683,11 +679,7 @@ def expiry_state(config: ApplicationConfig, status: ApplicationStatus) -> str:
     return f"{1 if config.is_schedulable else 0}|{status.last_result.value}"
 
 
-def expiry_row_key(expires_at: datetime, app_id: str) -> str:
-    return f"{EXPIRY_PREFIX}{format_instant(expires_at)}|{app_id}"
-
-
-def _expiry_operations(
+def _change_operation(
     operations: list[Any],
     current: StoredApplication | None,
     config: ApplicationConfig,
@@ -695,30 +687,14 @@ def _expiry_operations(
     now: datetime,
     *,
     sequence: int,
-    record_change: bool = True,
-) -> tuple[str | None, str]:
-    """Add to ``operations`` the ``exp|`` row moves and the ``chg|`` row of this write (when the
-    expiry or the rotation state changed). Returns the new expiry key and state."""
+) -> str:
+    """Add to ``operations`` the ``chg|`` row of this write when it changed the expiry or the
+    rotation state. Returns the new state."""
     app_id = str(config.app_id)
-    expiry_key = expiry_row_key(status.expires_at, app_id) if status.expires_at else None
     state = expiry_state(config, status)
-    old_key = current.expiry_key if current is not None else None
-    if old_key != expiry_key or (current is not None and current.expiry_state != state):
-        if old_key and old_key != expiry_key:
-            operations.append(("delete", {"PartitionKey": PARTITION, "RowKey": old_key}))
-        if expiry_key and status.expires_at is not None:
-            row = {
-                "PartitionKey": PARTITION,
-                "RowKey": expiry_key,
-                "AppId": app_id,
-                "DisplayName": config.display_name,
-                "ExpiresAt": status.expires_at,
-                "State": state,
-            }
-            operations.append(("upsert", row))
     old_expiry = current.status.expires_at if current is not None else None
     old_state = current.expiry_state if current is not None else None
-    if record_change and (old_expiry != status.expires_at or (old_state or state) != state):
+    if old_expiry != status.expires_at or (old_state or state) != state:
         if old_expiry is not None or status.expires_at is not None:
             operations.append(
                 (
@@ -728,7 +704,7 @@ def _expiry_operations(
                     ),
                 )
             )
-    return expiry_key, state
+    return state
 
 
 def _change_row(

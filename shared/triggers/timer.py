@@ -36,7 +36,7 @@ async def timer_pass(services: "Services") -> "ScanReport":
 
     async def report() -> None:
         try:
-            await report_expiring_secrets(services.applications, services.clock())
+            await report_expiring_secrets(services.applications, services.expiry_index, services.clock())
         except Exception as error:  # noqa: BLE001 - the expiry report must not fail the scan
             logger.warning("expiry report failed: %s", type(error).__name__)
 

@@ -305,7 +305,14 @@ def test_storage_holds_the_tables_queues_and_deployment_container() -> None:
     tables = one_resource(tree, "Microsoft.Storage/storageAccounts/tableServices/tables")
     queues = one_resource(tree, "Microsoft.Storage/storageAccounts/queueServices/queues")
     assert tables.loop is not None and queues.loop is not None
-    assert resolve(tree, tables.loop["detail"]["array_name"]) == ["applications", "rotationlog"]
+    from shared.storage import applications, expiry_index, rotation_log
+
+    # The names the code uses, in the order ensure_storage creates them.
+    assert resolve(tree, tables.loop["detail"]["array_name"]) == [
+        applications.TABLE_NAME,
+        expiry_index.TABLE_NAME,
+        rotation_log.TABLE_NAME,
+    ]
     assert resolve(tree, queues.loop["detail"]["array_name"]) == ["rotations", "rotations-poison"]
     container = one_resource(tree, "Microsoft.Storage/storageAccounts/blobServices/containers")
     assert container.properties["publicAccess"] == "None"

@@ -1,9 +1,11 @@
 """The expiring-secrets count kept from changes (issue 11: the timer's cost follows the due work).
 
 Generated sequences of registrations, rotations (expiry moves), rotation switched off and on,
-deletions and re-registrations, with time passing, run against the real store on Azurite: after
-each, the count read incrementally equals a full count of the registry, and an incremental
-measurement reads only the changes and the secrets that entered the window.
+deletions and re-registrations, with time passing, and measurements that fail before their count
+is recorded, run against the real store and expiry index on Azurite: after each measurement, the
+count read incrementally equals a full count of the registry, the expiry index holds exactly the
+registry's expiries, and an incremental measurement reads only the changes and the secrets that
+entered the window.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from hypothesis import strategies as st
 from shared import expiry
 from shared.domain.models import ApplicationConfig, ApplicationStatus
 from shared.storage.applications import ApplicationStore
+from shared.storage.expiry_index import ExpiryIndex
 from tests.rotation.azurite_store import POLICY, fresh_table, generated
 
 WINDOW_DAYS = 7
@@ -35,6 +38,8 @@ step = st.one_of(
     st.tuples(st.just("delete"), app_index, st.just(None)),
     st.tuples(st.just("advance"), st.integers(0, 24 * 10), st.just(None)),
     st.tuples(st.just("measure"), st.just(0), st.just(None)),
+    # A measurement whose turn fails before its count is recorded (its index moves are written).
+    st.tuples(st.just("unrecorded"), st.just(0), st.just(None)),
 )
 
 
@@ -63,12 +68,25 @@ async def full_count(store: ApplicationStore, as_of: datetime) -> int:
             return count
 
 
+async def indexed(index: ExpiryIndex, as_of: datetime) -> dict[str, datetime | None]:
+    """The expiry index's rows (app id: expiry), read whole."""
+    rows = await index.expiring_between(as_of - timedelta(days=3650), as_of + timedelta(days=3650))
+    assert len({row.app_id for row in rows}) == len(rows), rows  # one row per application
+    return {row.app_id: row.expires_at for row in rows}
+
+
+async def registry_expiries(store: ApplicationStore) -> dict[str, datetime | None]:
+    page = await store.list_page(1000, None)
+    return {s.app_id: s.status.expires_at for s in page.items if s.status.expires_at is not None}
+
+
 async def run(connection_string: str, steps: list[tuple[str, int, int | None]]) -> None:
     now = datetime(2026, 12, 1, tzinfo=UTC)
     last: dict[str, Any] = {}
     measured = 0
-    async with fresh_table(connection_string) as table:
+    async with fresh_table(connection_string) as table, fresh_table(connection_string) as index_table:
         store = ApplicationStore(table, POLICY)
+        expiries = ExpiryIndex(index_table)
         for action, index, offset in [*steps, ("measure", 0, None)]:
             app_id = APPS[index % len(APPS)]
             found = await store.find(app_id)
@@ -91,19 +109,28 @@ async def run(connection_string: str, steps: list[tuple[str, int, int | None]]) 
                 await store.delete(found, now=now)
             elif action == "advance":
                 now += timedelta(hours=index)
+            elif action == "unrecorded":
+                now += expiry.SETTLE + timedelta(seconds=1)
+                await expiry.measure(store, expiries, now, WINDOW_DAYS, last)
             elif action == "measure":
                 # Every write so far is older than the settle margin.
                 now += expiry.SETTLE + timedelta(seconds=1)
-                measurement = await expiry.measure(store, now, WINDOW_DAYS, last)
+                measurement = await expiry.measure(store, expiries, now, WINDOW_DAYS, last)
                 assert measurement.walked == (measured == 0)
                 assert measurement.count == await full_count(store, measurement.as_of), (steps, measurement)
+                assert await indexed(expiries, now) == await registry_expiries(store), steps
                 if not measurement.walked:
                     # Only the changes, the secrets that entered the window, and at most one expiry
                     # row of each changed application: nothing else of the registry.
                     assert measurement.rows_read <= len(measurement.consumed) + len(
                         measurement.entered
                     ) + len(_changed(measurement))
-                last = {"Count": measurement.count, "AsOf": measurement.as_of, "WithinDays": WINDOW_DAYS}
+                last = {
+                    "Count": measurement.count,
+                    "AsOf": measurement.as_of,
+                    "WithinDays": WINDOW_DAYS,
+                    "Layout": expiry.LAYOUT,
+                }
                 if measurement.consumed:
                     await store.delete_rows(measurement.consumed)
                 measured += 1
@@ -134,3 +161,53 @@ def test_a_rotation_inside_the_window_moves_the_count_and_an_entry_is_reported(a
         ("measure", 0, None),
     ]
     asyncio.run(run(azurite, steps))
+
+
+def test_a_count_kept_with_the_index_in_the_registry_table_moves_it_to_its_own_table(azurite: str) -> None:
+    """Named example (upgrade): a count recorded by a version that kept the expiry index as
+    ``exp|`` rows in the registry table, with the app rows naming them in ``ExpiryKey``. The next
+    measurement walks once: it builds the index table, and the legacy rows are deleted with the
+    consumed changes. A write then names no legacy row (so a rolled-back version deletes none),
+    and the next measurement is incremental again."""
+
+    async def scenario() -> None:
+        from shared.storage.applications import PARTITION, app_row_key
+
+        now = datetime(2026, 12, 1, tzinfo=UTC)
+        async with fresh_table(azurite) as table, fresh_table(azurite) as index_table:
+            store, expiries = ApplicationStore(table, POLICY), ExpiryIndex(index_table)
+            for number, hours in enumerate((24, 24 * 20)):
+                app_id = APPS[number]
+                expires = now + timedelta(hours=hours)
+                await store.create(
+                    config_for(app_id), ApplicationStatus().model_copy(update={"expires_at": expires}), now
+                )
+                legacy = f"exp|{expires.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}|{app_id}"
+                await table.upsert_entity({"PartitionKey": PARTITION, "RowKey": legacy, "AppId": app_id})
+                await table.update_entity(
+                    {"PartitionKey": PARTITION, "RowKey": app_row_key(app_id), "ExpiryKey": legacy}
+                )
+            assert len(await store.legacy_expiry_keys()) == 2
+            old_turn = {"Count": 1, "AsOf": now, "WithinDays": WINDOW_DAYS}  # no Layout
+
+            now += timedelta(hours=1)
+            measurement = await expiry.measure(store, expiries, now, WINDOW_DAYS, old_turn)
+            assert measurement.walked and measurement.count == 1
+            assert await indexed(expiries, now) == await registry_expiries(store)
+            assert len([key for key in measurement.consumed if key.startswith("exp|")]) == 2
+            await store.delete_rows(measurement.consumed)
+            assert await store.legacy_expiry_keys() == []
+
+            now += timedelta(seconds=1)  # after the walk's moment (its changes come later)
+            found = await store.get(APPS[1])
+            moved = found.status.model_copy(update={"expires_at": now + timedelta(hours=30)})
+            await store.save(found, found.config, moved, now)
+            assert (await table.get_entity(PARTITION, app_row_key(APPS[1])))["ExpiryKey"] == ""
+
+            turn = {"Count": 1, "AsOf": measurement.as_of, "WithinDays": WINDOW_DAYS, "Layout": expiry.LAYOUT}
+            now += expiry.SETTLE + timedelta(seconds=1)
+            again = await expiry.measure(store, expiries, now, WINDOW_DAYS, turn)
+            assert not again.walked and again.count == 2 == await full_count(store, again.as_of)
+            assert await indexed(expiries, now) == await registry_expiries(store)
+
+    asyncio.run(scenario())

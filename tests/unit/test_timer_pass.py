@@ -29,6 +29,7 @@ class FakeServices:
     def __init__(self, report_started: asyncio.Event) -> None:
         self.scanner = FakeScanner(report_started)
         self.applications = object()
+        self.expiry_index = object()
 
     def clock(self) -> datetime:
         return datetime(2026, 12, 1, tzinfo=UTC)
@@ -41,7 +42,7 @@ def test_the_scan_and_the_report_run_side_by_side(
     async def scenario() -> ScanReport:
         started = asyncio.Event()
 
-        async def report(applications: Any, now: datetime) -> int:
+        async def report(applications: Any, index: Any, now: datetime) -> int:
             started.set()
             await asyncio.sleep(0)
             if report_fails:
