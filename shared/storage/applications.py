@@ -100,6 +100,9 @@ class StoredApplication:
     expiry_state: str | None = None
     # Writes of this row so far: orders its ``chg|`` rows (clocks of two instances may disagree).
     writes: int = 0
+    # The ``Config`` column as read or written ("": unknown). A write of this same (frozen)
+    # ``config`` object writes it again instead of serialising the configuration anew.
+    config_text: str = ""
 
     @property
     def app_id(self) -> str:
@@ -127,23 +130,21 @@ class ListedApplication:
 
 def listing_fields(config: ApplicationConfig, status: ApplicationStatus) -> dict[str, Any]:
     """The ``Listing`` column of an app row: ``ListedApplication.shown`` and ``scheduledAt``."""
-    return _listing(config, status, config.to_json_dict(), status.to_json_dict())
+    return _listing(config, status, status.to_json_dict())
 
 
 def _listing(
-    config: ApplicationConfig,
-    status: ApplicationStatus,
-    config_json: dict[str, Any],
-    status_json: dict[str, Any],
+    config: ApplicationConfig, status: ApplicationStatus, status_json: dict[str, Any]
 ) -> dict[str, Any]:
-    """``listing_fields`` from the JSON forms the row's write has already made."""
+    """``listing_fields`` with the status's JSON form the row's write has already made (the
+    configuration's fields are written as its JSON form writes them)."""
     from shared.domain.schedule import scheduled_at
 
     return {
-        "appId": config_json["appId"],
-        "objectId": config_json["objectId"],
-        "displayName": config_json["displayName"],
-        "state": config_json["state"],
+        "appId": str(config.app_id),
+        "objectId": str(config.object_id),
+        "displayName": config.display_name,
+        "state": config.state.value,
         "rotationEnabled": config.rotation.enabled,
         "lastUpdatedAt": status_json["lastUpdatedAt"],
         "expiresAt": status_json["expiresAt"],
@@ -387,7 +388,9 @@ class ApplicationStore:
             if error.error_code == "EntityAlreadyExists" or error.status_code == 409:
                 raise ConflictError("Application is already registered", app_id=app_id) from None
             raise
-        return StoredApplication(config, status, _etag(results[0]), now, now, index_key, state, first)
+        return StoredApplication(
+            config, status, _etag(results[0]), now, now, index_key, state, first, entity["Config"]
+        )
 
     async def save(
         self,
@@ -407,7 +410,13 @@ class ApplicationStore:
         from azure.data.tables import TableTransactionError, UpdateMode
 
         app_id = str(config.app_id)
-        entity, index_key = self._entities(config, status, created_at=current.created_at, updated_at=now)
+        entity, index_key = self._entities(
+            config,
+            status,
+            created_at=current.created_at,
+            updated_at=now,
+            config_text=current.config_text if config is current.config else "",
+        )
         if _job_outstanding(status) and current.index_key and index_key and current.index_key < index_key:
             # While a job is queued or running, the index row stays where it is when that is
             # earlier than needed: a scan then looks early and finds nothing to do (or requeues on
@@ -460,14 +469,30 @@ class ApplicationStore:
             except HttpResponseError as error:
                 raise _conflict_or_missing(error, app_id) from None
             return StoredApplication(
-                config, status, _etag(result), current.created_at, now, index_key, state, writes
+                config,
+                status,
+                _etag(result),
+                current.created_at,
+                now,
+                index_key,
+                state,
+                writes,
+                entity["Config"],
             )
         try:
             results = await self._table.submit_transaction(operations)
         except TableTransactionError as error:
             raise _conflict_or_missing(error, app_id) from None
         return StoredApplication(
-            config, status, _etag(results[0]), current.created_at, now, index_key, state, writes
+            config,
+            status,
+            _etag(results[0]),
+            current.created_at,
+            now,
+            index_key,
+            state,
+            writes,
+            entity["Config"],
         )
 
     async def delete(self, current: StoredApplication, *, now: datetime, etag: str | None = None) -> None:
@@ -602,19 +627,21 @@ class ApplicationStore:
         *,
         created_at: datetime,
         updated_at: datetime,
+        config_text: str = "",
     ) -> tuple[dict[str, Any], str | None]:
+        """The app row (and its index key); ``config_text``: ``config``'s JSON text when known."""
         app_id = str(config.app_id)
         attention = attention_at(config, status, self._policy)
         index_key = index_row_key(attention, app_id) if attention else None
-        config_json, status_json = config.to_json_dict(), status.to_json_dict()
+        status_json = status.to_json_dict()
         entity = {
             "PartitionKey": PARTITION,
             "RowKey": app_row_key(app_id),
             "AppId": app_id,
             "DisplayName": config.display_name,
-            "Config": json.dumps(config_json, separators=(",", ":")),
+            "Config": config_text or json.dumps(config.to_json_dict(), separators=(",", ":")),
             "Status": json.dumps(status_json, separators=(",", ":")),
-            "Listing": json.dumps(_listing(config, status, config_json, status_json), separators=(",", ":")),
+            "Listing": json.dumps(_listing(config, status, status_json), separators=(",", ":")),
             "IndexKey": index_key or "",
             # Named empty, not left out: a merge would keep what an earlier version stored, and that
             # version, rolled back to, would delete the ``exp|`` row it names in its next write's
@@ -672,6 +699,7 @@ def _from_entity(entity: Any) -> StoredApplication:
         index_key=entity.get("IndexKey") or None,
         expiry_state=entity.get("ExpiryState") or None,
         writes=_int(entity.get("Writes")),
+        config_text=str(entity["Config"]),
     )
 
 
