@@ -101,7 +101,8 @@ class StoredApplication:
     # Writes of this row so far: orders its ``chg|`` rows (clocks of two instances may disagree).
     writes: int = 0
     # The ``Config`` column as read or written ("": unknown). A write of this same (frozen)
-    # ``config`` object writes it again instead of serialising the configuration anew.
+    # ``config`` object writes it again instead of serialising the configuration anew (text an
+    # earlier version wrote included: it reads back as this same configuration).
     config_text: str = ""
 
     @property
@@ -389,7 +390,15 @@ class ApplicationStore:
                 raise ConflictError("Application is already registered", app_id=app_id) from None
             raise
         return StoredApplication(
-            config, status, _etag(results[0]), now, now, index_key, state, first, entity["Config"]
+            config,
+            status,
+            _etag(results[0]),
+            now,
+            now,
+            index_key,
+            expiry_state=state,
+            writes=first,
+            config_text=entity["Config"],
         )
 
     async def save(
@@ -475,9 +484,9 @@ class ApplicationStore:
                 current.created_at,
                 now,
                 index_key,
-                state,
-                writes,
-                entity["Config"],
+                expiry_state=state,
+                writes=writes,
+                config_text=entity["Config"],
             )
         try:
             results = await self._table.submit_transaction(operations)
@@ -490,9 +499,9 @@ class ApplicationStore:
             current.created_at,
             now,
             index_key,
-            state,
-            writes,
-            entity["Config"],
+            expiry_state=state,
+            writes=writes,
+            config_text=entity["Config"],
         )
 
     async def delete(self, current: StoredApplication, *, now: datetime, etag: str | None = None) -> None:
