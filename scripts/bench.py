@@ -93,8 +93,9 @@ Rows read follow the due work, not the registry: the scan reads the due-index ro
 report reads the changes and the window entries since its last turn (plus its turn row). This
 process's CPU time follows them (its ratio is above; it moves 10-25% between runs here). What
 grows with N is Azurite's: its LokiJS store costs time in proportion to the whole table for every
-query and every write. A query runs its filter on every entity (three per registration) and sorts
-the matches. A delete, and a replace (which Azurite does as a delete and an insert), renumbers
+query and every write. A query runs its filter on every entity of its table and sorts the
+matches: the registry table holds two rows per registration (app row, due-index row), the expiry
+index's own table one (it had three in one table until the expiry index moved out). A delete, and a replace (which Azurite does as a delete and an insert), renumbers
 both of the collection's binary indices (PartitionKey, RowKey); a merge updates the document in
 place but still scans both indices for its position. The app row is therefore written with a merge
 that names every column (on Azure the same one entity write as a replace): with a replace, a CPU
