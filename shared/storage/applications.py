@@ -339,13 +339,18 @@ class ApplicationStore:
         return None if entity is None else str(entity.get("Change") or "")
 
     async def _all_registered(self) -> frozenset[str]:
+        return frozenset(key[len(APP_PREFIX) :] for key in await self._keys(APP_PREFIX))
+
+    async def _keys(self, prefix: str) -> list[str]:
+        """The keys of the registry partition's rows that start with ``prefix`` (``RowKey`` alone,
+        1,000 a page)."""
         rows = self._table.query_entities(
             "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
-            parameters={"pk": PARTITION, "lo": APP_PREFIX, "hi": APP_PREFIX[:-1] + "}"},
+            parameters={"pk": PARTITION, "lo": prefix, "hi": prefix[:-1] + "}"},
             results_per_page=1000,
             select=["RowKey"],
         )
-        return frozenset([str(row["RowKey"])[len(APP_PREFIX) :] async for row in rows])
+        return [str(row["RowKey"]) async for row in rows]
 
     async def _registered_one_by_one(self, app_ids: set[str]) -> set[str]:
         import asyncio
@@ -566,11 +571,11 @@ class ApplicationStore:
             ExpiryChange(
                 str(row["RowKey"]),
                 _int(row.get("Sequence")),
-                _optional_instant(row.get("OldExpiresAt")),
+                optional_instant(row.get("OldExpiresAt")),
                 ExpiryRow(
                     str(row["AppId"]),
                     str(row.get("DisplayName") or ""),
-                    _optional_instant(row.get("NewExpiresAt")),
+                    optional_instant(row.get("NewExpiresAt")),
                     str(row.get("State") or "0|"),
                 ),
             )
@@ -579,13 +584,7 @@ class ApplicationStore:
 
     async def legacy_expiry_keys(self) -> list[str]:
         """The keys of the ``exp|`` rows versions before the expiry index's own table wrote here."""
-        rows = self._table.query_entities(
-            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
-            parameters={"pk": PARTITION, "lo": LEGACY_EXPIRY_PREFIX, "hi": LEGACY_EXPIRY_PREFIX[:-1] + "}"},
-            results_per_page=1000,
-            select=["RowKey"],
-        )
-        return [str(row["RowKey"]) async for row in rows]
+        return await self._keys(LEGACY_EXPIRY_PREFIX)
 
     async def delete_rows(self, row_keys: Sequence[str]) -> None:
         """Delete rows of the registry partition (consumed ``chg|`` rows, legacy ``exp|`` rows), 100
@@ -782,7 +781,7 @@ def _int(value: Any) -> int:
     return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
 
 
-def _optional_instant(value: Any) -> datetime | None:
+def optional_instant(value: Any) -> datetime | None:
     return _as_utc(value) if isinstance(value, datetime) else None
 
 

@@ -26,10 +26,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from shared.storage.applications import ExpiryRow, format_instant
+from shared.storage.applications import ExpiryRow, format_instant, optional_instant
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -141,12 +141,9 @@ def _entity(row: ExpiryRow) -> dict[str, Any]:
 
 
 def _row(entity: Any) -> ExpiryRow:
-    expires = entity.get("ExpiresAt")
     return ExpiryRow(
         str(entity["AppId"]),
         str(entity.get("DisplayName") or ""),
-        (expires if expires.tzinfo else expires.replace(tzinfo=UTC))
-        if isinstance(expires, datetime)
-        else None,
+        optional_instant(entity.get("ExpiresAt")),
         str(entity.get("State") or "0|"),
     )
