@@ -87,10 +87,12 @@ def measure(base_url: str, registered: int, azurite_pid: int | None) -> tuple[li
     def client() -> httpx.Client:
         return httpx.Client(base_url=f"{base_url}/api", headers={"x-functions-key": KEY}, timeout=60)
 
+    from scripts.bench_timer import bench_app_id
+
     results: list[Latencies] = []
     with client() as warm:
         walk_pages(warm, "/applications", 5)
-        app_id = f"00000000-0000-4000-8000-{registered // 2:012d}"
+        app_id = bench_app_id(registered // 2)
         for _ in range(20):
             timed(warm, f"/applications/{app_id}")
     # Every client in a process of its own, as portal users are: a client in this process would

@@ -223,17 +223,91 @@ def decode_continuation(text: str | None) -> dict[str, str] | None:
     except (binascii.Error, ValueError, UnicodeDecodeError):
         token = None
     if not isinstance(token, dict) or not all(isinstance(v, str) for v in token.values()):
-        from shared.errors import FieldProblem
-
-        raise ValidationError(
-            "Invalid continuation token",
-            [
-                FieldProblem(
-                    "continuationToken", "is not a token this API returned", "a token from a previous page"
-                )
-            ],
-        )
+        raise _token_problem()
     return token
+
+
+def _token_problem() -> ValidationError:
+    from shared.errors import FieldProblem
+
+    return ValidationError(
+        "Invalid continuation token",
+        [
+            FieldProblem(
+                "continuationToken", "is not a token this API returned", "a token from a previous page"
+            )
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class _PageCursor:
+    """Where the next page of app rows starts (after the key ``after``) and, when the keys of the
+    page before were GUIDs, the span of GUID values one page is expected to cover."""
+
+    after: str
+    span: int | None
+
+    # The range read first covers three times the last page's span. The keys of a page of 100
+    # random GUIDs spread within about 10% of the mean; a short range costs a second query,
+    # rows past the page cost nothing but the match (Azurite sorts what matches).
+    MARGIN = 3
+
+    @classmethod
+    def after_page(cls, keys: list[str], page_size: int) -> _PageCursor:
+        first, last = _guid_value(keys[0]), _guid_value(keys[-1])
+        if first is None or last is None or len(keys) < 2:
+            return cls(keys[-1], None)
+        per_key = (last - first) / (len(keys) - 1)
+        return cls(keys[-1], min(_GUID_MAX, max(1, int(per_key * page_size * cls.MARGIN))))
+
+    def upper(self) -> str:
+        """The first key past the range the next page reads first."""
+        import uuid
+
+        start = _guid_value(self.after)
+        assert start is not None and self.span is not None  # decode keeps spans only after GUID keys
+        return APP_PREFIX + str(uuid.UUID(int=min(start + self.span, _GUID_MAX)))
+
+    def encode(self) -> str | None:
+        fields = {"after": self.after, **({"span": format(self.span, "x")} if self.span else {})}
+        return encode_continuation(fields)
+
+    @classmethod
+    def decode(cls, text: str | None) -> _PageCursor | None:
+        """The cursor of a token this store returned; ValidationError (the field) otherwise."""
+        token = decode_continuation(text)
+        if token is None:
+            return None
+        after, span = token.get("after"), token.get("span")
+        valid = (
+            set(token) <= {"after", "span"}
+            and isinstance(after, str)
+            and after.startswith(APP_PREFIX)
+            and len(after) <= 64
+            and (span is None or (0 < len(span) <= 32 and all(c in "0123456789abcdef" for c in span)))
+        )
+        if not valid:
+            raise _token_problem()
+        assert after is not None
+        spread = int(span, 16) if span and _guid_value(after) is not None else None
+        return cls(after, spread or None)
+
+
+_GUID_MAX = (1 << 128) - 1
+
+
+def _guid_value(key: str) -> int | None:
+    """The GUID in an ``app|{appId}`` key as a number (key order is number order for the canonical,
+    lower-case form every app id is stored in), or None."""
+    import uuid
+
+    text = key[len(APP_PREFIX) :]
+    try:
+        value = uuid.UUID(text)
+    except ValueError:
+        return None
+    return value.int if str(value) == text else None
 
 
 class ApplicationStore:
@@ -294,17 +368,70 @@ class ApplicationStore:
     async def _app_rows(
         self, page_size: int, continuation_token: str | None, columns: Sequence[str]
     ) -> tuple[list[Any], str | None]:
-        pages = self._table.query_entities(
-            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
-            parameters={"pk": PARTITION, "lo": APP_PREFIX, "hi": APP_PREFIX[:-1] + "}"},
-            results_per_page=page_size,
-            select=list(columns),
-        ).by_page(continuation_token=decode_continuation(continuation_token))
-        entities: list[Any] = []
-        async for page in pages:
-            entities = [entity async for entity in page]
-            break
-        return entities, encode_continuation(getattr(pages, "continuation_token", None))
+        """A page of app rows in key order and the token of the next (None: this was the last).
+
+        The token names the last key returned and the key span the page covered. The next page
+        reads the key range that span says holds one page (app ids are GUIDs, so their keys spread
+        evenly), then, if that range held fewer, the rest from its end. On Azure a key-range query
+        costs the same either way; Azurite runs every query's filter on every row of the table and
+        sorts all that match, so an open range after the cursor made each page cost what follows
+        it, and a walk of n rows cost n²/page.
+        """
+        want = page_size + 1  # one more than the page: whether another page follows
+        select = list(columns)
+        legacy = decode_continuation(continuation_token)
+        if legacy is not None and set(legacy) == {"PartitionKey", "RowKey"}:
+            # The service's own token, as versions before these cursors returned it (a walk that
+            # spans an upgrade).
+            rows = await self._take(">=", APP_PREFIX, None, want, select, continuation=legacy)
+            return self._page(rows, page_size)
+        cursor = _PageCursor.decode(continuation_token)
+        if cursor is None:
+            rows = await self._take(">=", APP_PREFIX, None, want, select)
+        elif cursor.span is None:
+            rows = await self._take(">", cursor.after, None, want, select)
+        else:
+            upper = cursor.upper()
+            rows = await self._take(">", cursor.after, upper, want, select)
+            if len(rows) < want:
+                rows += await self._take(">=", upper, None, want - len(rows), select)
+        return self._page(rows, page_size)
+
+    @staticmethod
+    def _page(rows: list[Any], page_size: int) -> tuple[list[Any], str | None]:
+        page = rows[:page_size]
+        if len(rows) <= page_size or not page:
+            return page, None
+        return page, _PageCursor.after_page([str(row["RowKey"]) for row in page], page_size).encode()
+
+    async def _take(
+        self,
+        lower: str,
+        start: str,
+        upper: str | None,
+        count: int,
+        select: list[str],
+        *,
+        continuation: dict[str, str] | None = None,
+    ) -> list[Any]:
+        """Up to ``count`` app rows with keys ``lower`` (``>`` or ``>=``) ``start`` and below
+        ``upper`` (None: to the last app row), in key order. Follows the service's continuation
+        tokens: Azure may end a response early (after five seconds or at a partition boundary,
+        "Query timeout and pagination", learn.microsoft.com/rest/api/storageservices/query-timeout-and-pagination)."""
+        operator = "gt" if lower == ">" else "ge"
+        rows: list[Any] = []
+        query = self._table.query_entities(
+            f"PartitionKey eq @pk and RowKey {operator} @start and RowKey lt @end",
+            parameters={"pk": PARTITION, "start": start, "end": upper or APP_PREFIX[:-1] + "}"},
+            results_per_page=count,
+            select=select,
+        )
+        async for page in query.by_page(continuation_token=continuation):
+            async for row in page:
+                rows.append(row)
+                if len(rows) >= count:
+                    return rows
+        return rows
 
     async def registered(self, app_ids: Sequence[str]) -> set[str]:
         """Which of ``app_ids`` have a registration.
