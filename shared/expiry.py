@@ -2,7 +2,9 @@
 reading only what changed, so the timer's cost follows the due work and not the registry's size.
 
 The applications store adds, in the transaction of every write that moved an application's
-expiry or changed its rotation state, a ``chg|`` row (``shared.storage.applications``). The
+expiry or changed its rotation state, a ``chg|`` row (``shared.storage.applications``); while a
+rotation job is outstanding its change is held back and recorded by the write that ends the job,
+so a rotation is counted once it has ended. The
 expiry index (``shared.storage.expiry_index``) holds one row per application with an expiry, as of
 the last measurement; only the measurement writes it. A measurement as of ``T'`` from the last
 one as of ``T``, with window ``W``:
@@ -139,17 +141,19 @@ async def _walk(
         page = await applications.list_page(1000, token)
         measurement.rows_read += len(page.items)
         for stored in page.items:
-            status = stored.status
-            if status.expires_at is None:
+            # As the app's last change row recorded it: the changes that follow are relative to
+            # that (a job outstanding holds its change back until it ends).
+            expires_at = stored.recorded_expires_at
+            if expires_at is None:
                 continue
             row = ExpiryRow(
                 stored.app_id,
                 stored.config.display_name,
-                status.expires_at,
-                expiry_state(stored.config, status),
+                expires_at,
+                stored.expiry_state or expiry_state(stored.config, stored.status),
             )
             rows[stored.app_id] = row
-            if status.expires_at <= deadline:
+            if expires_at <= deadline:
                 measurement.count += 1
                 measurement.entered.append(Expiring(row, at_risk(row, now)))
         token = page.continuation_token

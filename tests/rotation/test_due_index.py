@@ -3,7 +3,7 @@
 Each application has at most one ``due|`` row, which the app row names (``IndexKey``). While a
 job is queued or running (``pending``, ``enqueuedAt``, ``inProgress``) a write leaves that row
 where it is when it is earlier than needed: one entity write instead of a batch that deletes and
-inserts it (an expiry change still writes its rows in one transaction). Generated sequences of status writes (idle with an expiry, a job queued, a claim, a
+inserts it (an expiry change is recorded by the write that ends the job). Generated sequences of status writes (idle with an expiry, a job queued, a claim, a
 renewed claim, a retry enqueued, rotation switched off) check after every write that the row is
 never later than the application's attention time (a scan can never miss it), is exactly that time
 once no job is outstanding, and that a write the rule covers submits no transaction.
@@ -43,7 +43,6 @@ from shared.storage.applications import (
     ApplicationStore,
     StoredApplication,
     app_row_key,
-    expiry_state,
     index_row_key,
 )
 from tests.rotation.azurite_store import POLICY, CountingTable, fresh_table, generated
@@ -126,12 +125,10 @@ async def run(connection_string: str, steps: list[tuple[int, str, int]]) -> None
                 and wanted is not None
                 and current.index_key < index_row_key(wanted, app_id)
             )
-            same_expiry = (status.expires_at, expiry_state(config, status)) == (
-                current.status.expires_at,
-                current.expiry_state,
-            )
-            if kept and same_expiry:
-                assert counted.calls == before, (steps, kind)  # one entity write
+            if kept:
+                # One entity write: the index row stays, and an expiry or state change is held
+                # back until the job ends (``_change_operation``).
+                assert counted.calls == before, (steps, kind)
             await check(table, store, steps)
             for app_id, (config, status) in written.items():
                 # The app row is merged, not replaced: every column must come from the last write.
@@ -236,16 +233,25 @@ def test_a_save_rewrites_every_column_it_owns_and_keeps_one_it_does_not(azurite:
             due_at = attention_at(config, current.status, POLICY)
             assert due_at is not None
             queued = next_status("pending", current.status, due_at)  # queued when the scan finds it due
-            # One entity write (a job queued), then a transaction (rotation off changes the expiry rows).
-            for saved_config, transactions in ((config, 0), (config_for(app_id, enabled=False), 1)):
+            # One entity write (a job queued), then a transaction (the job ends with rotation off:
+            # its due row goes and the state change is recorded).
+            ended = next_status("finish", queued, due_at)
+            for saved_config, saved_status, transactions in (
+                (config, queued, 0),
+                (config_for(app_id, enabled=False), ended, 1),
+            ):
                 before = counted.calls
-                saved = await store.save(current, saved_config, queued, due_at)
+                saved = await store.save(current, saved_config, saved_status, due_at)
                 assert counted.calls - before == transactions
                 row = await table.get_entity(PARTITION, app_row_key(app_id))
                 assert row["FromANewerVersion"] == "kept"
                 assert row["Writes"].value == current.writes + 1  # what tells that version it is stale
                 current = await store.get(app_id)
-                assert (current.config, current.status, current.etag) == (saved_config, queued, saved.etag)
+                assert (current.config, current.status, current.etag) == (
+                    saved_config,
+                    saved_status,
+                    saved.etag,
+                )
             with pytest.raises(ConflictError):
                 await store.save(stale, config, queued, due_at)
 
