@@ -71,6 +71,9 @@ REGISTRATIONS_KEY = "ver|registrations"
 # A set of registered app ids read in one walk is rebuilt at most this often when registrations keep
 # changing; in between, registrations are looked up one by one.
 REGISTRATIONS_REBUILD_SECONDS = 30.0
+# A query response holds at most 1,000 entities ($top at most 1,000, "Query Entities",
+# learn.microsoft.com/rest/api/storageservices/query-entities).
+MAX_PAGE = 1000
 # A transaction holds at most 100 operations (Azure Tables batch limit).
 MAX_BATCH = 100
 TABLE_NAME = "applications"
@@ -437,7 +440,7 @@ class ApplicationStore:
         query = self._table.query_entities(
             f"PartitionKey eq @pk and RowKey {operator} @start and RowKey lt @end",
             parameters={"pk": PARTITION, "start": start, "end": upper or APP_PREFIX[:-1] + "}"},
-            results_per_page=count,
+            results_per_page=min(count, MAX_PAGE),
             select=select,
         )
         async for page in query.by_page(continuation_token=continuation):
