@@ -15,9 +15,11 @@ row names its current index row, so a write can delete the old one in the same t
 app row's ETag guards both. What the attention time is comes from ``shared.domain.schedule``.
 
 * ``chg|{writtenAt}|{appId}|{n}``  one row per write that changed an application's expiry or its
-  rotation state: the expiring-secrets count (``shared.expiry``) reads them to keep itself and its
-  expiry index (``shared.storage.expiry_index``, a table of its own that only it writes) up to
-  date, reading only what changed since the last count, never every row.
+  rotation state (held back while a rotation job is outstanding: the write that ends the job
+  records it; ``ExpiryRecord`` on the app row holds what was last recorded): the expiring-secrets
+  count (``shared.expiry``) reads them to keep itself and its expiry index
+  (``shared.storage.expiry_index``, a table of its own that only it writes) up to date, reading
+  only what changed since the last count, never every row.
 
 Rows ``exp|...`` are the expiry index as versions before it had its own table kept it here; the
 count's next walk deletes them.
@@ -33,7 +35,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from shared.domain.models import ApplicationConfig, ApplicationStatus
 from shared.domain.schedule import SchedulePolicy, attention_at
@@ -124,6 +126,8 @@ class StoredApplication:
 
 @dataclass(frozen=True)
 class RecordedExpiry:
+    """The expiry an application's last ``chg|`` row recorded (None: it had none)."""
+
     expires_at: datetime | None
 
 
@@ -423,7 +427,7 @@ class ApplicationStore:
 
     async def _take(
         self,
-        lower: str,
+        lower: Literal[">", ">="],
         start: str,
         upper: str | None,
         count: int,
