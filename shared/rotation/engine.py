@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -649,20 +648,22 @@ class RotationEngine:
             await self._discard_unstaged(run, "its staged version cannot be read back from the vault")
             return
         key_id = str(claim.key_id)
-        started = renewed = time.monotonic()
+        # Measured on the engine's clock, the one its sleep advances: with an injected sleep (the
+        # model tests) a wait on another clock would spin until that clock caught up.
+        started = renewed = self._clock()
         delay = self._settings.verify_first_delay
         attempts = 0
         while True:
             attempts += 1
-            if time.monotonic() - renewed > self._settings.claim_timeout.total_seconds() / 3:
+            if self._clock() - renewed > self._settings.claim_timeout / 3:
                 # A long wait through propagation keeps the claim alive, so no scan takes it over.
                 await self._lease.write(run, claim={})
-                renewed = time.monotonic()
+                renewed = self._clock()
             try:
                 works = await self._verifier.works(str(run.config.app_id), staged.value)
             except TransientServiceError:
                 works = False
-            elapsed = time.monotonic() - started
+            elapsed = (self._clock() - started).total_seconds()
             if works:
                 break
             if elapsed + delay > self._settings.verify_timeout_seconds:
