@@ -76,7 +76,7 @@ def _entities(count: int, now: datetime) -> tuple[list[dict[str, Any]], list[dic
         PARTITION,
         expiry_state,
         index_row_key,
-        listing_fields,
+        listing_text,
     )
 
     rows: list[dict[str, Any]] = []
@@ -111,7 +111,7 @@ def _entities(count: int, now: datetime) -> tuple[list[dict[str, Any]], list[dic
                 "DisplayName": config.display_name,
                 "Config": json.dumps(config.to_json_dict(), separators=(",", ":")),
                 "Status": json.dumps(status.to_json_dict(), separators=(",", ":")),
-                "Listing": json.dumps(listing_fields(config, status), separators=(",", ":")),
+                "Listing": listing_text(config, status),
                 "IndexKey": index_key,
                 "ExpiryKey": "",
                 "ExpiryState": expiry_state(config, status),

@@ -44,10 +44,17 @@ Handler = Callable[["func.HttpRequest"], Awaitable["func.HttpResponse"]]
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return json_text_response(json.dumps(body, separators=(",", ":")), status, headers)
+
+
+def json_text_response(
+    text: str, status: int = 200, headers: dict[str, str] | None = None
+) -> func.HttpResponse:
+    """An answer whose body is ``text``, JSON already written (a list page spliced from stored JSON)."""
     import azure.functions as func
 
     return func.HttpResponse(
-        json.dumps(body, separators=(",", ":")),
+        text,
         status_code=status,
         headers=headers,
         mimetype="application/json",

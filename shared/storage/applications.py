@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -68,7 +69,7 @@ APP_COLUMNS = (
     "Writes",
     "ExpiryRecord",
 )
-# What a listing reads: the ``Listing`` column (``listing_fields``, written with every app row), and
+# What a listing reads: the ``Listing`` column (``listing_text``, written with every app row), and
 # the key for rows written before it existed. No Edm.DateTime column (the SDK decodes those with
 # strptime), and not the configuration and status, whose parsing was most of a page's CPU.
 LISTING_COLUMNS = ("RowKey", "Listing")
@@ -89,6 +90,12 @@ TABLE_NAME = "applications"
 def format_instant(moment: datetime) -> str:
     """Fixed-width UTC text that sorts in time order."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def instant_as_rfc3339(text: str) -> str:
+    """``format_instant`` text as ``shared.domain.fields.rfc3339`` writes the same moment (which
+    leaves out a fraction of zero)."""
+    return text[:-8] + "Z" if text.endswith(".000000Z") else text
 
 
 def app_row_key(app_id: str) -> str:
@@ -140,30 +147,37 @@ class RecordedExpiry:
 class ListedApplication:
     """A registration as a listing shows it.
 
-    ``shown``: ``appId``, ``objectId``, ``displayName``, ``state``, ``rotationEnabled``,
-    ``lastUpdatedAt``, ``expiresAt``, ``lastResult``, ``rotationInProgress``, ``integrationCount``
-    (as the application's own answer writes them); ``scheduled_at``: when the next scheduled
-    rotation may start (``shared.domain.schedule.scheduled_at``), None when nothing is scheduled.
+    ``shown``: the JSON text (an object) of ``appId``, ``objectId``, ``displayName``, ``state``,
+    ``rotationEnabled``, ``lastUpdatedAt``, ``expiresAt``, ``lastResult``, ``rotationInProgress``,
+    ``integrationCount`` (as the application's own answer writes them); ``scheduled_at``: when the
+    next scheduled rotation may start (``shared.domain.schedule.scheduled_at``) as
+    ``format_instant`` text, None when nothing is scheduled. Text, not parsed: a page's entries are
+    spliced from it (parsing a hundred and writing them again was a third of a page's CPU).
     """
 
-    shown: dict[str, Any]
-    scheduled_at: datetime | None
+    shown: str
+    scheduled_at: str | None
     etag: str
 
     @property
     def app_id(self) -> str:
-        return str(self.shown["appId"])
+        return str(json.loads(self.shown)["appId"])
 
 
-def listing_fields(config: ApplicationConfig, status: ApplicationStatus) -> dict[str, Any]:
-    """The ``Listing`` column of an app row: ``ListedApplication.shown`` and ``scheduledAt``."""
-    return _listing(config, status, status.to_json_dict())
+def listing_text(config: ApplicationConfig, status: ApplicationStatus) -> str:
+    """The ``Listing`` column of an app row: ``ListedApplication.shown``'s members, then
+    ``scheduledAt`` (last, so that ``listed`` can split it off)."""
+    return _listing_text(config, status, status.to_json_dict())
+
+
+def _listing_text(config: ApplicationConfig, status: ApplicationStatus, status_json: dict[str, Any]) -> str:
+    return json.dumps(_listing(config, status, status_json), separators=(",", ":"))
 
 
 def _listing(
     config: ApplicationConfig, status: ApplicationStatus, status_json: dict[str, Any]
 ) -> dict[str, Any]:
-    """``listing_fields`` with the status's JSON form the row's write has already made (the
+    """``listing_text``'s members, with the status's JSON form the row's write has already made (the
     configuration's fields are written as its JSON form writes them)."""
     from shared.domain.schedule import scheduled_at
 
@@ -182,11 +196,31 @@ def _listing(
     }
 
 
-def listed(fields: dict[str, Any], etag: str) -> ListedApplication:
-    """A ``ListedApplication`` from ``listing_fields``' dict."""
-    shown = dict(fields)
-    scheduled = shown.pop("scheduledAt", None)
-    return ListedApplication(shown, datetime.fromisoformat(scheduled) if scheduled else None, etag)
+_SCHEDULED_MEMBER = ',"scheduledAt":'
+
+
+def listed(text: str, etag: str) -> ListedApplication:
+    """A ``ListedApplication`` from a ``Listing`` column's text (``listing_text``)."""
+    split = _split_scheduled(text)
+    if split is None:  # not as ``listing_text`` writes it: read it whole
+        fields = json.loads(text)
+        when = fields.pop("scheduledAt", None)
+        scheduled = None if when is None else format_instant(datetime.fromisoformat(when))
+        split = json.dumps(fields, separators=(",", ":")), scheduled
+    return ListedApplication(split[0], split[1], etag)
+
+
+# ``scheduledAt``'s value and the object's end, as ``listing_text`` writes them.
+_SCHEDULED_VALUE = re.compile(r'"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)"\}|null\}')
+
+
+def _split_scheduled(text: str) -> tuple[str, str | None] | None:
+    """``text``'s other members (an object's text) and its ``scheduledAt``, when ``text`` is as
+    ``listing_text`` writes it; None otherwise."""
+    # No member's text holds an unescaped quote, so the last such member is the last member.
+    head, found, tail = text.rpartition(_SCHEDULED_MEMBER)
+    matched = _SCHEDULED_VALUE.fullmatch(tail) if found and head != "{" else None
+    return None if matched is None else (head + "}", matched.group(1))
 
 
 @dataclass(frozen=True)
@@ -407,14 +441,12 @@ class ApplicationStore:
                 stored = await self.find(str(entity["RowKey"])[len(APP_PREFIX) :])
             if stored is None:
                 return None  # removed since the page was read
-            return listed(listing_fields(stored.config, stored.status), stored.etag)
+            return listed(listing_text(stored.config, stored.status), stored.etag)
 
         # Tasks only for rows without the column: a hundred tasks a page cost more CPU than the page.
         wholes = iter(await asyncio.gather(*(whole(e) for e in entities if not e.get("Listing"))))
         items = [
-            listed(json.loads(entity["Listing"]), entity.metadata["etag"])
-            if entity.get("Listing")
-            else next(wholes)
+            listed(entity["Listing"], entity.metadata["etag"]) if entity.get("Listing") else next(wholes)
             for entity in entities
         ]
         return Page([item for item in items if item is not None], token)
@@ -833,7 +865,7 @@ class ApplicationStore:
             "DisplayName": config.display_name,
             "Config": config_text or json.dumps(config.to_json_dict(), separators=(",", ":")),
             "Status": json.dumps(status_json, separators=(",", ":")),
-            "Listing": json.dumps(_listing(config, status, status_json), separators=(",", ":")),
+            "Listing": _listing_text(config, status, status_json),
             "IndexKey": index_key or "",
             # Named empty, not left out: a merge would keep what an earlier version stored, and that
             # version, rolled back to, would delete the ``exp|`` row it names in its next write's

@@ -4,7 +4,7 @@ Each handler parses the request, calls the registry service, and shapes the JSON
 sit under the host's ``/api`` prefix and need a function key, except health and the OpenAPI document.
 """
 
-from datetime import datetime
+import json
 from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
@@ -14,6 +14,7 @@ from shared.api.http import (
     handle_errors,
     if_match,
     json_response,
+    json_text_response,
     page_params,
     parse_model,
     read_json,
@@ -55,15 +56,22 @@ def application_body(stored: Any) -> dict[str, Any]:
     return body
 
 
-def application_summary(listed: "ListedApplication", now: datetime) -> dict[str, Any]:
-    """A listing's entry at ``now``: the fields of ``application_body`` a list shows, from the
-    row's ``Listing`` column (``shared.storage.applications.listing_fields``), not from the whole
-    configuration and status of each (a page has a hundred)."""
-    from shared.domain.fields import rfc3339
+def application_summary(listed: "ListedApplication", now: str) -> str:
+    """A listing's entry at ``now`` (``format_instant`` text) as JSON text: the fields of
+    ``application_body`` a list shows, spliced from the row's ``Listing`` column
+    (``shared.storage.applications.listing_text``), not built from the whole configuration and
+    status of each (a page has a hundred)."""
+    from shared.storage.applications import instant_as_rfc3339
 
-    # As application_body: "now" when due, null when nothing is scheduled.
-    next_update = None if listed.scheduled_at is None else rfc3339(max(listed.scheduled_at, now))
-    return {**listed.shown, "nextUpdateAt": next_update, "etag": listed.etag}
+    # As application_body: "now" when due, null when nothing is scheduled. Both instants are
+    # fixed-width ``format_instant`` text (digits and "-:.TZ", nothing to escape), so text order
+    # is time order.
+    scheduled = listed.scheduled_at
+    next_update = "null" if scheduled is None else f'"{instant_as_rfc3339(max(scheduled, now))}"'
+    members = listed.shown[1:-1]
+    return (
+        f'{{{members}{"," if members else ""}"nextUpdateAt":{next_update},"etag":{json.dumps(listed.etag)}}}'
+    )
 
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -84,12 +92,12 @@ async def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
 async def list_applications(req: func.HttpRequest) -> func.HttpResponse:
     page_size, token = page_params(req)
     page = await get_services().registry.list(page_size, token)
-    now = get_services().clock()
-    return json_response(
-        {
-            "items": [application_summary(item, now) for item in page.items],
-            "continuationToken": page.continuation_token,
-        }
+    from shared.storage.applications import format_instant
+
+    now = format_instant(get_services().clock())
+    items = ",".join(application_summary(item, now) for item in page.items)
+    return json_text_response(
+        f'{{"items":[{items}],"continuationToken":{json.dumps(page.continuation_token)}}}'
     )
 
 

@@ -395,7 +395,7 @@ def test_a_summary_writes_times_and_a_claim_as_the_full_body_does(app_host: obje
     from datetime import UTC, datetime, timedelta
 
     from shared.domain.models import ApplicationConfig, ApplicationStatus, RotationClaim
-    from shared.storage.applications import StoredApplication, listed, listing_fields
+    from shared.storage.applications import StoredApplication, format_instant, listed, listing_text
     from shared.triggers.http_api import application_body, application_summary
 
     now = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC)
@@ -417,8 +417,9 @@ def test_a_summary_writes_times_and_a_claim_as_the_full_body_does(app_host: obje
         ):
             stored = StoredApplication(config, status, 'W/"etag"', now, now)
             # Through the stored column's JSON, as a listing reads it.
-            fields = json.loads(json.dumps(listing_fields(config, status)))
-            summary = application_summary(listed(fields, 'W/"etag"'), now)
+            summary = json.loads(
+                application_summary(listed(listing_text(config, status), 'W/"etag"'), format_instant(now))
+            )
             assert summary == summary_of(application_body(stored))
     finally:
         services.clock = real_clock
