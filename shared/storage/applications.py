@@ -211,7 +211,9 @@ def listed(text: str, etag: str) -> ListedApplication:
 
 
 # ``scheduledAt``'s value and the object's end, as ``listing_text`` writes them.
-_SCHEDULED_VALUE = re.compile(r'"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)"\}|null\}')
+_SCHEDULED_VALUE = re.compile(
+    r'"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z)"\}|null\}'
+)
 
 
 def _split_scheduled(text: str) -> tuple[str, str | None] | None:
