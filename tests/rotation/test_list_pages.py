@@ -102,8 +102,9 @@ def test_a_page_reads_the_range_of_one_page_then_the_rest(azurite: str) -> None:
                 token = page.continuation_token
             assert seen == app_ids and token is None
             # Page 1: the first range (10,000 registrations' spread) holds them all. Page 2: the
-            # range (10, 40) holds a page and one. Page 3: (20, 50) holds ten, so it reads on from 50 (the first far id tells another
-            # page follows). Page 4: (30, 60) holds none; the far ids come from the second query.
+            # range (10, 40) holds a page and one. Page 3: (20, 50) holds ten, so it reads on
+            # from 50 (the first far id tells another page follows). Page 4: (30, 60) holds none;
+            # the far ids come from the second query.
             assert queries == [1, 1, 2, 2]
 
     asyncio.run(scenario())
