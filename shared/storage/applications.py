@@ -817,7 +817,9 @@ class ApplicationStore:
 
     async def _range(self, prefix: str, after: datetime, upto: datetime) -> list[Any]:
         query = self._table.query_entities(
-            "PartitionKey eq @pk and RowKey gt @lo and RowKey le @hi",
+            # ``chg|`` rows lie between the app rows and the due rows, as many of each: either
+            # bound excludes about half the table (KEY_RANGE_ORDER).
+            "RowKey gt @lo and RowKey le @hi and PartitionKey eq @pk",
             parameters={
                 "pk": PARTITION,
                 "lo": f"{prefix}{format_instant(after)}|~",

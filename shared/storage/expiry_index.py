@@ -65,7 +65,10 @@ class ExpiryIndex:
     async def expiring_between(self, after: datetime, upto: datetime) -> list[ExpiryRow]:
         """The rows of secrets expiring in (``after``, ``upto``], soonest first."""
         query = self._table.query_entities(
-            "PartitionKey eq @pk and RowKey gt @lo and RowKey le @hi",
+            # The upper bound first: most secrets expire after the window, and Azurite runs the
+            # filter on every row, stopping an ``and`` at its first false side (the comment
+            # KEY_RANGE_ORDER in shared.storage.applications). For Azure, the same key range.
+            "RowKey le @hi and RowKey gt @lo and PartitionKey eq @pk",
             parameters={
                 "pk": PARTITION,
                 "lo": f"{format_instant(after)}|~",
