@@ -316,9 +316,10 @@ class _PageCursor:
     MARGIN = 3
 
     @classmethod
-    def after_page(cls, keys: list[str], page_size: int) -> _PageCursor:
-        spread = cls.spread(keys)
-        return cls(keys[-1], None if spread is None else cls.span_of(spread, page_size))
+    def after_page(cls, last: str, spread: float | None, page_size: int) -> _PageCursor:
+        """The cursor after a page whose last key is ``last`` and whose keys were ``spread``
+        GUID values apart (None: not GUIDs, so no span)."""
+        return cls(last, None if spread is None else cls.span_of(spread, page_size))
 
     @staticmethod
     def spread(keys: list[str]) -> float | None:
@@ -495,7 +496,7 @@ class ApplicationStore:
         spread = _PageCursor.spread(keys)
         if spread is not None:
             self._spread = max(spread, 1.0)
-        return page, _PageCursor.after_page(keys, page_size).encode()
+        return page, _PageCursor.after_page(keys[-1], spread, page_size).encode()
 
     async def _take(
         self,
