@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from shared.credentials import CredentialChanges, stored_references
 from shared.domain.models import (
     ApplicationConfig,
     ApplicationState,
@@ -32,6 +33,7 @@ from shared.storage.queue import RotationQueue
 from shared.storage.rotation_log import RotationLogStore
 
 if TYPE_CHECKING:
+    from shared.adapters.vault import VaultClient
     from shared.integrations.base import PluginRegistry
     from shared.rotation.checks import GroupLookup
     from shared.rotation.ports import EventSink
@@ -98,7 +100,11 @@ class RegistryService:
         plugins: PluginRegistry | None = None,
         groups: GroupLookup | None = None,
         rotator_vault_url: str | None = None,
+        vaults: Callable[[str], VaultClient] | None = None,
     ) -> None:
+        """``vaults``: a vault client by URL (``Services.vault``), for the rotator's vault
+        (``rotator_vault_url``) where ``put`` stores credentials."""
+        self._vaults = vaults
         self._applications = applications
         self._log = rotation_log
         self._queue = queue
@@ -121,12 +127,19 @@ class RegistryService:
         if_match: str | None,
         create_only: bool,
         allow_object_id_change: bool = False,
+        credentials: CredentialChanges | None = None,
     ) -> PutResult:
         """Create, or replace the configuration of, an application. Status is kept on replace.
 
         The objectId of an existing registration changes only with ``allow_object_id_change``
         (``allowObjectIdChange: true`` in the body): a typo there would point every rotation at
         another application. ``ConflictError`` (409) otherwise.
+
+        Preconditions (RFC 9110 section 13.1): ``If-Match`` (``*`` included) fails with
+        ``PreconditionFailed`` (412) when nothing is registered; ``create_only`` (``If-None-Match:
+        *``) when something is, including when a concurrent create wins. ``credentials`` are stored
+        only once every check has passed, and deleted again when the write does not happen: a
+        refused request never changes the credential an integration uses.
         """
         app_id = str(config.app_id)
         _check_storable(config)
@@ -139,12 +152,59 @@ class RegistryService:
             if problems:
                 raise ValidationError("The settings would make every rotation fail", problems)
         now = self._clock()
-        current = await self._applications.find(app_id)
+        changes = credentials or CredentialChanges()
+        stored = False
+        try:
+            for _ in range(3):
+                current = await self._applications.find(app_id)
+                self._check_preconditions(
+                    app_id, current, config, if_match, create_only, allow_object_id_change
+                )
+                references = (
+                    {}
+                    if current is None or self._plugins is None
+                    else stored_references(current.config.integrations, self._plugins)
+                )
+                changes.check_against(references)
+                if not stored and changes.pending:
+                    await changes.store(self._credential_vault(), owner=app_id)
+                stored = True
+                try:
+                    if current is None:
+                        created = await self._applications.create(config, ApplicationStatus(), now)
+                        return PutResult(created, created=True)
+                    saved = await self._applications.save(current, config, current.status, now)
+                    return PutResult(saved, created=False)
+                except ConflictError:
+                    if create_only or (if_match is not None and if_match != "*"):
+                        raise PreconditionFailed(
+                            "Application was changed since it was read (stale If-Match)"
+                            if current is not None
+                            else "Application already exists (If-None-Match: *)",
+                            app_id=app_id,
+                        ) from None
+                    # No precondition asked for: another write (the rotator's status, a concurrent
+                    # registration) came first; apply this one on top of it.
+            raise ConflictError("Application is changing too often; try again", app_id=app_id)
+        except BaseException:
+            if stored and changes.pending:
+                await changes.discard(self._credential_vault())
+            raise
+
+    @staticmethod
+    def _check_preconditions(
+        app_id: str,
+        current: StoredApplication | None,
+        config: ApplicationConfig,
+        if_match: str | None,
+        create_only: bool,
+        allow_object_id_change: bool,
+    ) -> None:
         if current is None:
-            if if_match is not None and if_match != "*":
+            if if_match is not None:
+                # "*" too: it holds only when a current representation exists (RFC 9110 13.1.1).
                 raise PreconditionFailed("Application does not exist; If-Match cannot hold", app_id=app_id)
-            created = await self._applications.create(config, ApplicationStatus(), now)
-            return PutResult(created, created=True)
+            return
         if create_only:
             raise PreconditionFailed("Application already exists (If-None-Match: *)", app_id=app_id)
         if current.config.object_id != config.object_id and not allow_object_id_change:
@@ -158,20 +218,11 @@ class RegistryService:
             raise PreconditionFailed(
                 "Application was changed since it was read (stale If-Match)", app_id=app_id
             )
-        for _ in range(3):
-            try:
-                saved = await self._applications.save(current, config, current.status, now)
-                break
-            except ConflictError:
-                if if_match is not None and if_match != "*":
-                    raise PreconditionFailed(
-                        "Application was changed since it was read (stale If-Match)", app_id=app_id
-                    ) from None
-                # No precondition asked for: the rotator updated the status meanwhile; apply on top.
-                current = await self._applications.get(app_id)
-        else:
-            raise ConflictError("Application is changing too often; try again", app_id=app_id)
-        return PutResult(saved, created=False)
+
+    def _credential_vault(self) -> VaultClient:
+        if self._vaults is None or self._rotator_vault_url is None:
+            raise RuntimeError("credentials sent, but the registry has no rotator vault to store them in")
+        return self._vaults(self._rotator_vault_url)
 
     async def delete(self, app_id: str, *, if_match: str | None) -> None:
         current = await self._applications.get(app_id)

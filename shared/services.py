@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from shared.api.auth import EntraTokenValidator
     from shared.config import Settings
     from shared.domain.schedule import SchedulePolicy
+    from shared.groups import GroupService
     from shared.integrations.base import PluginRegistry
     from shared.inventory import InventoryService
     from shared.notifications.email import EmailNotifier
@@ -210,6 +211,12 @@ class Services:
         return RotationQueue(self.queue_client(QUEUE_NAME))
 
     @cached_property
+    def group_service(self) -> GroupService:
+        from shared.groups import GroupService
+
+        return GroupService(self.groups, self.registry, self.vault, self.settings.vault_url)
+
+    @cached_property
     def registry(self) -> RegistryService:
         from shared.registry import RegistryService
 
@@ -222,6 +229,7 @@ class Services:
             plugins=self.plugins,
             groups=self.groups,
             rotator_vault_url=self.settings.vault_url,
+            vaults=self.vault,
         )
 
     # --- rotation -----------------------------------------------------------------------------

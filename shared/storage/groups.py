@@ -42,36 +42,74 @@ class GroupStore:
         return [_group(entity) async for entity in query]
 
     async def put(self, group: Group, *, if_match: str | None) -> tuple[str, bool]:
-        """Create or replace; returns (etag, created)."""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-        from azure.data.tables import UpdateMode
-
-        entity = {
-            "PartitionKey": PARTITION,
-            "RowKey": group.group_id,
-            "Group": json.dumps(group.to_json_dict(), separators=(",", ":")),
-        }
+        """Create or replace; returns (etag, created). ``ConflictError`` when ``if_match`` (``*``
+        included) does not hold. Seeding and tests use it; the API goes through ``shared.groups``."""
         if if_match is None:
             try:
-                created = await self._table.create_entity(entity)
-                return str(created["etag"]), True
-            except ResourceExistsError:
-                result = await self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+                return await self.create(group), True
+            except ConflictError:
+                from azure.data.tables import UpdateMode
+
+                result = await self._table.upsert_entity(_entity(group), mode=UpdateMode.REPLACE)
                 return str(result["etag"]), False
-        if if_match != "*" and not _TABLE_ETAG.fullmatch(if_match):
+        return await self.replace(group, if_match), False
+
+    async def create(self, group: Group) -> str:
+        """Add a group that does not exist; its ETag. ``ConflictError`` if it exists."""
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            created = await self._table.create_entity(_entity(group))
+        except ResourceExistsError:
+            raise ConflictError("Group already exists", group_id=group.group_id) from None
+        return str(created["etag"])
+
+    async def replace(self, group: Group, etag: str) -> str:
+        """Replace the group if its ETag is still ``etag`` (``*``: if it exists); the new ETag.
+        ``ConflictError`` otherwise, nothing written."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        if etag != "*" and not _TABLE_ETAG.fullmatch(etag):
             # Not an ETag Table storage issued, so it matches nothing (and is never sent on).
             raise ConflictError("Group was changed since it was read", group_id=group.group_id)
         try:
             result = await self._table.update_entity(
-                entity, mode=UpdateMode.REPLACE, etag=if_match, match_condition=MatchConditions.IfNotModified
+                _entity(group),
+                mode=UpdateMode.REPLACE,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
             )
         except (ResourceModifiedError, ResourceNotFoundError):
             raise ConflictError("Group was changed since it was read", group_id=group.group_id) from None
-        return str(result["etag"]), False
+        return str(result["etag"])
 
-    async def delete(self, group_id: str) -> None:
-        await self._table.delete_entity(PARTITION, group_id)
+    async def delete(self, group_id: str, etag: str | None = None) -> None:
+        """Delete the group (only while its ETag is ``etag``, when given). ``ConflictError`` if the
+        ETag no longer holds; a group already gone is not an error."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        if etag is None:
+            await self._table.delete_entity(PARTITION, group_id)
+            return
+        try:
+            await self._table.delete_entity(
+                PARTITION, group_id, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        except ResourceNotFoundError:
+            return
+        except ResourceModifiedError:
+            raise ConflictError("Group was changed since it was read", group_id=group_id) from None
+
+
+def _entity(group: Group) -> dict[str, Any]:
+    return {
+        "PartitionKey": PARTITION,
+        "RowKey": group.group_id,
+        "Group": json.dumps(group.to_json_dict(), separators=(",", ":")),
+    }
 
 
 def _group(entity: Any) -> Group:

@@ -135,9 +135,9 @@ async def put_application(req: func.HttpRequest) -> func.HttpResponse:
                 "appId in the body differs from the URL",
                 [FieldProblem("appId", "must match the application id in the URL", app_id)],
             )
-    from shared.credentials import extract_integration_credentials, store_credentials
+    from shared.credentials import extract_integration_credentials
 
-    pending = extract_integration_credentials(data, app_id, get_services().plugins)
+    credentials = extract_integration_credentials(data, app_id, get_services().plugins)
     config = parse_model(ApplicationConfig, data)
     raw_if_none_match = req.headers.get("If-None-Match")
     if_none_match = raw_if_none_match.strip() if raw_if_none_match is not None else None
@@ -146,14 +146,12 @@ async def put_application(req: func.HttpRequest) -> func.HttpResponse:
             "Unsupported If-None-Match",
             [FieldProblem("If-None-Match", "only '*' (create only) is supported", "*")],
         )
-    services = get_services()
-    # Credentials first: the saved configuration must never reference a credential not stored yet.
-    await store_credentials(services.vault(services.settings.vault_url), pending, owner=app_id)
-    result = await services.registry.put(
+    result = await get_services().registry.put(
         config,
         if_match=if_match(req),
         create_only=if_none_match == "*",
         allow_object_id_change=allow_object_id_change,
+        credentials=credentials,
     )
     stored = result.application
     return json_response(
@@ -288,31 +286,20 @@ async def put_group(req: func.HttpRequest) -> func.HttpResponse:
                 "groupId in the body differs from the URL",
                 [FieldProblem("groupId", "must match the group id in the URL", group_id)],
             )
-    from shared.credentials import extract_group_credentials, store_credentials
+    from shared.credentials import extract_group_credentials
 
-    pending = extract_group_credentials(data, group_id)
+    credentials = extract_group_credentials(data, group_id)
     group = parse_model(Group, data)
-    services = get_services()
-    await store_credentials(services.vault(services.settings.vault_url), pending, owner=f"group:{group_id}")
-    etag, created = await services.groups.put(group, if_match=if_match(req))
+    etag, created = await get_services().group_service.put(
+        group, if_match=if_match(req), credentials=credentials
+    )
     return json_response(group_body(group, etag), status=201 if created else 200, headers={"ETag": etag})
 
 
 @bp.route(route="groups/{groupId}", methods=["DELETE"])
 @handle_errors
 async def delete_group(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.errors import ConflictError
-
-    services = get_services()
-    group_id = _group_id(req)
-    await services.groups.get(group_id)
-    users = await services.registry.applications_in_group(group_id)
-    if users:
-        raise ConflictError(
-            f"Group is used by {len(users)} application(s): {', '.join(users)}; move them to another group first",
-            group_id=group_id,
-        )
-    await services.groups.delete(group_id)
+    await get_services().group_service.delete(_group_id(req), if_match=if_match(req))
     return func.HttpResponse(status_code=204)
 
 

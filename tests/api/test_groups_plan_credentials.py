@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -33,7 +34,8 @@ def test_a_pat_is_stored_in_the_rotators_vault_and_never_returned(api: httpx.Cli
     assert response.status_code == 201, response.text
     integration = response.json()["integrations"][0]
     assert integration["authentication"] == "pat"
-    assert integration["patSecretName"] == f"cred-{app_id}-pipelines-pat"
+    # A name of its own for each credential stored: derived from what it belongs to, then random.
+    assert re.fullmatch(f"cred-{app_id}-pipelines-pat-[0-9a-f]{{16}}", integration["patSecretName"])
     assert PAT not in response.text
     assert PAT not in api.get(f"/applications/{app_id}").text
     stored = sim_stack.keyvaults["rotator"].get_secret(integration["patSecretName"])
@@ -66,15 +68,14 @@ def test_groups_keep_the_vercel_token_write_only(api: httpx.Client, sim_stack: A
         json={"displayName": "Web team", "vercel": {"teamId": "team_abc", "token": VERCEL_TOKEN}},
     )
     assert created.status_code == 201, created.text
-    assert created.json()["vercel"] == {
-        "teamId": "team_abc",
-        "tokenSecretName": f"cred-group-{group_id}-vercel-token",
-    }
+    token_name = created.json()["vercel"]["tokenSecretName"]
+    assert created.json()["vercel"] == {"teamId": "team_abc", "tokenSecretName": token_name}
+    assert re.fullmatch(f"cred-group-{group_id}-vercel-token-[0-9a-f]{{16}}", token_name)
     assert VERCEL_TOKEN not in created.text
     assert VERCEL_TOKEN not in api.get(f"/groups/{group_id}").text
     assert group_id in [g["groupId"] for g in api.get("/groups").json()["items"]]
     vault = sim_stack.keyvaults["rotator"]
-    assert vault.get_secret(f"cred-group-{group_id}-vercel-token").value == VERCEL_TOKEN
+    assert vault.get_secret(token_name).value == VERCEL_TOKEN
     assert (
         api.put(f"/groups/{group_id}", json={"displayName": "x", "vercel": {"token": ""}}).status_code == 400
     )
@@ -206,7 +207,7 @@ def test_a_credential_an_http_request_cannot_carry_is_refused_and_named(
         assert refused.json()["errors"][0]["field"] == "vercel.token"
         assert refused.json()["errors"][0]["allowed"] == CREDENTIAL_SYNTAX
         assert api.get(f"/groups/{group_id}").status_code == 404
-        assert f"cred-group-{group_id}-vercel-token" not in vault.secret_names()
+        assert not [name for name in vault.secret_names() if name.startswith(f"cred-group-{group_id}-")]
         app_id = str(uuid.uuid4())
         for integration, field in (
             (devops_integration(personalAccessToken=bad), "personalAccessToken"),
@@ -224,13 +225,9 @@ def test_a_credential_an_http_request_cannot_carry_is_refused_and_named(
 def test_a_stored_token_a_header_cannot_carry_is_a_409_not_a_500(api: httpx.Client, sim_stack: Any) -> None:
     """A token an earlier version stored unchecked: the picker answers 409 saying to set it again."""
     group_id = f"web-{uuid.uuid4().hex[:8]}"
-    assert (
-        api.put(
-            f"/groups/{group_id}", json={"displayName": "Web", "vercel": {"token": VERCEL_TOKEN}}
-        ).status_code
-        == 201
-    )
-    sim_stack.keyvaults["rotator"].set_secret(f"cred-group-{group_id}-vercel-token", "tok\u00e9n")
+    created = api.put(f"/groups/{group_id}", json={"displayName": "Web", "vercel": {"token": VERCEL_TOKEN}})
+    assert created.status_code == 201
+    sim_stack.keyvaults["rotator"].set_secret(created.json()["vercel"]["tokenSecretName"], "tok\u00e9n")
     answer = api.get("/destinations/vercelProjects", params={"groupId": group_id})
     assert answer.status_code == 409, answer.text
     assert "set it again" in answer.json()["detail"] and "tok\u00e9n" not in answer.text

@@ -64,8 +64,11 @@ def test_a_new_plugins_credential_is_taken_out_of_the_body_by_its_declaration() 
     registry = PluginRegistry()
     registry.register(Seventh())
     body = {"integrations": [{"kind": "seventh", "apiKey": "the-key-value"}]}
-    [pending] = extract_integration_credentials(body, "11111111-2222-3333-4444-555555555555", registry)
+    [pending] = extract_integration_credentials(
+        body, "11111111-2222-3333-4444-555555555555", registry
+    ).pending
     assert pending.value.reveal() == "the-key-value" and pending.field == "integrations.0.apiKey"
+    assert pending.secret_name.startswith("cred-11111111-2222-3333-4444-555555555555-seventh-1-api-key-")
     assert body["integrations"][0] == {
         "kind": "seventh",
         "apiKeySecretName": pending.secret_name,
