@@ -33,7 +33,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
@@ -85,6 +85,15 @@ MAX_PAGE = 1000
 # A transaction holds at most 100 operations (Azure Tables batch limit).
 MAX_BATCH = 100
 TABLE_NAME = "applications"
+# The longest continuation token text read: the tokens this API returns (its cursors, and the
+# service's two encoded keys versions before them returned) are under 200 characters.
+MAX_TOKEN_TEXT = 512
+# The longest key text a service token may carry: an app row key (40 characters) as Azure encodes it
+# is 61; the key of a rotation log row, 41.
+_MAX_KEY_TEXT = 96
+_AZURE_KEY = re.compile(r"1!(?P<length>[0-9]{1,3})!(?P<encoded>[A-Za-z0-9+/]+-{0,2})")
+# ``app|`` and a GUID in its canonical form (36 characters), as ``app_row_key`` writes every app id.
+_APP_KEY_LENGTH = len(APP_PREFIX) + 36
 
 
 def format_instant(moment: datetime) -> str:
@@ -277,19 +286,24 @@ def encode_continuation(token: Any) -> str | None:
 
 
 def decode_continuation(text: str | None) -> dict[str, str] | None:
+    """The fields of a continuation token (base64url JSON of strings); ValidationError naming the
+    field for anything else, and for text longer than any token this API returns."""
     if not text:
         return None
+    if len(text) > MAX_TOKEN_TEXT:
+        raise token_problem()
     try:
         padded = text + "=" * (-len(text) % 4)
         token = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError):
         token = None
     if not isinstance(token, dict) or not all(isinstance(v, str) for v in token.values()):
-        raise _token_problem()
+        raise token_problem()
     return token
 
 
-def _token_problem() -> ValidationError:
+def token_problem() -> ValidationError:
+    """The answer to a continuation token this API did not return (a 400 naming the field)."""
     from shared.errors import FieldProblem
 
     return ValidationError(
@@ -300,6 +314,52 @@ def _token_problem() -> ValidationError:
             )
         ],
     )
+
+
+def service_token_row_key(token: dict[str, str], partition: str, is_row_key: Callable[[str], bool]) -> str:
+    """The key of the next row a Table service continuation token names in ``partition``;
+    ValidationError naming the field unless the token names ``partition`` and a key ``is_row_key``
+    accepts.
+
+    Versions before this API's own cursors returned the SDK's token, ``{"PartitionKey", "RowKey"}``:
+    the ``x-ms-continuation-NextPartitionKey``/``NextRowKey`` header values. Azure encodes a key as
+    ``1!{length}!{base64, "=" written "-"}`` (``1!8!U21pdGg-`` for ``Smith``, "Query Timeout and
+    Pagination", learn.microsoft.com/rest/api/storageservices/query-timeout-and-pagination);
+    Azurite as base64. The caller reads from the key with a query of its own: nothing of the token
+    reaches the service but a key that passed ``is_row_key``.
+    """
+    if set(token) != {"PartitionKey", "RowKey"} or partition not in _key_readings(token["PartitionKey"]):
+        raise token_problem()
+    for key in _key_readings(token["RowKey"]):
+        if is_row_key(key):
+            return key
+    raise token_problem()
+
+
+def _key_readings(text: str) -> list[str]:
+    """The keys a continuation header value may stand for: as Azure encodes keys, as Azurite does,
+    or the key itself (none for text longer than any key a token of this API names)."""
+    if len(text) > _MAX_KEY_TEXT:
+        return []
+    readings = [text, _base64_text(text)]
+    azure = _AZURE_KEY.fullmatch(text)
+    if azure and int(azure["length"]) == len(azure["encoded"]):
+        readings.append(_base64_text(azure["encoded"].replace("-", "=")))
+    return [reading for reading in readings if reading is not None]
+
+
+def _base64_text(text: str) -> str | None:
+    """The UTF-8 text ``text`` encodes in base64 as the service writes it (padded, no stray bits)."""
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if base64.b64encode(data).decode() != text:
+        return None
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -353,22 +413,27 @@ class _PageCursor:
     @classmethod
     def of(cls, token: dict[str, str] | None) -> _PageCursor | None:
         """The cursor of a decoded token this store returned; ValidationError (the field)
-        otherwise."""
+        otherwise. ``after`` is always an app key: the cursor's queries are bounded by it."""
         if token is None:
             return None
         after, span = token.get("after"), token.get("span")
-        valid = (
-            set(token) <= {"after", "span"}
-            and isinstance(after, str)
-            and after.startswith(APP_PREFIX)
-            and len(after) <= 64
-            and (span is None or (0 < len(span) <= 32 and all(c in "0123456789abcdef" for c in span)))
-        )
-        if not valid:
-            raise _token_problem()
-        assert after is not None
-        spread = int(span, 16) if span and _guid_value(after) is not None else None
-        return cls(after, spread or None)
+        if not (set(token) <= {"after", "span"} and after is not None and _is_app_key(after)):
+            raise token_problem()
+        if span is not None and not _is_span(span):
+            raise token_problem()
+        return cls(after, None if span is None else int(span, 16))
+
+
+def _is_app_key(key: str) -> bool:
+    """Whether ``key`` is an app row key as ``app_row_key`` writes it: ``app|`` and a canonical
+    (lower-case) GUID, the only form app ids are stored in."""
+    return len(key) == _APP_KEY_LENGTH and key.startswith(APP_PREFIX) and _guid_value(key) is not None
+
+
+def _is_span(text: str) -> bool:
+    """Whether ``text`` is a span as ``_PageCursor.encode`` writes it: lower-case hex without leading
+    zeros, from 1 to the largest GUID value."""
+    return 0 < len(text) <= 32 and all(c in "0123456789abcdef" for c in text) and text[0] != "0"
 
 
 _GUID_MAX = (1 << 128) - 1
@@ -471,8 +536,9 @@ class ApplicationStore:
         token = decode_continuation(continuation_token)
         if token is not None and set(token) == {"PartitionKey", "RowKey"}:
             # The service's own token, as versions before these cursors returned it (a walk that
-            # spans an upgrade).
-            rows = await self._take(">=", APP_PREFIX, None, want, select, continuation=token)
+            # spans an upgrade): it names the next app row of the registry partition.
+            next_key = service_token_row_key(token, PARTITION, _is_app_key)
+            rows = await self._take(">=", next_key, None, want, select)
             return self._page(rows, page_size)
         cursor = _PageCursor.of(token)
         lower: Literal[">", ">="] = ">"
@@ -505,8 +571,6 @@ class ApplicationStore:
         upper: str | None,
         count: int,
         select: list[str],
-        *,
-        continuation: dict[str, str] | None = None,
     ) -> list[Any]:
         """Up to ``count`` app rows with keys ``lower`` (``>`` or ``>=``) ``start`` and below
         ``upper`` (None: to the last app row), in key order. Follows the service's continuation
@@ -520,7 +584,7 @@ class ApplicationStore:
             results_per_page=min(count, MAX_PAGE),
             select=select,
         )
-        async for page in query.by_page(continuation_token=continuation):
+        async for page in query.by_page():
             async for row in page:
                 rows.append(row)
                 if len(rows) >= count:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
 import uuid
+from typing import Any
 
 import httpx
 
@@ -64,6 +66,41 @@ def test_a_continuation_token_that_is_not_ours_is_a_400(api: httpx.Client) -> No
     text = base64.urlsafe_b64encode(b"just some text").decode().rstrip("=")
     assert_problem(api.get("/inventory", params={"continuationToken": text}), 400, "continuationToken")
     assert_problem(api.get("/applications", params={"continuationToken": text}), 400, "continuationToken")
+
+
+def token_of(fields: dict[str, Any]) -> str:
+    """A continuation token of these fields, encoded as the API encodes its tokens."""
+    return base64.urlsafe_b64encode(json.dumps(fields).encode()).decode().rstrip("=")
+
+
+def registered_with_two_log_entries(api: httpx.Client) -> str:
+    app_id = register(api).json()["appId"]
+    assert api.post(f"/applications/{app_id}/refresh").status_code == 202
+    assert api.post(f"/applications/{app_id}/refresh", json={"compromised": True}).status_code == 202
+    return app_id
+
+
+def test_a_list_token_the_list_did_not_return_is_a_400(api: httpx.Client) -> None:
+    """Issue D4: forged service tokens, an ``after`` that is not an app key of a GUID, and the log's
+    token were read as list positions (200, often an empty last page)."""
+    app_ids = [register(api).json()["appId"] for _ in range(2)] + [registered_with_two_log_entries(api)]
+    log_token = api.get(f"/applications/{app_ids[-1]}/log", params={"pageSize": "1"}).json()[
+        "continuationToken"
+    ]
+    assert log_token
+    for token in (
+        token_of({"PartitionKey": "!!!", "RowKey": "\u0000"}),
+        token_of({"PartitionKey": "x" * 2000, "RowKey": "y"}),
+        token_of({"after": "app|zzzz"}),
+        log_token,
+    ):
+        assert_problem(
+            api.get("/applications", params={"continuationToken": token}), 400, "continuationToken"
+        )
+    first = api.get("/applications", params={"pageSize": "2"}).json()
+    rest = api.get("/applications", params={"pageSize": "2", "continuationToken": first["continuationToken"]})
+    assert rest.status_code == 200, rest.text
+    assert sorted(item["appId"] for item in first["items"] + rest.json()["items"]) == sorted(app_ids)
 
 
 def test_huge_strings_are_refused_with_their_limit(api: httpx.Client) -> None:
