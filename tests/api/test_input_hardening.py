@@ -103,6 +103,23 @@ def test_a_list_token_the_list_did_not_return_is_a_400(api: httpx.Client) -> Non
     assert sorted(item["appId"] for item in first["items"] + rest.json()["items"]) == sorted(app_ids)
 
 
+def test_a_log_token_the_log_did_not_return_for_the_application_is_a_400(api: httpx.Client) -> None:
+    """Issue D3: ``{}``, ``{"foo": "bar"}`` and ``{"RowKey": "y"}`` were read (the first page, or an
+    empty last one), and so were another application's log token and the list's token."""
+    a1, a3 = registered_with_two_log_entries(api), registered_with_two_log_entries(api)
+    a3_token = api.get(f"/applications/{a3}/log", params={"pageSize": "1"}).json()["continuationToken"]
+    list_token = api.get("/applications", params={"pageSize": "1"}).json()["continuationToken"]
+    assert a3_token and list_token
+    for token in ("e30", "eyJmb28iOiAiYmFyIn0", "eyJSb3dLZXkiOiAieSJ9", a3_token, list_token):
+        response = api.get(f"/applications/{a1}/log", params={"continuationToken": token})
+        assert_problem(response, 400, "continuationToken")
+    first = api.get(f"/applications/{a1}/log", params={"pageSize": "1"}).json()
+    rest = api.get(f"/applications/{a1}/log", params={"continuationToken": first["continuationToken"]})
+    assert rest.status_code == 200, rest.text
+    events = [item["event"] for item in first["items"] + rest.json()["items"]]
+    assert events == ["rotation.escalated", "rotation.requested"] and rest.json()["continuationToken"] is None
+
+
 def test_huge_strings_are_refused_with_their_limit(api: httpx.Client) -> None:
     url = "https://payroll-kv.vault.azure.net/" + "x" * 40_000
     response = api.put(
