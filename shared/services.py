@@ -104,7 +104,7 @@ class Services:
             "connection_timeout": timeout,
             "read_timeout": timeout,
             "retry_total": 3,
-            "transport": azure_transport(None),
+            "transport": azure_transport(None, timeout_seconds=timeout),
         }
 
     @cached_property

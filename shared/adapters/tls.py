@@ -40,8 +40,15 @@ def environment_sets_proxy() -> bool:
     return any(path.is_file() for path in candidates)
 
 
-def azure_transport(ca_bundle: str | None) -> Any:
-    """A new azure-core transport for one Azure SDK client (the client owns and closes it).
+def azure_transport(ca_bundle: str | None, *, timeout_seconds: float) -> Any:
+    """A new azure-core transport for one Azure SDK client (the client owns and closes it), whose
+    connect and read timeouts are ``timeout_seconds``.
+
+    The timeouts are the transport's own: a client given a transport does not pass its
+    ``connection_timeout``/``read_timeout`` keywords on to it (azure-core ``AsyncPipelineClient``
+    builds ``AioHttpTransport(**kwargs)`` only when it makes the transport; the transport's send
+    falls back to its ``ConnectionConfiguration``, 300 s by default). Found from the outside: a Key
+    Vault write the server held for 40 s blocked a rotation for 40 s with a 5 s setting.
 
     Trust is the same as every other call: the public roots plus ROTATOR_CA_BUNDLE. The SDKs'
     ``connection_verify=<path>`` would instead trust only that file and build a new TLS context for
@@ -52,7 +59,11 @@ def azure_transport(ca_bundle: str | None) -> Any:
     """
     from azure.core.pipeline.transport import AioHttpTransport
 
-    options = {"use_env_settings": environment_sets_proxy()}
+    options = {
+        "use_env_settings": environment_sets_proxy(),
+        "connection_timeout": timeout_seconds,
+        "read_timeout": timeout_seconds,
+    }
     if not ca_bundle:
         return AioHttpTransport(**options)
     context = ssl_context(ca_bundle)

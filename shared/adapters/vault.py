@@ -69,7 +69,7 @@ class VaultClient:
             "retry_total": 3,
             # The challenge's resource must match the vault's domain, except for local simulators.
             "verify_challenge_resource": host not in ("localhost", "127.0.0.1"),
-            "transport": azure_transport(ca_bundle),
+            "transport": azure_transport(ca_bundle, timeout_seconds=timeout_seconds),
         }
         self.vault_url = vault_url
         self._client: SecretClient = SecretClient(vault_url, credential, **options)

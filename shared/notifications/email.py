@@ -122,7 +122,7 @@ class AcsEmailTransport:
             }
             from shared.adapters.tls import azure_transport
 
-            options["transport"] = azure_transport(self._ca_bundle)
+            options["transport"] = azure_transport(self._ca_bundle, timeout_seconds=self._timeout)
             self._client = EmailClient(self._endpoint, self._credential, **options)
         return self._client
 

@@ -338,3 +338,32 @@ async def test_a_soft_deleted_secret_of_ours_is_recovered_and_someone_elses_is_r
     result = (await rotator.status(other.app_id)).integrations["keyVault-1"]
     assert result.error is not None and result.error.code == "SecretDeletedButRecoverable"
     assert "recover it, or purge it" in result.error.message
+
+
+async def test_a_vault_call_gives_up_after_the_configured_timeout(rotator: Rotator) -> None:
+    """Found from the outside: with ROTATOR_HTTP_TIMEOUT_SECONDS=5, a vault that held a write for
+    40 s held the rotation 40 s. The client's timeouts never reached its transport (azure-core uses
+    a given transport's own, 300 s by default); now every Azure SDK transport is built with them."""
+    import time
+
+    from shared.adapters.vault import VaultClient
+    from shared.errors import ExternalServiceError
+
+    vault = rotator.stack.keyvaults["destination"]
+    client = VaultClient(
+        vault.url,
+        rotator.services.credential,
+        timeout_seconds=0.3,
+        ca_bundle=rotator.services.settings.ca_bundle,
+    )
+    try:
+        assert await client.get("warm-up-the-token") is None  # the token is fetched before the hold
+        vault.set_switches(latency_seconds=5)
+        started = time.monotonic()
+        with pytest.raises(ExternalServiceError):
+            await client.get("held-by-the-vault")
+        # Four attempts (retry_total 3) of 0.3 s and azure-core's backoff; 5 s each without the fix.
+        assert time.monotonic() - started < 12
+    finally:
+        vault.set_switches(latency_seconds=0)
+        await client.close()

@@ -12,9 +12,9 @@ from shared.adapters.tls import azure_transport, environment_sets_proxy, ssl_con
 
 def test_without_a_bundle_the_sdks_keep_their_defaults() -> None:
     assert ssl_context(None) is True
-    transport = azure_transport(None)
+    transport = azure_transport(None, timeout_seconds=5)
     assert transport._build_ssl_config(None, True) is True  # azure-core's own default trust
-    assert azure_transport(None) is not transport  # each client owns (and closes) its own
+    assert azure_transport(None, timeout_seconds=5) is not transport  # each client owns (and closes) its own
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def test_proxy_settings_are_read_per_request_only_when_the_environment_has_any(
     """Issue 11: aiohttp's trust_env looks up proxies and netrc again on every request, on a worker
     thread, costing more CPU than the request; with nothing to find, the transports skip it."""
     assert environment_sets_proxy() is False
-    assert azure_transport(None)._use_env_settings is False
+    assert azure_transport(None, timeout_seconds=5)._use_env_settings is False
 
 
 @pytest.mark.parametrize(
@@ -50,7 +50,7 @@ def test_a_proxy_in_the_environment_is_still_honoured(
 ) -> None:
     monkeypatch.setenv(variable, "http://proxy.example:3128")
     assert environment_sets_proxy() is True
-    assert azure_transport(None)._use_env_settings is True
+    assert azure_transport(None, timeout_seconds=5)._use_env_settings is True
 
 
 @pytest.mark.parametrize("where", ["home", "NETRC"])
@@ -62,7 +62,7 @@ def test_a_netrc_file_is_still_honoured(
     if where == "NETRC":
         monkeypatch.setenv("NETRC", str(netrc))
     assert environment_sets_proxy() is True
-    assert azure_transport(None)._use_env_settings is True
+    assert azure_transport(None, timeout_seconds=5)._use_env_settings is True
 
 
 def test_a_bundle_adds_to_the_public_roots_and_one_context_serves_every_request(tmp_path: Path) -> None:
@@ -75,7 +75,7 @@ def test_a_bundle_adds_to_the_public_roots_and_one_context_serves_every_request(
     context = ssl_context(str(bundle))
     assert not isinstance(context, bool)
     assert len(context.get_ca_certs()) > 100  # the public roots are still trusted
-    transport = azure_transport(str(bundle))
+    transport = azure_transport(str(bundle), timeout_seconds=5)
     # azure-core asks per request; the answer is the same context each time (connections pool).
     assert transport._build_ssl_config(None, True) is context
     assert transport._build_ssl_config(None, True) is transport._build_ssl_config(None, str(bundle))
