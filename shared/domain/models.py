@@ -244,6 +244,10 @@ class RotationClaim(StatusModel):
     key_hint: str | None = None
     staged_version: str | None = None
     create_attempts: int = 0
+    # Retryable failures this rotation paused for (across deliveries and takeovers): bounded, so a
+    # failure that never clears ends the rotation (``rotation.failed``, alert, backoff) instead of
+    # pausing forever.
+    pauses: int = 0
     notified: bool = False
     warnings: list[str] = []
 

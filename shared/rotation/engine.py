@@ -96,6 +96,12 @@ RETIRE_MARGIN = timedelta(minutes=1)
 # A rotation creates at most this many credentials before it fails (a secret that cannot be
 # staged, or found again, must not loop).
 MAX_CREATE_ATTEMPTS = 3
+# Retryable failures (throttling, a service's 5xx, a timeout) a rotation pauses for, across the
+# job's deliveries and takeovers, before it fails like any other error: a rotation stuck on a
+# failure that never clears ends with ``rotation.failed``, the failure alert and the retry backoff,
+# instead of pausing and being taken over forever (found with Graph answering 503 to every
+# addPassword: the job went to the poison queue and the timer took it over again, endlessly).
+MAX_PAUSES = 8
 # Step handler runs per invocation before the engine pauses (a full rotation takes about 10).
 MAX_STEP_RUNS = 60
 # A failure alert for the same reason as the last one is repeated at most this often.
@@ -235,16 +241,24 @@ class RotationEngine:
                 )
                 return "claim taken over by another worker"
             except Exception as error:
-                if isinstance(error, RotationError | NotFoundError) or (
+                permanent = isinstance(error, RotationError | NotFoundError) or (
                     isinstance(error, ExternalServiceError) and not is_retryable(error)
-                ):
+                )
+                if permanent or _pauses(run) + 1 >= MAX_PAUSES:
+                    failure = _as_rotation_error(error, step)
+                    if not permanent:
+                        failure = RotationError(
+                            f"Gave up after {MAX_PAUSES} retryable failures: {failure.message}",
+                            step=step.value,
+                            code=failure.code,
+                        )
                     if is_forward_only(step):
                         # A destination may hold the new secret: never roll back, note and go on.
-                        await self._warn_and_skip(run, step, error)
+                        await self._warn_and_skip(run, step, failure)
                         continue
                     if step == RotationStep.MAINTENANCE:
-                        return await self._end_maintenance_with(run, error)
-                    return await self._fail(run, _as_rotation_error(error, step))
+                        return await self._end_maintenance_with(run, failure)
+                    return await self._fail(run, failure)
                 await self._pause(run, error)
                 raise
         # Steps keep re-running (the row keeps changing, or a step keeps being refused): let the
@@ -1374,6 +1388,13 @@ def _failed_keys(warnings: list[str]) -> set[str]:
 def _needs_retry(warnings: list[str]) -> bool:
     """Warnings of the form ``could not ...`` name work the timer must try again."""
     return any(w.startswith("could not") for w in warnings)
+
+
+def _pauses(run: Run) -> int:
+    try:
+        return run.claim.pauses
+    except LeaseLost:
+        return 0
 
 
 def _as_rotation_error(error: Exception, step: RotationStep) -> RotationError:

@@ -140,7 +140,8 @@ class Lease:
         run.claim  # noqa: B018 - raises LeaseLost when the claim is no longer ours
 
     async def release_now(self, run: Run, **status: Any) -> None:
-        """Let the next delivery of the job resume at once (a retryable pause); best effort."""
+        """Let the next delivery of the job resume at once (a retryable pause, counted in the
+        claim's ``pauses``); best effort."""
         claim = run.stored.status.in_progress
         if claim is None or claim.owner != run.owner:
             return
@@ -151,7 +152,9 @@ class Lease:
                     run.stored.config,
                     run.status.model_copy(
                         update={
-                            "in_progress": claim.model_copy(update={"expires_at": self._clock()}),
+                            "in_progress": claim.model_copy(
+                                update={"expires_at": self._clock(), "pauses": claim.pauses + 1}
+                            ),
                             **status,
                         }
                     ),

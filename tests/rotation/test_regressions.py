@@ -370,3 +370,45 @@ async def test_a_secret_starting_with_a_dash_is_flagged_or_recreated(rotator: Ro
     assert token_works(rotator, other.app_id, replaced.secret_text)
     log = [e.event for e in await events(rotator, other.app_id)]
     assert log.count("secret.recreated") == 2 and "secret.leadingDash" not in log
+
+
+async def test_a_retryable_failure_that_never_clears_ends_the_rotation_after_bounded_pauses(
+    rotator: Rotator,
+) -> None:
+    """Found from the outside: with Graph answering 503 to every addPassword, the rotation paused,
+    went to the poison queue after five deliveries, and the timer took its stale claim over again,
+    endlessly: no ``rotation.failed``, no failure count, no alert, while the secret aged. Now the
+    pauses are counted on the claim; at ``MAX_PAUSES`` the rotation fails like any other error."""
+    from shared.errors import TransientServiceError
+    from shared.rotation.engine import MAX_PAUSES
+
+    async def no_wait(seconds: float) -> None:  # the backoff between attempts is not under test
+        return None
+
+    assert "engine" not in vars(rotator.services)  # built below, with this sleep
+    rotator.services.sleep = no_wait
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app)
+    rotator.stack.entra.fail_next(10_000, 503, method="POST", path=r"addPassword$")
+    job = await refresh(rotator, entra_app.app_id)
+    outcomes = []
+    for _ in range(MAX_PAUSES + 2):
+        try:
+            outcomes.append(await rotator.services.engine.handle(job))
+        except TransientServiceError:
+            outcomes.append("paused")
+            # The next delivery, or the timer's takeover once the host gives the message up.
+            assert (await rotator.status(entra_app.app_id)).in_progress is not None
+    assert outcomes[: MAX_PAUSES - 1] == ["paused"] * (MAX_PAUSES - 1)
+    assert outcomes[MAX_PAUSES - 1] == "failed"
+    assert outcomes[MAX_PAUSES:] == ["rotation already finished"] * 2
+    status = await rotator.status(entra_app.app_id)
+    assert status.in_progress is None and status.consecutive_failures == 1
+    assert status.last_error is not None and f"Gave up after {MAX_PAUSES}" in status.last_error.message
+    log = await rotator.log_events(entra_app.app_id)
+    assert log.count("rotation.paused") == MAX_PAUSES - 1 and log.count("rotation.failed") == 1
+    assert rotator.managed(entra_app) == []  # nothing created, nothing left behind
+    # It is retried later with the failure backoff, as any failed rotation.
+    rotator.stack.entra.clear_faults()
+    rotator.clock.advance(timedelta(minutes=16))
+    assert (await rotator.services.scanner.scan()).enqueued == {"rotate": 1}
