@@ -266,6 +266,8 @@ def parse_model(model: type[Any], data: Any) -> Any:
     """Validate ``data`` into ``model``; every problem names its field and what is allowed."""
     from pydantic import ValidationError as PydanticValidationError
 
+    from shared.domain.fields import REQUEST_CONTEXT
+
     if not isinstance(data, dict):
         raise ValidationError(
             "The request body must be a JSON object",
@@ -273,7 +275,7 @@ def parse_model(model: type[Any], data: Any) -> Any:
         )
     try:
         # JSON mode: strict about types (no "21" for 21) yet reads GUIDs and dates from strings.
-        return model.model_validate_json(json.dumps(data))
+        return model.model_validate_json(json.dumps(data), context={REQUEST_CONTEXT: True})
     except PydanticValidationError as error:
         raise ValidationError(
             "The request has invalid fields", [_field_problem(item) for item in error.errors()]

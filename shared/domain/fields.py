@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -22,6 +22,16 @@ UNUSED_HOURS = (24, 2160)
 THRESHOLD_ALERT_DAYS = (1, 30)
 MAX_RECIPIENTS = 20
 MAX_INTEGRATIONS = 20
+
+# The validation context of a request body (``shared.api.http.parse_model`` passes it). A rule
+# tightened after data was stored applies to requests only: a row stored under the older rule
+# still loads (the engine keeps rotating it and GET shows it), and its next PUT must follow the
+# new rule. Without this, one such row would make reads of it, and of every page holding it, fail.
+REQUEST_CONTEXT = "request"
+
+
+def is_request(info: ValidationInfo) -> bool:
+    return isinstance(info.context, dict) and bool(info.context.get(REQUEST_CONTEXT))
 
 
 def rfc3339(moment: datetime) -> str:
@@ -60,18 +70,26 @@ def int_range(low: int, high: int, unit: str) -> BeforeValidator:
 
 
 def matches(
-    pattern: str, description: str, *, max_length: int | None = None, json_pattern: str | None = None
+    pattern: str,
+    description: str,
+    *,
+    max_length: int | None = None,
+    json_pattern: str | None = None,
+    stored_pattern: str | None = None,
 ) -> BeforeValidator:
     """A string check for ``pattern``; the error says what is allowed, not what was sent.
 
     ``json_pattern``: the pattern for the JSON schema when ``pattern`` uses what JSON-schema tools
     do not support (look-aheads); ``max_length`` then states the bound the look-ahead enforced.
+    ``stored_pattern``: the older, looser rule stored data is still read with (``REQUEST_CONTEXT``).
     """
 
     compiled = re.compile(pattern)
+    stored = re.compile(stored_pattern) if stored_pattern is not None else compiled
 
-    def check(value: object) -> str:
-        if not isinstance(value, str) or not compiled.fullmatch(value):
+    def check(value: object, info: ValidationInfo) -> str:
+        rule = compiled if is_request(info) else stored
+        if not isinstance(value, str) or not rule.fullmatch(value):
             raise PydanticCustomError("pattern", "must be {allowed}", {"allowed": description})
         return value
 
@@ -128,8 +146,15 @@ LifetimeDays = Annotated[int, int_range(*LIFETIME_DAYS, "days")]
 ThresholdHours = Annotated[int, int_range(*THRESHOLD_HOURS, "hours")]
 UnusedHours = Annotated[int, int_range(*UNUSED_HOURS, "hours")]
 AlertDays = Annotated[int, int_range(*THRESHOLD_ALERT_DAYS, "days")]
+# Control characters are C0, DEL and C1 (as for email addresses); names stored before DEL and C1
+# were refused still load.
 DisplayName = Annotated[
-    str, matches(r"[^\x00-\x1f]{1,256}", "1 to 256 characters without control characters")
+    str,
+    matches(
+        r"[^\x00-\x1f\x7f-\x9f]{1,256}",
+        "1 to 256 characters without control characters",
+        stored_pattern=r"[^\x00-\x1f]{1,256}",
+    ),
 ]
 IntegrationName = Annotated[
     str, matches(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", "1 to 64 letters, digits, '.', '_' or '-'")

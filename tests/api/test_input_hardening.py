@@ -162,3 +162,17 @@ def test_a_url_urllib_cannot_parse_is_a_400_naming_the_field_not_a_500(api: http
         response = api.put(f"/applications/{uuid.uuid4()}", json=body)
         assert response.status_code == 400, (url, response.text)
         assert response.json()["errors"][0]["field"] == "integrations.0.vaultUrl"
+
+
+def assert_allowed(response: httpx.Response, field: str, allowed: str) -> None:
+    assert_problem(response, 400, field)
+    problem = next(e for e in response.json()["errors"] if e["field"] == field)
+    assert problem["allowed"] == allowed, response.text
+
+
+def test_display_names_refuse_del_and_c1_controls(api: httpx.Client) -> None:
+    """D7: the documented rule is "without control characters"; DEL and C1 were accepted."""
+    response = api.put(f"/applications/{uuid.uuid4()}", json=registration(displayName="\u007f\u0080\u009f"))
+    assert_allowed(response, "displayName", "1 to 256 characters without control characters")
+    response = api.put(f"/groups/g-{uuid.uuid4().hex[:8]}", json={"displayName": "\u0085"})
+    assert_allowed(response, "displayName", "1 to 256 characters without control characters")

@@ -1,5 +1,7 @@
 """Validation edges of the registration model: every range boundary, wrong types, unknown kinds."""
 
+import json
+import re
 from typing import Any
 
 import pytest
@@ -170,3 +172,31 @@ def test_every_https_url_the_models_accept_parses_the_same_in_urllib() -> None:
         same_vault(url, "https://rotator.vault.azure.net")
 
     parses()
+
+
+@pytest.mark.parametrize("name", ["\u007f\u0080\u009f", "ok\u007f", "ok\u0085", "tab\there"])
+def test_display_names_refuse_c0_del_and_c1_controls(name: str) -> None:
+    """D7: "without control characters" means C0, DEL and C1, as for email addresses."""
+    assert problems({**APP, "displayName": name})["displayName"] == {
+        "field": "displayName",
+        "message": "must be 1 to 256 characters without control characters",
+        "allowed": "1 to 256 characters without control characters",
+    }
+    from shared.api.openapi import _schemas
+    from shared.domain.models import Group
+
+    with pytest.raises(ValidationError):
+        parse_model(Group, {"groupId": "g", "displayName": name})
+    # The OpenAPI document states the same rule.
+    for schema in ("ApplicationConfig", "Group"):
+        assert not re.fullmatch(_schemas()[schema]["properties"]["displayName"]["pattern"], name)
+
+
+def test_display_names_take_other_characters_and_stored_ones_still_load() -> None:
+    assert valid({**APP, "displayName": "Paie \u00a0\u00e9t\u00e9 \u20ac \U0001f511"}).display_name
+    # Stored before DEL and C1 were refused: read as before (a PUT must then change it).
+    stored = ApplicationConfig.model_validate_json(
+        json.dumps({**APP, "displayName": "old\u0085"}),
+        strict=False,
+    )
+    assert stored.display_name == "old\u0085"
