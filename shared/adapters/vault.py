@@ -289,8 +289,10 @@ class StagingVault:
 
 
 def credential_secret_name(*parts: str) -> str:
-    """Name in the rotator's vault for a credential an integration needs (PAT, token, webhook URL)."""
-    import re
+    """Name in the rotator's vault for a credential an integration needs (PAT, token, webhook URL).
 
-    text = "-".join(re.sub(r"[^0-9A-Za-z-]+", "-", part).strip("-") for part in ("cred", *parts))
-    return re.sub(r"-{2,}", "-", text)[:127]
+    Integration names that would share one are refused at the PUT
+    (``shared.domain.fields.integration_name_key``)."""
+    from shared.domain.fields import vault_name
+
+    return vault_name("cred", *parts)

@@ -22,6 +22,8 @@ UNUSED_HOURS = (24, 2160)
 THRESHOLD_ALERT_DAYS = (1, 30)
 MAX_RECIPIENTS = 20
 MAX_INTEGRATIONS = 20
+# Key Vault secret names: 1 to 127 letters, digits and '-', compared ignoring case.
+VAULT_NAME_LENGTH = 127
 
 # The validation context of a request body (``shared.api.http.parse_model`` passes it). A rule
 # tightened after data was stored applies to requests only: a row stored under the older rule
@@ -32,6 +34,22 @@ REQUEST_CONTEXT = "request"
 
 def is_request(info: ValidationInfo) -> bool:
     return isinstance(info.context, dict) and bool(info.context.get(REQUEST_CONTEXT))
+
+
+def vault_name(*parts: str) -> str:
+    """The Key Vault secret name made of ``parts``: each run of characters other than letters,
+    digits and '-' becomes one '-', parts are joined by '-', at most 127 characters."""
+    text = "-".join(re.sub(r"[^0-9A-Za-z-]+", "-", part).strip("-") for part in parts)
+    return re.sub(r"-{2,}", "-", text)[:VAULT_NAME_LENGTH]
+
+
+def integration_name_key(name: str) -> str:
+    """What tells an application's integrations apart wherever a name becomes a key: the name as
+    it appears in its credential's vault secret name (``cred-<appId>-<this>-<suffix>-<random>``),
+    in the letter case Key Vault ignores (the automation job name and webhook-id are derived from
+    the lower-cased name too). Distinct keys give distinct credential names: the name part is never
+    shortened (``INTEGRATION_NAME_LENGTH``)."""
+    return vault_name(name).lower()
 
 
 def rfc3339(moment: datetime) -> str:
@@ -156,8 +174,18 @@ DisplayName = Annotated[
         stored_pattern=r"[^\x00-\x1f]{1,256}",
     ),
 ]
+# At most 64 characters: the name part of the longest credential name (cred-<appId>-<name>-...)
+# then ends at character 106, before the 110 a credential name is shortened to for its random
+# suffix (shared.credentials), so it is never cut and distinct name keys (integration_name_key)
+# give distinct names; tests/unit/test_models.py checks this for every plugin. Limiting the name
+# was chosen over comparing shortened forms, which would refuse names for a rule nobody sees.
+INTEGRATION_NAME_LENGTH = 64
 IntegrationName = Annotated[
-    str, matches(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", "1 to 64 letters, digits, '.', '_' or '-'")
+    str,
+    matches(
+        rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{INTEGRATION_NAME_LENGTH - 1}}}",
+        f"1 to {INTEGRATION_NAME_LENGTH} letters, digits, '.', '_' or '-'",
+    ),
 ]
 EmailAddress = Annotated[
     str,

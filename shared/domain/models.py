@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from uuid import UUID
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
 from shared.domain.fields import (
@@ -29,6 +29,8 @@ from shared.domain.fields import (
     StatusModel,
     ThresholdHours,
     UnusedHours,
+    integration_name_key,
+    is_request,
     matches,
     schema_rules,
 )
@@ -102,6 +104,10 @@ if TYPE_CHECKING:
 else:
     Integration = Annotated[Union[_SETTINGS_MODELS], Field(discriminator="kind")]  # noqa: UP007
 INTEGRATION_KINDS = tuple(plugin.kind for plugin in PLUGINS)
+NAME_KEY_RULE = (
+    "a name no other integration of the application has when letter case is ignored and each run "
+    "of '.', '_' and '-' reads as one '-' (at the ends as none)"
+)
 _GROUP_KINDS = [plugin.kind for plugin in PLUGINS if plugin.settings_model.requires_group]
 
 
@@ -145,14 +151,22 @@ class ApplicationConfig(Model):
         return data
 
     @model_validator(mode="after")
-    def _integration_names_unique(self) -> ApplicationConfig:
-        names = [integration.name for integration in self.integrations]
-        if len(set(names)) != len(names):
-            raise PydanticCustomError(
-                "unique",
-                "integration names must be unique",
-                {"field": "integrations", "allowed": "distinct names"},
-            )
+    def _integration_names_unique(self, info: ValidationInfo) -> ApplicationConfig:
+        # A name becomes keys (its credential's vault secret name, delivery ids) that ignore case
+        # and read '.', '_' and '-' alike: names that differ only there would share a credential.
+        # That check is for requests only: a registration stored before it still loads.
+        names: set[str | None] = set()
+        keys: set[str] = set()
+        for index, integration in enumerate(self.integrations):
+            name, key = integration.name, integration_name_key(integration.name or "")
+            if name in names or (key in keys and is_request(info)):
+                raise PydanticCustomError(
+                    "unique",
+                    "integration names must be distinct, ignoring letter case, '.', '_' and '-'",
+                    {"field": f"integrations.{index}.name", "allowed": NAME_KEY_RULE},
+                )
+            names.add(name)
+            keys.add(key)
         needing = next((i.kind for i in self.integrations if i.requires_group), None)
         if needing is not None and not self.group_id:
             raise PydanticCustomError(

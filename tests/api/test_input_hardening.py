@@ -170,6 +170,26 @@ def assert_allowed(response: httpx.Response, field: str, allowed: str) -> None:
     assert problem["allowed"] == allowed, response.text
 
 
+def test_integration_names_sharing_a_credential_are_refused_and_nothing_is_written(
+    api: httpx.Client, sim_stack: Any
+) -> None:
+    """D2: hook.a and hook_a both became cred-<appId>-hook-a-webhook (200, both delivering to the
+    second URL). Now a 400 naming the second name, and neither URL reaches the vault."""
+    app_id = str(uuid.uuid4())
+    assert register(api, app_id).status_code == 201
+    before = api.get(f"/applications/{app_id}").json()
+    hooks = [
+        {"kind": "automation", "target": "webhook", "name": name, "webhookUrl": f"https://hooks.example/{i}"}
+        for i, name in enumerate(("hook.a", "hook_a"))
+    ]
+    response = api.put(f"/applications/{app_id}", json=registration(integrations=hooks))
+    assert_problem(response, 400, "integrations.1.name")
+    assert "letter case" in response.json()["errors"][0]["allowed"]
+    after = api.get(f"/applications/{app_id}").json()
+    assert after["etag"] == before["etag"] and after["integrations"] == before["integrations"]
+    assert not [n for n in sim_stack.keyvaults["rotator"].secret_names() if n.startswith(f"cred-{app_id}")]
+
+
 def test_display_names_refuse_del_and_c1_controls(api: httpx.Client) -> None:
     """D7: the documented rule is "without control characters"; DEL and C1 were accepted."""
     response = api.put(f"/applications/{uuid.uuid4()}", json=registration(displayName="\u007f\u0080\u009f"))

@@ -119,7 +119,7 @@ def test_integrations_get_stable_unique_names() -> None:
     )
     assert [i.name for i in config.integrations] == ["keyVault-1", "backup"]
     duplicate = {"kind": "keyVault", "vaultUrl": "https://a.vault.azure.net", "name": "same"}
-    assert "integrations" in problems({**APP, "integrations": [duplicate, duplicate]})
+    assert "integrations.1.name" in problems({**APP, "integrations": [duplicate, duplicate]})
 
 
 def test_vercel_needs_a_group_and_valid_targets() -> None:
@@ -172,6 +172,125 @@ def test_every_https_url_the_models_accept_parses_the_same_in_urllib() -> None:
         same_vault(url, "https://rotator.vault.azure.net")
 
     parses()
+
+
+def webhook(name: str) -> dict[str, Any]:
+    """An automation webhook as stored (the URL itself is in the rotator's vault)."""
+    return {"kind": "automation", "target": "webhook", "name": name, "webhookSecretName": "cred-hook"}
+
+
+def accepted_credentials(names: list[str], app_id: str = APP["appId"]) -> list[str] | None:
+    """What PUT does with automation webhooks of these names: the credentials' vault secret names
+    without their random suffix (the part that tells whose credential it is) when the body is
+    accepted, None when it is refused (naming integrations.N.name)."""
+    from shared.credentials import extract_integration_credentials
+    from shared.integrations.registry import default_registry
+
+    hooks = [
+        {
+            "kind": "automation",
+            "target": "webhook",
+            "name": name,
+            "webhookUrl": f"https://hooks.example/{index}",
+        }
+        for index, name in enumerate(names)
+    ]
+    body = {**APP, "appId": app_id, "integrations": hooks}
+    changes = extract_integration_credentials(body, app_id, default_registry())
+    try:
+        parse_model(ApplicationConfig, body)
+    except ValidationError as error:
+        assert [p.field for p in error.problems] == [f"integrations.{_first_clash(names)}.name"]
+        return None
+    return [credential.secret_name.rsplit("-", 1)[0] for credential in changes.pending]
+
+
+def _first_clash(names: list[str]) -> int:
+    from shared.domain.fields import integration_name_key
+
+    seen: set[str] = set()
+    for index, name in enumerate(names):
+        if integration_name_key(name) in seen:
+            return index
+        seen.add(integration_name_key(name))
+    raise AssertionError("no clash")
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["hook.a", "hook_a"],
+        ["hook.a", "hook-a"],
+        ["Hook", "hook"],
+        ["a", "a-"],
+        ["a.-_b", "a-b"],
+        ["x", "X."],
+    ],
+)
+def test_names_that_would_share_a_credential_are_refused_naming_the_field(names: list[str]) -> None:
+    """D2: the vault secret name maps runs of '.', '_' and '-' to one '-' and Key Vault ignores
+    case, so these pairs would share one credential (the second webhook URL overwriting the first)."""
+    found = problems({**APP, "integrations": [webhook(name) for name in names]})
+    assert list(found) == ["integrations.1.name"]
+    assert "letter case" in found["integrations.1.name"]["allowed"]
+    assert names[1] not in found["integrations.1.name"]["message"]
+
+
+def test_a_registration_stored_before_the_name_check_still_loads() -> None:
+    """The check is the request's: a stored row with such names is read (and rotated) as before."""
+    stored = ApplicationConfig.model_validate(
+        {**APP, "integrations": [webhook(name) for name in ("hook.a", "hook_a")]},
+        strict=False,
+    )
+    text = stored.model_dump_json(by_alias=True)
+    assert [i.name for i in ApplicationConfig.model_validate_json(text, strict=False).integrations] == [
+        "hook.a",
+        "hook_a",
+    ]
+
+
+def test_the_longest_integration_name_is_never_truncated_in_its_credential_name() -> None:
+    """Integration names are at most 64 characters so that the name stays whole in
+    cred-<appId>-<name>-<suffix>-<random>, which is shortened to fit Key Vault's 127 characters:
+    distinct name keys then give distinct credential names for every plugin's suffix."""
+    from shared.credentials import new_credential_name
+    from shared.domain.fields import INTEGRATION_NAME_LENGTH, VAULT_NAME_LENGTH
+    from shared.integrations.registry import PLUGINS
+
+    longest = "a" * INTEGRATION_NAME_LENGTH
+    for plugin in PLUGINS:
+        for declared in plugin.write_only:
+            name = new_credential_name(APP["appId"], longest, declared.name_suffix)
+            assert len(name) <= VAULT_NAME_LENGTH
+            assert name.startswith(f"cred-{APP['appId']}-{longest}-{declared.name_suffix[:1]}"), name
+    assert problems({**APP, "integrations": [webhook("a" * (INTEGRATION_NAME_LENGTH + 1))]})
+
+
+def test_accepted_names_always_map_to_distinct_credentials() -> None:
+    """Any accepted set of integration names gives each credential its own vault secret name, told
+    apart without the random suffix and ignoring case (as Key Vault does); a refused set really had
+    names that would clash."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from shared.domain.fields import INTEGRATION_NAME_LENGTH, integration_name_key
+
+    # A small alphabet makes clashes common; full-length names exercise the length bound.
+    short = st.from_regex(r"[Aa0][Aa0._-]{0,4}", fullmatch=True)
+    full = st.from_regex(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{INTEGRATION_NAME_LENGTH - 1}}}", fullmatch=True)
+    names = st.lists(st.one_of(short, full), min_size=1, max_size=6)
+
+    @settings(max_examples=300, deadline=None)
+    @given(names, st.uuids())
+    def distinct(chosen: list[str], app_id: object) -> None:
+        secrets = accepted_credentials(chosen, str(app_id))
+        keys = [integration_name_key(name) for name in chosen]
+        if secrets is None:
+            assert len(set(keys)) < len(keys)
+        else:
+            assert len({secret.lower() for secret in secrets}) == len(chosen)
+
+    distinct()
 
 
 @pytest.mark.parametrize("name", ["\u007f\u0080\u009f", "ok\u007f", "ok\u0085", "tab\there"])
