@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
+import typing
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -273,34 +275,59 @@ def parse_model(model: type[Any], data: Any) -> Any:
             "The request body must be a JSON object",
             [FieldProblem("body", "is not an object", "a JSON object")],
         )
+    surrogates = _surrogate_problems(model, data)
+    if surrogates:
+        raise ValidationError("The request has invalid fields", surrogates)
     try:
         # JSON mode: strict about types (no "21" for 21) yet reads GUIDs and dates from strings.
         return model.model_validate_json(json.dumps(data), context={REQUEST_CONTEXT: True})
     except PydanticValidationError as error:
         raise ValidationError(
-            "The request has invalid fields", [_field_problem(item) for item in error.errors()]
+            "The request has invalid fields", [_field_problem(model, item) for item in error.errors()]
         ) from None
 
 
-def _field_problem(item: Any) -> FieldProblem:
-    # Drop discriminator tags from the location: integrations.0.keyVault.vaultUrl -> integrations.0.vaultUrl
+# What a wrong value of each pydantic error type should have been, when the field's schema says
+# nothing more precise (pydantic's own messages may quote the input: these never do).
+_ALLOWED_BY_ERROR = {
+    "bool": "true or false",
+    "model": "an object",
+    "dict": "an object",
+    "list": "an array",
+    "uuid": "a GUID",
+    "string": "a string",
+    "int": "a whole number",
+    "float": "a number",
+    "datetime": "an RFC 3339 date-time",
+}
+
+
+def _field_problem(model: type[Any], item: Any) -> FieldProblem:
+    from pydantic_core.core_schema import ErrorType
+
     from shared.domain.models import INTEGRATION_KINDS
 
-    parts = [str(part) for part in item["loc"] if str(part) not in INTEGRATION_KINDS]
+    loc = tuple(item["loc"])
+    # Drop discriminator tags from the location: integrations.0.keyVault.vaultUrl -> integrations.0.vaultUrl
+    # (a tag follows an index: a field named like a kind, such as a group's vercel, stays).
+    parts = [
+        str(part)
+        for index, part in enumerate(loc)
+        if not (part in INTEGRATION_KINDS and index and isinstance(loc[index - 1], int))
+    ]
     ctx = item.get("ctx") or {}
     if ctx.get("field"):  # a check across fields names the one to fix
         parts.append(str(ctx["field"]))
     field = ".".join(parts) or "body"
     kind = item["type"]
-    allowed = ctx.get("allowed") or ctx.get("expected")
     if kind == "union_tag_invalid" or kind == "union_tag_not_found":
-        field = ".".join([*parts, "kind"])
-        allowed = ", ".join(INTEGRATION_KINDS)
-        return FieldProblem(field, "is not a known integration kind", allowed)
+        return FieldProblem(
+            ".".join([*parts, "kind"]), "is not a known integration kind", ", ".join(INTEGRATION_KINDS)
+        )
     if kind == "extra_forbidden":
-        return FieldProblem(field, "is not a known field", None)
-    if kind == "missing":
-        return FieldProblem(field, "is required", allowed)
+        known = sorted(_schema_at(model, loc[:-1]).get("properties", {}))
+        allowed = "the fields " + ", ".join(known) if known else "the fields the OpenAPI document lists"
+        return FieldProblem(field, "is not a known field", allowed)
     if kind in ("too_long", "too_short"):
         low, high = ctx.get("min_length"), ctx.get("max_length")
         allowed = (
@@ -309,14 +336,137 @@ def _field_problem(item: Any) -> FieldProblem:
             else f"at least {low} items"
         )
         return FieldProblem(field, "has the wrong number of items", allowed)
-    message = item["msg"]
-    if kind in ("range", "pattern") and ctx.get("allowed"):
-        message = (
-            f"must be {ctx['allowed']}"
-            if kind == "pattern"
-            else f"must be a whole number from {ctx['allowed']}"
+    if kind not in typing.get_args(ErrorType):
+        # Our own checks (shared.domain): their messages and allowed texts are written to be shown.
+        return FieldProblem(
+            field, str(item["msg"]), str(ctx.get("allowed") or _describe(_schema_at(model, loc)))
         )
-    return FieldProblem(field, message, str(allowed) if allowed is not None else None)
+    if ctx.get("expected"):  # enum and literal values: pydantic lists them, quoted
+        allowed = str(ctx["expected"])
+    else:
+        family = next((name for name in _ALLOWED_BY_ERROR if kind.startswith(name + "_")), None)
+        allowed = _describe(_schema_at(model, loc)) or (
+            _ALLOWED_BY_ERROR[family] if family else "what the OpenAPI document states for this field"
+        )
+    if kind == "missing":
+        return FieldProblem(field, "is required", allowed)
+    return FieldProblem(field, f"must be {allowed}", allowed)
+
+
+_SCHEMAS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _json_schema(model: type[Any]) -> dict[str, Any]:
+    # The schema the OpenAPI document is generated from: allowed texts say what it says.
+    if model not in _SCHEMAS:
+        _SCHEMAS[model] = model.model_json_schema(by_alias=True)
+    return _SCHEMAS[model]
+
+
+def _schema_at(model: type[Any], loc: tuple[Any, ...], data: Any = None) -> dict[str, Any]:
+    """The JSON schema of the field at ``loc`` (a pydantic error location, which names the
+    integration kind after an index, or a path in ``data``, whose ``kind`` members then choose);
+    empty when the location is not in the schema."""
+    root = _json_schema(model)
+    node, value = _resolve(root, root), data
+    for part in loc:
+        mapping = node.get("discriminator", {}).get("mapping", {})
+        if mapping:
+            if isinstance(part, str) and part in mapping:  # a pydantic location's tag
+                node = _resolve(root, {"$ref": mapping[part]})
+                continue
+            tag = value.get("kind") if isinstance(value, dict) else None
+            node = _resolve(root, {"$ref": mapping[tag]}) if tag in mapping else {}
+        if isinstance(part, int):
+            node = _resolve(root, node.get("items", {}))
+            value = value[part] if isinstance(value, list) and part < len(value) else None
+        else:
+            node = _resolve(root, node.get("properties", {}).get(part, {}))
+            value = value.get(part) if isinstance(value, dict) else None
+    return node
+
+
+def _resolve(root: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """``node`` with its ``$ref`` followed; a nullable field (``anyOf`` with null) as its other
+    branch, marked ``nullable``."""
+    if "$ref" in node:
+        name = str(node["$ref"]).rsplit("/", 1)[-1]
+        node = {**root.get("$defs", {}).get(name, {}), **{k: v for k, v in node.items() if k != "$ref"}}
+    branches = node.get("anyOf", [])
+    others = [branch for branch in branches if branch.get("type") != "null"]
+    if branches and len(others) == 1 and len(others) < len(branches):
+        node = {**_resolve(root, others[0]), "nullable": True}
+    return node
+
+
+def _describe(schema: dict[str, Any]) -> str:
+    """What a field's schema allows, in words (empty when it says nothing)."""
+    text = ""
+    description = str(schema.get("description", ""))
+    kind = schema.get("type")
+    if description.startswith("Must be "):  # shared.domain.fields.matches writes these
+        text = description.removeprefix("Must be ").rstrip(".")
+    elif "enum" in schema:
+        text = " or ".join(json.dumps(value) for value in schema["enum"])
+    elif "const" in schema:
+        text = json.dumps(schema["const"])
+    elif "discriminator" in schema:
+        text = "an object whose kind is one of " + ", ".join(schema["discriminator"].get("mapping", {}))
+    elif kind == "boolean":
+        text = "true or false"
+    elif kind == "integer" and "minimum" in schema and "maximum" in schema:
+        text = f"a whole number from {schema['minimum']} to {schema['maximum']}"
+    elif kind == "string" and schema.get("format") == "uuid":
+        text = "a GUID"
+    elif kind == "string" and schema.get("format") == "date-time":
+        text = "an RFC 3339 date-time"
+    elif kind in ("object", "array", "string", "integer", "number"):
+        text = {
+            "object": "an object",
+            "array": "an array",
+            "string": "a string",
+            "integer": "a whole number",
+        }.get(kind, "a number")
+        if kind == "array" and "maxItems" in schema:
+            text += f" of at most {schema['maxItems']} items"
+    elif "properties" in schema:
+        text = "an object"
+    if text and schema.get("nullable"):
+        text += " (or null)"
+    return text
+
+
+# An unpaired UTF-16 surrogate: JSON may escape one ("\ud800"), Python reads it, but it is no
+# Unicode character and the model's JSON parser (rightly) refuses it.
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _surrogate_problems(model: type[Any], data: Any) -> list[FieldProblem]:
+    """A problem naming each field (at most ten) whose text holds an unpaired surrogate."""
+    found: list[tuple[Any, ...]] = []
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), data)]
+    while stack and len(found) < 10:
+        path, value = stack.pop()
+        if isinstance(value, str) and _LONE_SURROGATE.search(value):
+            found.append(path)
+        elif isinstance(value, dict):
+            if any(_LONE_SURROGATE.search(key) for key in value):
+                found.append(path)  # a member name: the object holding it is named
+            else:
+                stack.extend(((*path, key), child) for key, child in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend(((*path, index), child) for index, child in reversed(list(enumerate(value))))
+    problems = []
+    for path in found:
+        field_allowed = _describe(_schema_at(model, path, data))
+        problems.append(
+            FieldProblem(
+                ".".join(str(part) for part in path) or "body",
+                "holds an unpaired surrogate (a \\uD800 to \\uDFFF escape without its pair)",
+                (field_allowed + ", " if field_allowed else "") + "as Unicode text (no unpaired surrogates)",
+            )
+        )
+    return problems
 
 
 def int_param(raw: str | None, name: str, low: int, high: int, default: int) -> int:

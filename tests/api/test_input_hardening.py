@@ -196,3 +196,37 @@ def test_display_names_refuse_del_and_c1_controls(api: httpx.Client) -> None:
     assert_allowed(response, "displayName", "1 to 256 characters without control characters")
     response = api.put(f"/groups/g-{uuid.uuid4().hex[:8]}", json={"displayName": "\u0085"})
     assert_allowed(response, "displayName", "1 to 256 characters without control characters")
+
+
+def test_type_errors_say_what_is_allowed_and_never_echo_input(api: httpx.Client) -> None:
+    """D8: these once answered without ``allowed`` (or quoted a character of the input)."""
+    cases = [
+        (registration(rotation={"enabled": "true"}), "rotation.enabled", "true or false"),
+        (registration(rotation=None), "rotation", "an object"),
+        (registration(integrations={}), "integrations", "an array of at most 20 items"),
+        ({k: v for k, v in registration().items() if k != "objectId"}, "objectId", "a GUID"),
+        (registration(objectId="not-a-guid"), "objectId", "a GUID"),
+    ]
+    for body, field, allowed in cases:
+        app_id = str(uuid.uuid4())
+        response = api.put(f"/applications/{app_id}", json=body)
+        assert_allowed(response, field, allowed)
+        assert "not-a-guid" not in response.text and "`" not in response.text
+        assert api.get(f"/applications/{app_id}").status_code == 404
+    app_id = register(api).json()["appId"]
+    assert_allowed(
+        api.post(f"/applications/{app_id}/refresh", json={"compromised": 1}), "compromised", "true or false"
+    )
+
+
+def test_an_unpaired_surrogate_escape_names_the_field(api: httpx.Client) -> None:
+    """D8: the JSON text "\\ud800" is valid JSON but no Unicode text: once field "body" with the
+    parser's "Invalid JSON: unexpected end of hex escape" message."""
+    body = json.dumps(registration(displayName="PLACEHOLDER")).replace("PLACEHOLDER", "\\ud800")
+    response = api.put(
+        f"/applications/{uuid.uuid4()}", content=body.encode(), headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 400, "displayName")
+    problem = response.json()["errors"][0]
+    assert problem["allowed"].startswith("1 to 256 characters without control characters")
+    assert "Invalid JSON" not in response.text

@@ -319,3 +319,77 @@ def test_display_names_take_other_characters_and_stored_ones_still_load() -> Non
         strict=False,
     )
     assert stored.display_name == "old\u0085"
+
+
+def _without(key: str) -> dict[str, Any]:
+    return {name: value for name, value in APP.items() if name != key}
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "allowed"),
+    [
+        ({**APP, "rotation": {"enabled": "true"}}, "rotation.enabled", "true or false"),
+        ({**APP, "rotation": None}, "rotation", "an object"),
+        ({**APP, "integrations": {}}, "integrations", "an array of at most 20 items"),
+        ({**APP, "objectId": "not-a-guid"}, "objectId", "a GUID"),
+        ({**APP, "objectId": 42}, "objectId", "a GUID"),
+        (_without("objectId"), "objectId", "a GUID"),
+        (_without("displayName"), "displayName", "1 to 256 characters without control characters"),
+        ({**APP, "state": "Paused"}, "state", "'Active' or 'Disabled'"),
+        ({**APP, "rotation": {"lifetime": 21}}, "rotation.lifetime", "the fields enabled, "),
+        ({**APP, "integrations": [5]}, "integrations.0", "an object whose kind is one of "),
+        ({**APP, "integrations": [{"kind": "keyVault"}]}, "integrations.0.vaultUrl", "an https:// URL"),
+        (
+            {
+                **APP,
+                "integrations": [{"kind": "keyVault", "vaultUrl": "https://a.vault.azure.net", "name": 7}],
+            },
+            "integrations.0.name",
+            "1 to 64 letters, digits, '.', '_' or '-'",
+        ),
+        ({**APP, "notifications": {"recipients": "ops@contoso.com"}}, "notifications.recipients", "an array"),
+    ],
+)
+def test_every_problem_says_what_is_allowed_without_echoing_input(
+    data: dict[str, Any], field: str, allowed: str
+) -> None:
+    """D8: type errors and missing fields carry ``allowed`` too, from the error type and the
+    field's schema; messages are ours (pydantic's quote input, such as a GUID's first bad character)."""
+    found = problems(data)
+    assert field in found, found
+    assert found[field]["allowed"].startswith(allowed), found[field]
+    message = found[field]["message"]
+    assert "Input" not in message and "`" not in message and "not-a-guid" not in message
+    assert message in ("is required", "is not a known field", f"must be {found[field]['allowed']}")
+
+
+def test_a_refresh_flag_of_the_wrong_type_says_what_is_allowed() -> None:
+    from shared.domain.models import RefreshRequest
+
+    with pytest.raises(ValidationError) as caught:
+        parse_model(RefreshRequest, {"compromised": 1})
+    assert [p.as_dict() for p in caught.value.problems] == [
+        {"field": "compromised", "message": "must be true or false", "allowed": "true or false"}
+    ]
+
+
+def test_a_group_field_named_like_an_integration_kind_keeps_its_name() -> None:
+    from shared.domain.models import Group
+
+    with pytest.raises(ValidationError) as caught:
+        parse_model(Group, {"groupId": "g", "displayName": "G", "vercel": 5})
+    assert [p.as_dict() for p in caught.value.problems] == [
+        {"field": "vercel", "message": "must be an object (or null)", "allowed": "an object (or null)"}
+    ]
+
+
+def test_an_unpaired_surrogate_names_its_field_and_what_is_allowed() -> None:
+    """D8: JSON may escape a lone surrogate; Python reads it, the model's JSON parser refuses it
+    (once reported as an invalid body quoting the parser's error)."""
+    data = json.loads(
+        '{"displayName": "\\ud800", "integrations": [{"kind": "keyVault", "name": "a\\udfff"}]}'
+    )
+    found = problems({**APP, **data})
+    assert set(found) == {"displayName", "integrations.0.name"}
+    assert found["displayName"]["allowed"].startswith("1 to 256 characters without control characters")
+    assert "no unpaired surrogates" in found["integrations.0.name"]["allowed"]
