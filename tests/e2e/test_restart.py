@@ -35,7 +35,9 @@ def _free(port: int) -> bool:
 
 def _ports() -> dict[str, str]:
     while True:
-        base = random.randrange(20000, 40000, 20)  # noqa: S311 - a port range, not a secret
+        # Below Linux's ephemeral range (32768-60999 by default, ip_local_port_range): a port the
+        # kernel hands another process's connection between this check and the bind failed a run.
+        base = random.randrange(20000, 32700, 20)  # noqa: S311 - a port range, not a secret
         if all(_free(base + n) for n in range(14)):
             return {
                 "ROTATOR_LOCAL_SIMULATOR_PORT": str(base),
