@@ -499,6 +499,8 @@ class SimulatorServer:
         self._routes: list[Route] = []
         self._admin_routes: list[Route] = []
         self._faults: list[FaultRule] = []
+        # ``hold_next``: (method, path pattern, remaining, release) for requests held before handling.
+        self._holds: list[tuple[str | None, str | None, list[int], threading.Event]] = []
         # Bounded, so a long-running dev stack does not grow without limit.
         self._log: deque[LoggedRequest] = deque(maxlen=REQUEST_LOG_LIMIT)
         self._lock = threading.RLock()
@@ -585,6 +587,10 @@ class SimulatorServer:
         """Answer one request (called from the server's worker threads)."""
         if request.path.startswith("/_sim/") or request.path == "/_sim":
             return self._handle_admin(request)
+        release = self._take_hold(request)
+        if release is not None:
+            # Outside the lock: the other requests go on meanwhile, as at the real service.
+            release.wait(timeout=300)
         if self.latency_seconds > 0:
             time.sleep(self.latency_seconds)
         with self._lock:
@@ -631,6 +637,15 @@ class SimulatorServer:
                 return self.fault_response(request, after), f"commit-then-{after.status}"
         return response, None
 
+    def _take_hold(self, request: SimRequest) -> threading.Event | None:
+        with self._lock:
+            for method, path, remaining, release in self._holds:
+                if remaining[0] > 0 and (method is None or method == request.method):
+                    if path is None or re.search(path, request.path):
+                        remaining[0] -= 1
+                        return release
+        return None
+
     def _take_fault(self, request: SimRequest, *, after_commit: bool) -> FaultRule | None:
         for rule in self._faults:
             if rule.after_commit == after_commit and rule.matches(request):
@@ -671,6 +686,9 @@ class SimulatorServer:
         """Forget all data, faults, switches and logged requests."""
         with self._lock:
             self._faults.clear()
+            for *_, release in self._holds:
+                release.set()
+            self._holds.clear()
             self._log.clear()
             self.latency_seconds = 0.0
 
@@ -716,6 +734,19 @@ class SimulatorServer:
                 )
             )
 
+    def hold_next(
+        self, count: int = 1, *, method: str | None = None, path: str | None = None
+    ) -> threading.Event:
+        """Hold the next ``count`` matching API requests until the returned event is set, then
+        handle them as usual. A client that stops waiting sees a timeout, yet the service applies
+        the request when it is released: a write that lands late, after newer ones (test fault;
+        no REST API of the simulated services promises to refuse such a write, see
+        ``shared.domain.models.LATE_WRITE_WINDOW``)."""
+        release = threading.Event()
+        with self._lock:
+            self._holds.append((method.upper() if method else None, path, [count], release))
+        return release
+
     def throttle_next(
         self, count: int = 1, *, retry_after: int = 1, method: str | None = None, path: str | None = None
     ) -> None:
@@ -725,6 +756,9 @@ class SimulatorServer:
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+            for *_, release in self._holds:
+                release.set()
+            self._holds.clear()
 
     def set_switches(self, **switches: Any) -> JsonDict:
         """Apply switches by name (the same names ``POST /_sim/switches`` takes); return all switches."""

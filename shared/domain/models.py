@@ -7,7 +7,7 @@ Ranges follow the product documentation: secret lifetime 1–90 days, update thr
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from uuid import UUID
@@ -284,6 +284,22 @@ class PendingRevocation(StatusModel):
     revoke_unmanaged: bool = False
 
 
+# How long a destination's service may still apply a write whose answer never came (a timeout, a
+# 5xx). None of the destinations' write APIs takes a precondition that would refuse such a write
+# when it lands late (App Service app settings, API connections, Key Vault set secret, DevOps
+# service endpoints, Vercel variables, Automation: no If-Match in their REST specifications), so
+# the rotator itself waits this long, then writes the current secret again.
+LATE_WRITE_WINDOW = timedelta(minutes=15)
+
+
+class LateWrite(StatusModel):
+    """A write of ``key_id`` started at ``at`` whose outcome was never known: the service may
+    apply it until ``at + LATE_WRITE_WINDOW``, over a newer secret written since."""
+
+    key_id: str
+    at: datetime
+
+
 class IntegrationStatus(StatusModel):
     result: Literal["succeeded", "failed", "pending"]
     at: datetime
@@ -293,9 +309,19 @@ class IntegrationStatus(StatusModel):
     # without confirmation (it may hold any of them): none of these may be removed.
     confirmed_key_id: str | None = None
     unconfirmed_key_ids: list[str] = []
+    # Writes that may still land (``LateWrite``): their credentials may not be removed either, until
+    # a write of the current secret that began after their window has succeeded.
+    late_writes: list[LateWrite] = []
 
     def key_ids_in_use(self) -> set[str]:
-        return {k for k in (self.confirmed_key_id, *self.unconfirmed_key_ids) if k}
+        return {k for k in (self.confirmed_key_id, *self.unconfirmed_key_ids) if k} | {
+            w.key_id for w in self.late_writes
+        }
+
+    def late_writes_settle_at(self) -> datetime | None:
+        """When the last write that may still land can land no more (None: there is none)."""
+        latest = max((w.at for w in self.late_writes), default=None)
+        return None if latest is None else latest + LATE_WRITE_WINDOW
 
 
 class ApplicationStatus(StatusModel):

@@ -15,9 +15,16 @@ from typing import Any
 
 from shared.adapters.retry import RetryPolicy, retry
 from shared.adapters.vault import VaultSecret
-from shared.domain.models import ApplicationConfig, ErrorInfo, IntegrationStatus, LogLevel
-from shared.errors import FieldProblem, RotationError, RotatorError
-from shared.integrations.base import DeployContext, PluginRegistry
+from shared.domain.models import (
+    LATE_WRITE_WINDOW,
+    ApplicationConfig,
+    ErrorInfo,
+    IntegrationStatus,
+    LateWrite,
+    LogLevel,
+)
+from shared.errors import FieldProblem, RotationError, RotatorError, ThrottledError, TransientServiceError
+from shared.integrations.base import DeployContext, DeployOutcome, PluginRegistry
 from shared.rotation.ports import EventSink
 
 
@@ -57,6 +64,9 @@ class Delivery:
         app_id = str(config.app_id)
         plugin = self.plugins.get(integration.kind)
         started = time.monotonic()
+        began = self._clock()
+        # Writes of this delivery whose answer never came: the service may still apply them later.
+        unanswered: list[datetime] = []
         try:
             if plugin is None:
                 raise RotationError(
@@ -71,8 +81,19 @@ class Delivery:
                 expires_at=staged.expires_on,
                 services=self._services,
             )
+            deploying = plugin
+
+            async def deploy() -> DeployOutcome:
+                attempt = self._clock()
+                try:
+                    return await deploying.deploy(context)
+                except Exception as error:
+                    if outcome_unknown(error):
+                        unanswered.append(attempt)
+                    raise
+
             outcome = await retry(
-                lambda: plugin.deploy(context),
+                deploy,
                 policy=self._retry_policy,
                 describe=f"deploy {name}",
                 sleep=self._sleep,
@@ -106,6 +127,7 @@ class Delivery:
                 error=info,
                 confirmed_key_id=previous.confirmed_key_id if previous else None,
                 unconfirmed_key_ids=list(dict.fromkeys(unconfirmed))[-10:],
+                late_writes=late_writes(previous, key_id, unanswered, settled_before=None),
             )
         for warning in outcome.warnings:
             await self._events.record(
@@ -129,7 +151,40 @@ class Delivery:
             details=outcome.details,
             duration_ms=int((time.monotonic() - started) * 1000),
         )
-        return IntegrationStatus(result="succeeded", at=self._clock(), key_id=key_id, confirmed_key_id=key_id)
+        return IntegrationStatus(
+            result="succeeded",
+            at=self._clock(),
+            key_id=key_id,
+            confirmed_key_id=key_id,
+            late_writes=late_writes(previous, key_id, unanswered, settled_before=began),
+        )
+
+
+def outcome_unknown(error: BaseException) -> bool:
+    """Whether a write that failed with ``error`` may still have been, or be, applied: a timeout, a
+    5xx or an error no plugin translated. A refusal (4xx, 429) was not applied."""
+    return isinstance(error, TransientServiceError) or not isinstance(error, RotatorError | ThrottledError)
+
+
+def late_writes(
+    previous: IntegrationStatus | None,
+    key_id: str,
+    unanswered: list[datetime],
+    *,
+    settled_before: datetime | None,
+) -> list[LateWrite]:
+    """A destination's writes that may still land, after a delivery of ``key_id``: the earlier ones
+    (less those whose window closed before ``settled_before``, when a write that began then has
+    succeeded: anything still in flight would have landed before it), and this delivery's latest
+    unanswered write."""
+    kept = [
+        w
+        for w in (previous.late_writes if previous else [])
+        if settled_before is None or w.at + LATE_WRITE_WINDOW > settled_before
+    ]
+    if unanswered:
+        kept = [w for w in kept if w.key_id != key_id] + [LateWrite(key_id=key_id, at=max(unanswered))]
+    return kept[-10:]
 
 
 def integration_problems(config: ApplicationConfig, plugins: PluginRegistry) -> list[FieldProblem]:

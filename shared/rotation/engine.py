@@ -952,7 +952,7 @@ class RotationEngine:
             consecutive_failures=0,
             last_rotation_id=claim.rotation_id,
             recent_rotation_ids=remember(status.recent_rotation_ids, claim.rotation_id),
-            retry_at=now + INTEGRATION_RETRY_DELAY if retry_needed else None,
+            retry_at=self._next_look(run, now, retry_needed=retry_needed),
         )
         detail = ", ".join(failed) + " failed" if failed else ""
         if status.pending_revocation is not None:
@@ -1061,7 +1061,7 @@ class RotationEngine:
             run,
             in_progress=None,
             enqueued_at=status.enqueued_at if status.pending is not None else None,
-            retry_at=now + INTEGRATION_RETRY_DELAY if retry_needed else None,
+            retry_at=self._next_look(run, now, retry_needed=retry_needed),
             last_result=result,
             recent_rotation_ids=remember(status.recent_rotation_ids, run.claim.rotation_id),
             **changes,
@@ -1141,13 +1141,32 @@ class RotationEngine:
         )
         return None
 
-    async def _retry_destinations(self, run: Run) -> None:
+    def _next_look(self, run: Run, now: datetime, *, retry_needed: bool) -> datetime | None:
+        """When maintenance must look at the destinations again (``retry_at``): after a failure, the
+        retry delay; and once a write that may still land can land no more, to write the current
+        secret again over whatever it left (``LateWrite``)."""
         status = run.status
+        moments = [now + INTEGRATION_RETRY_DELAY] if retry_needed else []
+        for name in self._delivery.names(run.config):
+            settled = (status.integrations.get(name) or _PENDING).late_writes_settle_at()
+            if settled is not None:
+                moments.append(settled if settled > now else now + INTEGRATION_RETRY_DELAY)
+        return min(moments, default=None)
+
+    async def _retry_destinations(self, run: Run) -> None:
+        """Deliver the current secret again to each destination that failed, and to each whose
+        unanswered writes can land no more (what they left, if anything, is then overwritten)."""
+        status, now = run.status, self._clock()
         configured = set(self._delivery.names(run.config))
+
+        def needs_delivery(result: IntegrationStatus) -> bool:
+            settled = result.late_writes_settle_at()
+            return result.result != "succeeded" or (settled is not None and settled <= now)
+
         pending = [
             n
             for n in self._delivery.names(run.config)
-            if (status.integrations.get(n) or _PENDING).result != "succeeded"
+            if needs_delivery(status.integrations.get(n) or _PENDING)
         ]
         if not pending or status.current_key_id is None:
             return
@@ -1171,8 +1190,8 @@ class RotationEngine:
         await self._event(
             run,
             "integrations.retried",
-            "Retried failed integrations from the staged secret: "
-            + (", ".join(still) + " still failing" if still else "all delivered"),
+            "Delivered the current secret again (after a failure, or once an unanswered write could "
+            "land no more): " + (", ".join(still) + " still failing" if still else "all delivered"),
             level=LogLevel.WARNING if still else LogLevel.INFO,
             step="deploy",
         )

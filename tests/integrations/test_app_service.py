@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from shared.adapters.retry import RetryPolicy, retry
+from shared.domain.models import JobReason
 from shared.errors import RotationError, TransientServiceError
 from shared.integrations.app_service import AppServicePlugin, parse_reference
 from tests.integrations.conftest import (
@@ -276,3 +279,75 @@ async def test_rotation_delivers_to_an_app_setting_and_through_a_key_vault_refer
         "appService-3": "succeeded",
     }
     assert staged.value not in app_logs(caplog)
+
+
+async def test_a_write_that_lands_late_never_leaves_the_site_on_a_removed_secret(
+    stack: Any, azurite: str, clean_storage: None, monkeypatch: pytest.MonkeyPatch, arm_sim: Any
+) -> None:
+    """Found from the outside: a rotation's first app-settings PUT timed out and its retry wrote
+    the secret; the abandoned PUT landed 40 s later, after the next rotation had written a newer
+    one, and the rotation after that removed the older secret from Entra (its destination had
+    confirmed the newer one), leaving the site on a secret that no longer existed. None of the
+    destinations' APIs takes a precondition that would refuse the late write, so the rotator keeps
+    every secret an unanswered write carried until ``LATE_WRITE_WINDOW`` has passed and a write of
+    the current secret that began after it has succeeded."""
+    from shared.config import load_settings
+    from shared.domain.models import LATE_WRITE_WINDOW
+    from shared.services import Services
+    from tests.rotation.conftest import FakeClock, rotator_environment
+    from tests.rotation.test_engine import token_works
+
+    env = rotator_environment(azurite, stack, ROTATOR_ARM_URL=arm_sim.url, ROTATOR_HTTP_TIMEOUT_SECONDS="1")
+    for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER"):
+        monkeypatch.setenv(name, env[name])
+    clock = FakeClock(stack)
+    services = Services(load_settings(env), clock=clock)
+    await services.ensure_storage()
+    rotator = Rotator(services, stack, clock)
+    try:
+        entra_app = rotator.seed_entra_app(passwords=[])
+        arm_sim.add_site(SITE_ID, {"CLIENT_SECRET": OLD})
+        install_plugins(services, AppServicePlugin())
+        await register_with_integrations(
+            rotator,
+            entra_app,
+            [{"kind": "appService", "resourceId": SITE_ID, "settingName": "CLIENT_SECRET"}],
+        )
+        held = arm_sim.hold_next(1, method="PUT", path="config/appsettings$")
+
+        def site_value() -> str:
+            return str(arm_sim.site(SITE_ID).settings["CLIENT_SECRET"])
+
+        assert await services.engine.handle(rotator.job(entra_app.app_id)) == "rotated"
+        first = current_staged(rotator, entra_app.app_id)
+        [late] = (await rotator.status(entra_app.app_id)).integrations["appService-1"].late_writes
+        assert late.key_id == first.tags["keyId"]
+        assert await services.engine.handle(rotator.job(entra_app.app_id)) == "rotated"
+        assert site_value() == current_staged(rotator, entra_app.app_id).value
+        held.set()  # the first rotation's abandoned write lands now, over the newer secret
+        for _ in range(100):
+            if site_value() == first.value:
+                break
+            await asyncio.sleep(0.05)
+        assert site_value() == first.value
+
+        # A third rotation the site refuses: the secret the site really holds must stay.
+        arm_sim.fail_next(1000, 400, method="PUT", path="config/appsettings$")
+        assert await services.engine.handle(rotator.job(entra_app.app_id)) == "rotated"
+        assert first.tags["keyId"] in {p.key_id for p in rotator.managed(entra_app)}
+        assert token_works(rotator, entra_app.app_id, site_value())
+
+        # Once the window has passed, maintenance writes the current secret again; the next
+        # rotation may then remove the secret the late write carried.
+        arm_sim.clear_faults()
+        clock.advance(LATE_WRITE_WINDOW + timedelta(minutes=1))
+        assert (await services.scanner.scan()).enqueued == {"retryIntegrations": 1}
+        assert await services.engine.handle(rotator.job(entra_app.app_id, JobReason.RETRY)) == "delivered"
+        current = current_staged(rotator, entra_app.app_id)
+        assert site_value() == current.value
+        assert (await rotator.status(entra_app.app_id)).integrations["appService-1"].late_writes == []
+        assert await services.engine.handle(rotator.job(entra_app.app_id)) == "rotated"
+        assert first.tags["keyId"] not in {p.key_id for p in rotator.managed(entra_app)}
+        assert token_works(rotator, entra_app.app_id, site_value())
+    finally:
+        await services.close()
