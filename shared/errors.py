@@ -151,3 +151,9 @@ class RotationError(RotatorError):
 def is_retryable(error: BaseException) -> bool:
     """Whether an operation that failed with ``error`` is worth trying again."""
     return isinstance(error, ThrottledError | TransientServiceError)
+
+
+def outcome_unknown(error: BaseException) -> bool:
+    """Whether a write that failed with ``error`` may still have been, or be, applied: a timeout, a
+    5xx or an error nothing translated. A refusal (4xx, 429) was not applied."""
+    return isinstance(error, TransientServiceError) or not isinstance(error, RotatorError)

@@ -258,6 +258,8 @@ class RotationClaim(StatusModel):
     key_hint: str | None = None
     staged_version: str | None = None
     create_attempts: int = 0
+    # The last addPassword of this rotation whose answer never came (it may still be applied).
+    unanswered_create_at: datetime | None = None
     # Retryable failures this rotation paused for (across deliveries and takeovers): bounded, so a
     # failure that never clears ends the rotation (``rotation.failed``, alert, backoff) instead of
     # pausing forever.
@@ -284,11 +286,15 @@ class PendingRevocation(StatusModel):
     revoke_unmanaged: bool = False
 
 
-# How long a destination's service may still apply a write whose answer never came (a timeout, a
-# 5xx). None of the destinations' write APIs takes a precondition that would refuse such a write
-# when it lands late (App Service app settings, API connections, Key Vault set secret, DevOps
-# service endpoints, Vercel variables, Automation: no If-Match in their REST specifications), so
-# the rotator itself waits this long, then writes the current secret again.
+# How long a service may still apply a write whose answer never came (a timeout, a 5xx). None of
+# the write APIs the rotator calls takes a precondition that would refuse such a write when it
+# lands late: no If-Match in their REST specifications (azure-rest-api-specs: Microsoft.Web
+# WebApps.json UpdateApplicationSettings, logicAppsManagementClient.json Connections_CreateOrUpdate,
+# Microsoft.Automation variable.json and webhook.json, KeyVault secrets.json SetSecret;
+# vsts-rest-api-specs serviceEndpoint.json; vercel.com/docs/rest-api/projects/edit-an-environment-
+# variable; ARM leaves ETags to each provider: azure-resource-manager-rpc v1.0/Addendum.md). So the
+# rotator keeps what such a write carried this long, then writes the current secret again
+# (``LateWrite``) or removes the credential it created (``LateCreate``).
 LATE_WRITE_WINDOW = timedelta(minutes=15)
 
 
@@ -298,6 +304,17 @@ class LateWrite(StatusModel):
 
     key_id: str
     at: datetime
+
+
+class LateCreate(StatusModel):
+    """A rotation whose addPassword got no answer at ``at``: Entra may still create a credential
+    named for it, which nothing would use; maintenance removes it once the window has passed."""
+
+    rotation_id: str
+    at: datetime
+
+    def settles_at(self) -> datetime:
+        return self.at + LATE_WRITE_WINDOW
 
 
 class IntegrationStatus(StatusModel):
@@ -361,6 +378,8 @@ class ApplicationStatus(StatusModel):
     consecutive_failures: int = 0
     # When the last failure alert went out (the same failure is alerted again only after a day).
     failure_alerted_at: datetime | None = None
+    # Rotations whose addPassword may still land (``LateCreate``): swept by maintenance.
+    late_creates: list[LateCreate] = []
 
 
 class LogLevel(StrEnum):

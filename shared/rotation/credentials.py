@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from shared.adapters.entra import EntraApplication, EntraDirectory, NewPassword, PasswordInfo
 from shared.adapters.retry import RetryPolicy, retry
 from shared.domain.models import ApplicationConfig, ApplicationStatus, rfc3339
-from shared.errors import ExternalServiceError, RotationError
+from shared.errors import ExternalServiceError, RotationError, outcome_unknown
 
 logger = logging.getLogger("rotator.credentials")
 
@@ -110,9 +110,17 @@ class Credentials:
         return Lifetime(now + applied, requested, applied, "policy")
 
     async def add(
-        self, config: ApplicationConfig, name: str, lifetime: Lifetime, *, removed: list[str]
+        self,
+        config: ApplicationConfig,
+        name: str,
+        lifetime: Lifetime,
+        *,
+        removed: list[str],
+        unanswered: list[datetime],
     ) -> tuple[NewPassword, Lifetime]:
         """``addPassword`` within the tenant's policy; a refusal for the lifetime shortens it.
+        ``removed`` gets the key ids of duplicates removed, ``unanswered`` the time of each attempt
+        whose answer never came (Entra may still apply it).
 
         Without a readable policy the longest accepted lifetime is searched: the request less the
         clock-skew margin, then one day less at a time (a refusal creates nothing), so a 10-day
@@ -135,7 +143,7 @@ class Credentials:
                 candidates.append(Lifetime(now + applied, lifetime.requested_days, applied, "search"))
         for index, candidate in enumerate(candidates):
             try:
-                return await self._add_once(object_id, name, candidate.end, removed), candidate
+                return await self._add_once(object_id, name, candidate.end, removed, unanswered), candidate
             except ExternalServiceError as error:
                 if error.code == POLICY_ERROR and index + 1 < len(candidates):
                     continue
@@ -154,12 +162,17 @@ class Credentials:
                 raise
         raise AssertionError("unreachable: the candidate list is never empty")
 
-    async def _add_once(self, object_id: str, name: str, end: datetime, removed: list[str]) -> NewPassword:
+    async def _add_once(
+        self, object_id: str, name: str, end: datetime, removed: list[str], unanswered: list[datetime]
+    ) -> NewPassword:
         attempt = 1
         while True:
+            started = self._clock()
             try:
                 return await self.directory.add_password(object_id, name, end)
             except Exception as error:
+                if outcome_unknown(error):
+                    unanswered.append(started)
                 delay = self._retry_policy.delay(attempt, error)
                 if delay is None:
                     raise

@@ -23,7 +23,7 @@ from shared.domain.models import (
     LateWrite,
     LogLevel,
 )
-from shared.errors import FieldProblem, RotationError, RotatorError, ThrottledError, TransientServiceError
+from shared.errors import FieldProblem, RotationError, RotatorError, outcome_unknown
 from shared.integrations.base import DeployContext, DeployOutcome, PluginRegistry
 from shared.rotation.ports import EventSink
 
@@ -158,12 +158,6 @@ class Delivery:
             confirmed_key_id=key_id,
             late_writes=late_writes(previous, key_id, unanswered, settled_before=began),
         )
-
-
-def outcome_unknown(error: BaseException) -> bool:
-    """Whether a write that failed with ``error`` may still have been, or be, applied: a timeout, a
-    5xx or an error no plugin translated. A refusal (4xx, 429) was not applied."""
-    return isinstance(error, TransientServiceError) or not isinstance(error, RotatorError | ThrottledError)
 
 
 def late_writes(

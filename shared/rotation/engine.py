@@ -49,6 +49,7 @@ from shared.domain.models import (
     ApplicationStatus,
     IntegrationStatus,
     JobReason,
+    LateCreate,
     LogLevel,
     PendingRevocation,
     RotationClaim,
@@ -502,8 +503,11 @@ class RotationEngine:
             await self._forget_staged(run.app_id, password)
         lifetime = await credentials.lifetime(run.config, app)
         duplicates: list[str] = []
+        unanswered: list[datetime] = []
         try:
-            new, applied = await credentials.add(run.config, name, lifetime, removed=duplicates)
+            new, applied = await credentials.add(
+                run.config, name, lifetime, removed=duplicates, unanswered=unanswered
+            )
             for _ in range(MAX_DASH_RECREATES):
                 if not (
                     new.secret.reveal().startswith("-") and run.config.rotation.recreate_leading_dash_secrets
@@ -518,7 +522,17 @@ class RotationEngine:
                     step="create",
                     key_id=new.info.key_id,
                 )
-                new, applied = await credentials.add(run.config, name, lifetime, removed=duplicates)
+                new, applied = await credentials.add(
+                    run.config, name, lifetime, removed=duplicates, unanswered=unanswered
+                )
+        except Exception:
+            if unanswered:
+                # Entra may still apply an addPassword whose answer never came: remember when, so
+                # whatever it creates is found and removed (``LateCreate``) however this ends.
+                await self._best_effort(
+                    self._lease.write(run, claim={"unanswered_create_at": max(unanswered)})
+                )
+            raise
         finally:
             for key_id in duplicates:
                 await self._event(
@@ -536,6 +550,7 @@ class RotationEngine:
                 "key_id": new.info.key_id,
                 "key_hint": new.info.hint,
                 "create_attempts": claim.create_attempts + 1,
+                "unanswered_create_at": max(unanswered) if unanswered else claim.unanswered_create_at,
             },
         )
         self._checkpoint("created")
@@ -952,7 +967,10 @@ class RotationEngine:
             consecutive_failures=0,
             last_rotation_id=claim.rotation_id,
             recent_rotation_ids=remember(status.recent_rotation_ids, claim.rotation_id),
-            retry_at=self._next_look(run, now, retry_needed=retry_needed),
+            late_creates=_late_creates(status, claim),
+            retry_at=self._next_look(
+                run, now, retry_needed=retry_needed, late_creates=_late_creates(status, claim)
+            ),
         )
         detail = ", ".join(failed) + " failed" if failed else ""
         if status.pending_revocation is not None:
@@ -1001,6 +1019,7 @@ class RotationEngine:
                 logger.warning("cleanup of %s failed: %s", key_id, type(error).__name__)
         if cleanup != status.cleanup_key_ids:
             await self._lease.write(run, cleanup_key_ids=cleanup)
+        await self._sweep_late_creates(run, now)
         if status.retry_at is not None and now >= status.retry_at:
             await self._retry_destinations(run)
         status = run.status
@@ -1141,17 +1160,42 @@ class RotationEngine:
         )
         return None
 
-    def _next_look(self, run: Run, now: datetime, *, retry_needed: bool) -> datetime | None:
-        """When maintenance must look at the destinations again (``retry_at``): after a failure, the
-        retry delay; and once a write that may still land can land no more, to write the current
-        secret again over whatever it left (``LateWrite``)."""
+    def _next_look(
+        self, run: Run, now: datetime, *, retry_needed: bool, late_creates: list[LateCreate] | None = None
+    ) -> datetime | None:
+        """When maintenance must look again (``retry_at``): after a failure, the retry delay; once a
+        write that may still land can land no more, to write the current secret again over whatever
+        it left (``LateWrite``); and once an unanswered addPassword can land no more, to remove what
+        it created (``LateCreate``)."""
         status = run.status
-        moments = [now + INTEGRATION_RETRY_DELAY] if retry_needed else []
+        settling = [
+            late.settles_at() for late in (status.late_creates if late_creates is None else late_creates)
+        ]
         for name in self._delivery.names(run.config):
             settled = (status.integrations.get(name) or _PENDING).late_writes_settle_at()
             if settled is not None:
-                moments.append(settled if settled > now else now + INTEGRATION_RETRY_DELAY)
+                settling.append(settled)
+        moments = [now + INTEGRATION_RETRY_DELAY] if retry_needed else []
+        moments += [moment if moment > now else now + INTEGRATION_RETRY_DELAY for moment in settling]
         return min(moments, default=None)
+
+    async def _sweep_late_creates(self, run: Run, now: datetime) -> None:
+        """Remove what an unanswered addPassword created once it can land no more: credentials named
+        for that rotation that nothing uses (``Credentials.orphans``)."""
+        status = run.status
+        settled = [late for late in status.late_creates if late.settles_at() <= now]
+        if not settled:
+            return
+        app = await self._credentials.read(run.config)
+        left = [late for late in status.late_creates if late.settles_at() > now]
+        for late in settled:
+            found = self._credentials.orphans(app, run.config, status, late.rotation_id)
+            warnings = await self._remove_all(
+                run, app, found, "Removed a credential an unanswered addPassword created late"
+            )
+            if _failed_keys(warnings):
+                left.append(late)  # tried again at the next look
+        await self._lease.write(run, late_creates=left)
 
     async def _retry_destinations(self, run: Run) -> None:
         """Deliver the current secret again to each destination that failed, and to each whose
@@ -1284,7 +1328,11 @@ class RotationEngine:
             last_rotation_id=claim.rotation_id,
             recent_rotation_ids=remember(status.recent_rotation_ids, claim.rotation_id),
             cleanup_key_ids=cleanup,
-            retry_at=self._clock() + INTEGRATION_RETRY_DELAY if cleanup else status.retry_at,
+            late_creates=_late_creates(status, claim),
+            retry_at=_earliest(
+                self._clock() + INTEGRATION_RETRY_DELAY if cleanup else status.retry_at,
+                *(late.settles_at() for late in _late_creates(status, claim)),
+            ),
         )
         await self._events.record(
             run.app_id,
@@ -1407,6 +1455,18 @@ def _failed_keys(warnings: list[str]) -> set[str]:
 def _needs_retry(warnings: list[str]) -> bool:
     """Warnings of the form ``could not ...`` name work the timer must try again."""
     return any(w.startswith("could not") for w in warnings)
+
+
+def _late_creates(status: ApplicationStatus, claim: RotationClaim) -> list[LateCreate]:
+    """The status's ``late_creates`` with the ending rotation's, if its addPassword went unanswered."""
+    if claim.unanswered_create_at is None:
+        return status.late_creates
+    late = LateCreate(rotation_id=claim.rotation_id, at=claim.unanswered_create_at)
+    return [*[x for x in status.late_creates if x.rotation_id != claim.rotation_id], late][-10:]
+
+
+def _earliest(*moments: datetime | None) -> datetime | None:
+    return min((moment for moment in moments if moment is not None), default=None)
 
 
 def _pauses(run: Run) -> int:

@@ -412,3 +412,54 @@ async def test_a_retryable_failure_that_never_clears_ends_the_rotation_after_bou
     rotator.stack.entra.clear_faults()
     rotator.clock.advance(timedelta(minutes=16))
     assert (await rotator.services.scanner.scan()).enqueued == {"rotate": 1}
+
+
+async def test_a_credential_an_unanswered_add_password_creates_late_is_removed(
+    stack: Any, azurite: str, clean_storage: None, monkeypatch: Any
+) -> None:
+    """Found from the outside: an addPassword that timed out was applied by Entra after the
+    rotation had created (and delivered) another: a second credential named for the rotation,
+    never staged, left until the next rotation weeks later. The unanswered attempt is recorded;
+    once it can land no more (``LATE_WRITE_WINDOW``), maintenance removes what it created."""
+    import asyncio
+
+    from shared.config import load_settings
+    from shared.domain.models import LATE_WRITE_WINDOW
+    from shared.services import Services
+    from tests.rotation.conftest import FakeClock, rotator_environment
+
+    env = rotator_environment(azurite, stack, ROTATOR_HTTP_TIMEOUT_SECONDS="1")
+    for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER"):
+        monkeypatch.setenv(name, env[name])
+    clock = FakeClock(stack)
+    services = Services(load_settings(env), clock=clock)
+    await services.ensure_storage()
+    rotator = Rotator(services, stack, clock)
+    try:
+        entra_app = rotator.seed_entra_app(passwords=[])
+        await register(rotator, entra_app)
+        held = stack.entra.hold_next(1, method="POST", path=r"addPassword$")
+        job = await refresh(rotator, entra_app.app_id)
+        assert await services.engine.handle(job) == "rotated"
+        [used] = rotator.managed(entra_app)
+        held.set()  # Entra applies the abandoned addPassword now
+        for _ in range(100):
+            if len(rotator.managed(entra_app)) == 2:
+                break
+            await asyncio.sleep(0.05)
+        stray = [p for p in rotator.managed(entra_app) if p.key_id != used.key_id]
+        assert len(stray) == 1 and stray[0].display_name == used.display_name  # named for the rotation
+        status = await rotator.status(entra_app.app_id)
+        assert [late.rotation_id for late in status.late_creates] == [job.rotation_id]
+
+        clock.advance(LATE_WRITE_WINDOW + timedelta(minutes=1))
+        assert (await services.scanner.scan()).enqueued == {"retryIntegrations": 1}
+        retry = rotator.job(entra_app.app_id, JobReason.RETRY)
+        assert await services.engine.handle(retry) == "delivered"
+        assert [p.key_id for p in rotator.managed(entra_app)] == [used.key_id]
+        assert token_works(rotator, entra_app.app_id, used.secret_text)  # the one in use stays
+        status = await rotator.status(entra_app.app_id)
+        assert status.late_creates == [] and status.retry_at is None
+        assert "credential.retired" in await rotator.log_events(entra_app.app_id)
+    finally:
+        await services.close()
