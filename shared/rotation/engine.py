@@ -46,6 +46,7 @@ from shared.adapters.entra import EntraApplication, PasswordInfo, SecretVerifier
 from shared.adapters.retry import RetryPolicy, retry
 from shared.adapters.vault import VaultSecret
 from shared.domain.models import (
+    LATE_WRITE_WINDOW,
     ApplicationStatus,
     IntegrationStatus,
     JobReason,
@@ -1301,8 +1302,21 @@ class RotationEngine:
         claim, status = run.claim, run.status
         info = error_info(error, error.step, self._clock())
         cleanup = list(status.cleanup_key_ids)
+        late_creates = _late_creates(status, claim)
         if error.code != "ApplicationIdMismatch":
-            for key_id in await self._credentials_of(run):
+            try:
+                created = await self._credentials_of(run)
+            except TransientServiceError:
+                if _pauses(run) + 1 < MAX_PAUSES:
+                    raise
+                # Out of pauses with Entra unreadable: fail now all the same. The recorded
+                # credential goes on the cleanup list, and any other named for this rotation is
+                # found by name at the next look (a ``LateCreate`` of now).
+                created = []
+                cleanup += [claim.key_id] if claim.key_id and claim.key_id not in cleanup else []
+                late = LateCreate(rotation_id=claim.rotation_id, at=self._clock() - LATE_WRITE_WINDOW)
+                late_creates = [*[x for x in late_creates if x.rotation_id != claim.rotation_id], late][-10:]
+            for key_id in created:
                 try:
                     await self._credentials.remove(
                         str(run.config.object_id), key_id, "remove failed credential"
@@ -1328,10 +1342,10 @@ class RotationEngine:
             last_rotation_id=claim.rotation_id,
             recent_rotation_ids=remember(status.recent_rotation_ids, claim.rotation_id),
             cleanup_key_ids=cleanup,
-            late_creates=_late_creates(status, claim),
+            late_creates=late_creates,
             retry_at=_earliest(
                 self._clock() + INTEGRATION_RETRY_DELAY if cleanup else status.retry_at,
-                *(late.settles_at() for late in _late_creates(status, claim)),
+                *(max(late.settles_at(), self._clock() + INTEGRATION_RETRY_DELAY) for late in late_creates),
             ),
         )
         await self._events.record(

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from shared.domain.models import ApplicationConfig, JobReason, RotationJob, RotationResult
+from tests.integrations.conftest import receive_job
 from tests.rotation.conftest import UNMANAGED_SECRET, Rotator
 from tests.rotation.test_engine import staged_versions, token_works
 
@@ -463,3 +464,41 @@ async def test_a_credential_an_unanswered_add_password_creates_late_is_removed(
         assert "credential.retired" in await rotator.log_events(entra_app.app_id)
     finally:
         await services.close()
+
+
+async def test_a_rotation_out_of_pauses_fails_even_while_entra_cannot_be_read(rotator: Rotator) -> None:
+    """The failure cleanup reads Entra to find the rotation's credentials; with all of Graph down
+    that read failed too, so a rotation out of pauses could still never fail. It fails now, and
+    what it may have created is found by name at maintenance once Graph answers again."""
+    from shared.errors import TransientServiceError
+    from shared.rotation.engine import MAX_PAUSES
+
+    async def no_wait(seconds: float) -> None:
+        return None
+
+    rotator.services.sleep = no_wait
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app)
+    rotator.stack.entra.fail_next(100_000, 503, path=r"^/(v1\.0|beta)/")
+    job = await refresh(rotator, entra_app.app_id)
+    outcomes = []
+    for _ in range(MAX_PAUSES + 1):
+        try:
+            outcomes.append(await rotator.services.engine.handle(job))
+        except TransientServiceError:
+            outcomes.append("paused")
+    assert outcomes[MAX_PAUSES - 1 :] == ["failed", "rotation already finished"]
+    status = await rotator.status(entra_app.app_id)
+    assert status.in_progress is None and status.consecutive_failures == 1
+    assert [late.rotation_id for late in status.late_creates] == [job.rotation_id]
+    assert "rotation.failed" in await rotator.log_events(entra_app.app_id)
+
+    # Graph answers again: the failure's backoff retries the rotation, then maintenance sweeps.
+    rotator.stack.entra.clear_faults()
+    for expected, outcome in (("rotate", "rotated"), ("retryIntegrations", "delivered")):
+        rotator.clock.advance(timedelta(minutes=16))
+        assert (await rotator.services.scanner.scan()).enqueued == {expected: 1}
+        assert await rotator.services.engine.handle(await receive_job(rotator.services)) == outcome
+    status = await rotator.status(entra_app.app_id)
+    assert status.late_creates == [] and status.retry_at is None
+    assert [p.key_id for p in rotator.managed(entra_app)] == [status.current_key_id]
