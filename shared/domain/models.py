@@ -305,6 +305,9 @@ class LateWrite(StatusModel):
     key_id: str
     at: datetime
 
+    def settles_at(self) -> datetime:
+        return self.at + LATE_WRITE_WINDOW
+
 
 class LateCreate(StatusModel):
     """A rotation whose addPassword got no answer at ``at``: Entra may still create a credential
@@ -337,8 +340,7 @@ class IntegrationStatus(StatusModel):
 
     def late_writes_settle_at(self) -> datetime | None:
         """When the last write that may still land can land no more (None: there is none)."""
-        latest = max((w.at for w in self.late_writes), default=None)
-        return None if latest is None else latest + LATE_WRITE_WINDOW
+        return max((w.settles_at() for w in self.late_writes), default=None)
 
 
 class ApplicationStatus(StatusModel):

@@ -16,7 +16,6 @@ from typing import Any
 from shared.adapters.retry import RetryPolicy, retry
 from shared.adapters.vault import VaultSecret
 from shared.domain.models import (
-    LATE_WRITE_WINDOW,
     ApplicationConfig,
     ErrorInfo,
     IntegrationStatus,
@@ -174,7 +173,7 @@ def late_writes(
     kept = [
         w
         for w in (previous.late_writes if previous else [])
-        if settled_before is None or w.at + LATE_WRITE_WINDOW > settled_before
+        if settled_before is None or w.settles_at() > settled_before
     ]
     if unanswered:
         kept = [w for w in kept if w.key_id != key_id] + [LateWrite(key_id=key_id, at=max(unanswered))]
