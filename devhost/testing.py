@@ -44,6 +44,7 @@ AZURITE_ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 _AZURITE_JS = Path("node_modules", "azurite", "dist", "src", "azurite.js")
+_PRELOAD = Path(__file__).resolve().parent / "azurite_preload.js"
 _LISTENING = re.compile(
     r"Azurite (Blob|Queue|Table) service is successfully listening at https?://[^\s:]+:(\d+)"
 )
@@ -170,6 +171,10 @@ class AzuriteProcess:
             location.mkdir(parents=True, exist_ok=True)
         argv = [
             node,
+            # Azurite survives the process reading its output (a killed local stack) and must still
+            # save its data when it is stopped later: see azurite_preload.js.
+            "--require",
+            str(_PRELOAD),
             str(script),
             "--silent",
             "--location",
