@@ -316,6 +316,20 @@ def token_problem() -> ValidationError:
     )
 
 
+async def take(query: Any, count: int) -> list[Any]:
+    """The first ``count`` rows of a Table SDK query (an ``AsyncItemPaged``), following the
+    service's continuation tokens: Azure may end a response early (after five seconds or at a
+    partition boundary, "Query timeout and pagination",
+    learn.microsoft.com/rest/api/storageservices/query-timeout-and-pagination)."""
+    rows: list[Any] = []
+    async for page in query.by_page():
+        async for row in page:
+            rows.append(row)
+            if len(rows) >= count:
+                return rows
+    return rows
+
+
 def service_token_row_key(token: dict[str, str], partition: str, is_row_key: Callable[[str], bool]) -> str:
     """The key of the next row a Table service continuation token names in ``partition``;
     ValidationError naming the field unless the token names ``partition`` and a key ``is_row_key``
@@ -577,19 +591,13 @@ class ApplicationStore:
         tokens: Azure may end a response early (after five seconds or at a partition boundary,
         "Query timeout and pagination", learn.microsoft.com/rest/api/storageservices/query-timeout-and-pagination)."""
         operator = "gt" if lower == ">" else "ge"
-        rows: list[Any] = []
         query = self._table.query_entities(
             f"RowKey lt @end and RowKey {operator} @start and PartitionKey eq @pk",  # KEY_RANGE_ORDER
             parameters={"pk": PARTITION, "start": start, "end": upper or APP_PREFIX[:-1] + "}"},
             results_per_page=min(count, MAX_PAGE),
             select=select,
         )
-        async for page in query.by_page():
-            async for row in page:
-                rows.append(row)
-                if len(rows) >= count:
-                    return rows
-        return rows
+        return await take(query, count)
 
     async def registered(self, app_ids: Sequence[str]) -> set[str]:
         """Which of ``app_ids`` have a registration.

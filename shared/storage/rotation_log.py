@@ -24,6 +24,7 @@ from shared.storage.applications import (
     decode_continuation,
     encode_continuation,
     service_token_row_key,
+    take,
     token_problem,
 )
 
@@ -79,13 +80,7 @@ class RotationLogStore:
             results_per_page=count,
             select=["RowKey", "Entry"],
         )
-        rows: list[Any] = []
-        async for page in query.by_page():
-            async for row in page:
-                rows.append(row)
-                if len(rows) >= count:
-                    return rows
-        return rows
+        return await take(query, count)
 
 
 @dataclass(frozen=True)

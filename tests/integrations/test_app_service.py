@@ -291,20 +291,13 @@ async def test_a_write_that_lands_late_never_leaves_the_site_on_a_removed_secret
     destinations' APIs takes a precondition that would refuse the late write, so the rotator keeps
     every secret an unanswered write carried until ``LATE_WRITE_WINDOW`` has passed and a write of
     the current secret that began after it has succeeded."""
-    from shared.config import load_settings
     from shared.domain.models import LATE_WRITE_WINDOW
-    from shared.services import Services
-    from tests.rotation.conftest import FakeClock, rotator_environment
+    from tests.rotation.conftest import rotator_with
     from tests.rotation.test_engine import token_works
 
-    env = rotator_environment(azurite, stack, ROTATOR_ARM_URL=arm_sim.url, ROTATOR_HTTP_TIMEOUT_SECONDS="1")
-    for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER"):
-        monkeypatch.setenv(name, env[name])
-    clock = FakeClock(stack)
-    services = Services(load_settings(env), clock=clock)
-    await services.ensure_storage()
-    rotator = Rotator(services, stack, clock)
-    try:
+    settings = {"ROTATOR_ARM_URL": arm_sim.url, "ROTATOR_HTTP_TIMEOUT_SECONDS": "1"}
+    async with rotator_with(stack, azurite, monkeypatch, **settings) as rotator:
+        services, clock = rotator.services, rotator.clock
         entra_app = rotator.seed_entra_app(passwords=[])
         arm_sim.add_site(SITE_ID, {"CLIENT_SECRET": OLD})
         install_plugins(services, AppServicePlugin())
@@ -349,5 +342,3 @@ async def test_a_write_that_lands_late_never_leaves_the_site_on_a_removed_secret
         assert await services.engine.handle(rotator.job(entra_app.app_id)) == "rotated"
         assert first.tags["keyId"] not in {p.key_id for p in rotator.managed(entra_app)}
         assert token_works(rotator, entra_app.app_id, site_value())
-    finally:
-        await services.close()

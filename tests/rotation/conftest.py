@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -118,11 +119,12 @@ class Rotator:
         return [entry.event for entry in reversed(page.items)]
 
 
-@pytest.fixture
-async def rotator(
-    stack: Any, azurite: str, clean_storage: None, monkeypatch: pytest.MonkeyPatch
+@contextlib.asynccontextmanager
+async def rotator_with(
+    stack: Any, azurite: str, monkeypatch: pytest.MonkeyPatch, **settings: str
 ) -> AsyncIterator[Rotator]:
-    env = rotator_environment(azurite, stack)
+    """A ``Rotator`` on the stack and Azurite with ``settings`` over the defaults (setting names)."""
+    env = rotator_environment(azurite, stack, **settings)
     for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER"):
         monkeypatch.setenv(name, env[name])
     clock = FakeClock(stack)
@@ -132,3 +134,11 @@ async def rotator(
         yield Rotator(services, stack, clock)
     finally:
         await services.close()
+
+
+@pytest.fixture
+async def rotator(
+    stack: Any, azurite: str, clean_storage: None, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Rotator]:
+    async with rotator_with(stack, azurite, monkeypatch) as made:
+        yield made

@@ -424,19 +424,11 @@ async def test_a_credential_an_unanswered_add_password_creates_late_is_removed(
     once it can land no more (``LATE_WRITE_WINDOW``), maintenance removes what it created."""
     import asyncio
 
-    from shared.config import load_settings
     from shared.domain.models import LATE_WRITE_WINDOW
-    from shared.services import Services
-    from tests.rotation.conftest import FakeClock, rotator_environment
+    from tests.rotation.conftest import rotator_with
 
-    env = rotator_environment(azurite, stack, ROTATOR_HTTP_TIMEOUT_SECONDS="1")
-    for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER"):
-        monkeypatch.setenv(name, env[name])
-    clock = FakeClock(stack)
-    services = Services(load_settings(env), clock=clock)
-    await services.ensure_storage()
-    rotator = Rotator(services, stack, clock)
-    try:
+    async with rotator_with(stack, azurite, monkeypatch, ROTATOR_HTTP_TIMEOUT_SECONDS="1") as rotator:
+        services, clock = rotator.services, rotator.clock
         entra_app = rotator.seed_entra_app(passwords=[])
         await register(rotator, entra_app)
         held = stack.entra.hold_next(1, method="POST", path=r"addPassword$")
@@ -462,8 +454,6 @@ async def test_a_credential_an_unanswered_add_password_creates_late_is_removed(
         status = await rotator.status(entra_app.app_id)
         assert status.late_creates == [] and status.retry_at is None
         assert "credential.retired" in await rotator.log_events(entra_app.app_id)
-    finally:
-        await services.close()
 
 
 async def test_a_rotation_out_of_pauses_fails_even_while_entra_cannot_be_read(rotator: Rotator) -> None:
