@@ -94,8 +94,9 @@ report reads the changes and the window entries since its last turn (plus its tu
 process's CPU time follows them (its ratio is above; it moves 10-25% between runs here). What
 grows with N is Azurite's: its LokiJS store costs time in proportion to the whole table for every
 query and every write. A query runs its filter on every entity of its table and sorts the
-matches: the registry table holds two rows per registration (app row, due-index row), the expiry
-index's own table one (it had three in one table until the expiry index moved out). A delete, and a replace (which Azurite does as a delete and an insert), renumbers
+matches: the registry table holds one row per registration (the app row), the due index's own
+table and the expiry index's own table one each (the registry held all three until the expiry
+index, then the due index, moved out). A delete, and a replace (which Azurite does as a delete and an insert), renumbers
 both of the collection's binary indices (PartitionKey, RowKey); a merge updates the document in
 place but still scans both indices for its position. The app row is therefore written with a merge
 that names every column (on Azure the same one entity write as a replace): with a replace, a CPU
@@ -103,7 +104,8 @@ profile of Azurite (`node --cpu-prof`) over the 100,000 pass put 46% of its time
 `Collection.remove`; with the merge, 41% is query filters and 19% the merges. Azure Table
 storage seeks the key range of a partition and writes an entity by its key ("Design for
 querying", learn.microsoft.com/azure/storage/tables/table-storage-design-for-query). A pass cannot
-do less than three range queries (due index, changes, window entries) and one write per due
+do less than four range queries (due index, the registry's `due|` rows an earlier version may have
+written, changes, window entries) and one write per due
 application (the queued mark that makes its job durable; one entity write, not a batch). Azurite
 runs in memory here: with files it also rewrites its whole database every 5 s while anything
 changes (LokiJS autosave), which at 100,000 registrations blocked it for about 3 s of a 5 s pass.
@@ -130,8 +132,9 @@ users are other processes: client threads in the host's process would take its i
 {api_ratio}
 
 {page_cost.line()} With 8 clients each page waits for the others' queries in
-Azurite, which serves one at a time and runs each query's filter on every row of the table (two
-rows per registration in the registry table, the app row and its due-index row; see above). The
+Azurite, which serves one at a time and runs each query's filter on every row of the table (one
+row per registration in the registry table since the due index has a table of its own; see
+above). The
 filter names first the key bound that excludes the most rows, so most rows fail at its first
 comparison (an `and` stops at its first false side), and every page, a walk's first included,
 reads only the key range one page is expected to span (the token carries the span the page before

@@ -2,7 +2,7 @@
 cost of ``function_app`` (part of ``make bench``: ``scripts/bench.py`` runs it and writes the table).
 
 For each size N it starts from empty Azurite tables and writes N registrations as the app writes
-them (app row and due-index row in the registry, a row in the expiry index as the expiry count
+them (app row in the registry, its due index row, a row in the expiry index as the expiry count
 leaves it): 100 are due now, 50 more have secrets that entered the
 7-day expiry window within the last hour, the rest expire 8 to 28 days out; the expiry count's
 previous turn is recorded an hour ago. The activity is the same at every N, so what grows with N
@@ -53,7 +53,7 @@ def bench_app_id(number: int) -> str:
 TIMER_METHOD = (
     "for each size N, empty Azurite tables (Azurite in memory: with files it rewrites its whole "
     "database every 5 s while anything changes, LokiJS autosave) get N registrations written as the app writes them "
-    "(app row and due-index row in the registry table, a row in the expiry index's table as the expiry count "
+    "(app row in the registry table, its row in the due index's table, a row in the expiry index's table as the expiry count "
     "leaves it; 100-operation transactions). 100 are due now, 50 more have "
     "secrets that entered the 7-day expiry window within the last hour, the rest expire 8 to 28 days "
     "out, and the expiry count's previous turn is recorded an hour ago: the same activity at every N. "
@@ -65,21 +65,19 @@ TIMER_METHOD = (
 )
 
 
-def _entities(count: int, now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The registry's rows (app row, due-index row) and the expiry index's rows."""
+def _entities(
+    count: int, now: datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The registry's app rows, the due index's rows and the expiry index's rows, as this version
+    writes them."""
     from azure.data.tables import EdmType, EntityProperty
 
     from shared.domain.models import ApplicationConfig, ApplicationStatus
-    from shared.storage import expiry_index
-    from shared.storage.applications import (
-        APP_PREFIX,
-        PARTITION,
-        expiry_state,
-        index_row_key,
-        listing_text,
-    )
+    from shared.storage import due_index, expiry_index
+    from shared.storage.applications import APP_PREFIX, PARTITION, expiry_state, listing_text
 
     rows: list[dict[str, Any]] = []
+    due_rows: list[dict[str, Any]] = []
     expiring: list[dict[str, Any]] = []
     for number in range(count):
         app_id = bench_app_id(number)
@@ -102,7 +100,7 @@ def _entities(count: int, now: datetime) -> tuple[list[dict[str, Any]], list[dic
             expires = now + timedelta(days=8) + timedelta(minutes=(number * 7919) % (20 * 24 * 60))
         status = ApplicationStatus(current_key_id="k", expires_at=expires, last_updated_at=now)
         attention = expires - timedelta(hours=1)
-        index_key = index_row_key(attention, app_id)
+        due_key = due_index.due_key(attention, app_id)
         rows.append(
             {
                 "PartitionKey": PARTITION,
@@ -112,7 +110,9 @@ def _entities(count: int, now: datetime) -> tuple[list[dict[str, Any]], list[dic
                 "Config": json.dumps(config.to_json_dict(), separators=(",", ":")),
                 "Status": json.dumps(status.to_json_dict(), separators=(",", ":")),
                 "Listing": listing_text(config, status),
-                "IndexKey": index_key,
+                "IndexKey": "",
+                "DueKey": due_key,
+                "DueWrites": EntityProperty(1, EdmType.INT64),
                 "ExpiryKey": "",
                 "ExpiryState": expiry_state(config, status),
                 "Writes": EntityProperty(1, EdmType.INT64),
@@ -120,7 +120,9 @@ def _entities(count: int, now: datetime) -> tuple[list[dict[str, Any]], list[dic
                 "UpdatedAt": now,
             }
         )
-        rows.append({"PartitionKey": PARTITION, "RowKey": index_key, "AppId": app_id})
+        due_rows.append(
+            {"PartitionKey": due_index.PARTITION, "RowKey": due_key, "AppId": app_id, "WrittenAt": now}
+        )
         expiring.append(
             {
                 "PartitionKey": expiry_index.PARTITION,
@@ -131,7 +133,7 @@ def _entities(count: int, now: datetime) -> tuple[list[dict[str, Any]], list[dic
                 "State": expiry_state(config, status),
             }
         )
-    return rows, expiring
+    return rows, due_rows, expiring
 
 
 def _previous_turn(count: int, now: datetime) -> dict[str, Any]:
@@ -152,19 +154,33 @@ def _previous_turn(count: int, now: datetime) -> dict[str, Any]:
 def seed(connection_string: str, count: int, now: datetime) -> float:
     from azure.data.tables import TableServiceClient
 
-    from shared.storage import applications, expiry_index
+    from shared.storage import applications, due_index, expiry_index
 
     service = TableServiceClient.from_connection_string(connection_string)
-    registry, expiring = _entities(count, now)
+    registry, due, expiring = _entities(count, now)
     started = time.perf_counter()
-    for name, rows in ((applications.TABLE_NAME, registry), (expiry_index.TABLE_NAME, expiring)):
+    tables = (
+        (applications.TABLE_NAME, registry),
+        (due_index.TABLE_NAME, due),
+        (expiry_index.TABLE_NAME, expiring),
+    )
+    for name, rows in tables:
         service.delete_table(name)
         service.create_table(name)
         table = service.get_table_client(name)
         rows.sort(key=lambda row: row["RowKey"])
         for start in range(0, len(rows), 100):  # a transaction holds at most 100 operations
             table.submit_transaction([("upsert", row) for row in rows[start : start + 100]])
-    service.get_table_client(applications.TABLE_NAME).upsert_entity(_previous_turn(count, now))
+    registrations = service.get_table_client(applications.TABLE_NAME)
+    registrations.upsert_entity(_previous_turn(count, now))
+    # The layout this version gives an install it creates (``ApplicationStore.writes_legacy_rows``).
+    registrations.upsert_entity(
+        {
+            "PartitionKey": applications.META_PARTITION,
+            "RowKey": applications.LAYOUT_KEY,
+            "Layout": applications.LAYOUT_TABLE,
+        }
+    )
     return time.perf_counter() - started
 
 

@@ -181,9 +181,14 @@ class Services:
 
     @cached_property
     def applications(self) -> ApplicationStore:
+        from shared.storage import due_index
         from shared.storage.applications import TABLE_NAME, ApplicationStore
 
-        return ApplicationStore(self.table_service.get_table_client(TABLE_NAME), self.schedule_policy)
+        return ApplicationStore(
+            self.table_service.get_table_client(TABLE_NAME),
+            self.schedule_policy,
+            due_index.DueIndex(self.table_service.get_table_client(due_index.TABLE_NAME)),
+        )
 
     @cached_property
     def expiry_index(self) -> ExpiryIndex:
@@ -464,9 +469,15 @@ class Services:
         """Create the tables and queues if missing (local stack and tests; Bicep does it in Azure)."""
         from azure.core.exceptions import ResourceExistsError
 
-        from shared.storage import applications, expiry_index, queue, rotation_log
+        from shared.storage import applications, due_index, expiry_index, queue, rotation_log
 
-        for table in (applications.TABLE_NAME, expiry_index.TABLE_NAME, rotation_log.TABLE_NAME):
+        tables = (
+            applications.TABLE_NAME,
+            due_index.TABLE_NAME,
+            expiry_index.TABLE_NAME,
+            rotation_log.TABLE_NAME,
+        )
+        for table in tables:
             await self.table_service.create_table_if_not_exists(table)
         for name in (queue.QUEUE_NAME, queue.POISON_QUEUE_NAME):
             try:

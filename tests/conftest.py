@@ -55,7 +55,7 @@ def clean_storage(azurite: str) -> Iterator[None]:
 
     tables = TableServiceClient.from_connection_string(azurite)
     queues = QueueServiceClient.from_connection_string(azurite)
-    for name in ("applications", "secretexpiry", "rotationlog"):
+    for name in ("applications", "rotationdue", "secretexpiry", "rotationlog"):
         tables.create_table_if_not_exists(name)
         table = tables.get_table_client(name)
         entities = list(table.list_entities(select=["PartitionKey", "RowKey"]))

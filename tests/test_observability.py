@@ -233,7 +233,7 @@ async def test_expiring_secrets_gauge_and_records(email_rotator: EmailRotator, t
     # Across instances too (issue 11): the turn is kept in storage, not in process memory. A new
     # instance (nothing in memory) reports the recorded count and reads no registrations.
     observability._expiring = None
-    fresh = ApplicationStore(applications._table, applications._policy)
+    fresh = ApplicationStore(applications._table, applications._policy, applications._due)
     reads = 0
     original = fresh.list_page
 

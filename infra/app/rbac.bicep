@@ -23,7 +23,7 @@ param communicationServiceName string
 param applicationInsightsName string
 
 // Built-in role definition ids (the same in every tenant and cloud).
-// Storage Table Data Contributor: read/write the applications, secretexpiry and rotationlog tables.
+// Storage Table Data Contributor: read/write the applications, rotationdue, secretexpiry and rotationlog tables.
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 // Storage Queue Data Contributor: enqueue rotations; the host reads, deletes, poisons messages.
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'

@@ -29,6 +29,7 @@ param enablePrivateNetworking bool = false
 // The names the app reads and writes (shared/ code uses the same literals).
 var tableNames = [
   'applications'
+  'rotationdue'
   'secretexpiry'
   'rotationlog'
 ]

@@ -15,7 +15,7 @@ from shared.domain.schedule import Attention, SchedulePolicy, attention_needed
 from shared.errors import ConflictError
 from shared.registry import new_rotation_id
 from shared.rotation.events import EventRecorder
-from shared.storage.applications import ApplicationStore, StoredApplication
+from shared.storage.applications import ApplicationStore, DueApplication, StoredApplication
 from shared.storage.queue import RotationQueue
 
 logger = logging.getLogger("rotator.scanner")
@@ -84,18 +84,19 @@ class Scanner:
         report = ScanReport()
         # A few at a time: each is three storage round trips, and one scan may meet thousands.
         limit = asyncio.Semaphore(SCAN_CONCURRENCY)
+        attended: set[str] = set()  # an application may have more than one due row (its store's docs)
 
-        async def attend(app_id: str) -> None:
+        async def attend(item: DueApplication) -> None:
             async with limit:
                 try:
-                    await self._attend(app_id, now, report)
+                    await self._attend(item, now, report, attended)
                 except Exception as error:  # noqa: BLE001 - one bad row must not stop the scan
                     report.skipped += 1
-                    logger.error("scan of %s failed: %s", app_id, type(error).__name__)
+                    logger.error("scan of %s failed: %s", item.app_id, type(error).__name__)
 
         async for batch in self._applications.due_batches(now, DUE_PAGE_SIZE):
             report.rows_read += len(batch)
-            await asyncio.gather(*(attend(item.app_id) for item in batch))
+            await asyncio.gather(*(attend(item) for item in batch))
             if time.monotonic() - started > self._time_budget:
                 report.truncated = True
                 logger.warning(
@@ -122,11 +123,15 @@ class Scanner:
         )
         return report
 
-    async def _attend(self, app_id: str, now: datetime, report: ScanReport) -> None:
+    async def _attend(
+        self, item: DueApplication, now: datetime, report: ScanReport, attended: set[str]
+    ) -> None:
+        app_id = item.app_id
         stored = await self._applications.find(app_id)
-        if stored is None:
+        if await self._applications.settle_due_row(item, stored, now) or stored is None or app_id in attended:
             report.skipped += 1
             return
+        attended.add(app_id)  # no await between the check and this: one attend per application
         attention = attention_needed(stored.config, stored.status, self._policy, now)
         if attention == Attention.NOTHING:
             report.skipped += 1

@@ -2,17 +2,22 @@
 
 Key design (table ``applications``)
 -----------------------------------
-All rows live in one partition, ``registry``, so that an application row and its schedule-index row
-can change together in one entity-group transaction (Azure Tables transactions span one partition):
+All rows live in one partition, ``registry``, so that an application row and the rows that record
+its changes can change together in one entity-group transaction (Azure Tables transactions span one
+partition):
 
-* ``app|{appId}``            the registration: config JSON, status JSON, and ``IndexKey`` (below).
-* ``due|{attentionAt}|{appId}``  one index row per application the timer must look at some day;
-  ``attentionAt`` is a fixed-width UTC timestamp, so RowKey order is time order.
+* ``app|{appId}``            the registration: config JSON, status JSON, and ``DueKey`` (below).
 
-The timer reads only the index rows with ``RowKey <= 'due|{now}|~'``: a key-range query whose cost
-grows with the number of due applications, not with the size of the table. ``IndexKey`` on the app
-row names its current index row, so a write can delete the old one in the same transaction; the
-app row's ETag guards both. What the attention time is comes from ``shared.domain.schedule``.
+When the application next needs the timer is a row of the due index (``shared.storage.due_index``,
+table ``rotationdue``) that the app row names (``DueKey``; ``DueWrites``: the row's ``Writes``
+count when this version last wrote it, so a write by another version is seen). What the attention
+time is comes from ``shared.domain.schedule``.
+
+* ``due|{attentionAt}|{appId}``  the due index as versions before ``rotationdue`` kept it (named by
+  ``IndexKey``, written in the app row's transaction). An install those versions used keeps writing
+  these rows too (layout ``both``, a row in the ``meta`` partition), so rolling back to them keeps
+  every application rotating; ``scripts/due_index.py contract`` ends that. A scan reads them in
+  both layouts (a version before may still be running during a deployment).
 
 * ``chg|{writtenAt}|{appId}|{n}``  one row per write that changed an application's expiry or its
   rotation state (held back while a rotation job is outstanding: the write that ends the job
@@ -42,6 +47,7 @@ from shared.domain.models import ApplicationConfig, ApplicationStatus
 from shared.domain.schedule import SchedulePolicy, attention_at
 from shared.errors import ConflictError, NotFoundError, ValidationError
 from shared.storage.conditional import read_row, write_if_unchanged
+from shared.storage.due_index import ORPHAN_AGE, DueIndex, due_key, key_instant
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -65,6 +71,8 @@ APP_COLUMNS = (
     "CreatedAt",
     "UpdatedAt",
     "IndexKey",
+    "DueKey",
+    "DueWrites",
     "ExpiryState",
     "Writes",
     "ExpiryRecord",
@@ -76,6 +84,13 @@ LISTING_COLUMNS = ("RowKey", "Listing")
 # A row in the registry partition whose ``Change`` (a random nonce) every registration and removal
 # rewrites in its own transaction: when it reads the same, the set of registered apps is the same.
 REGISTRATIONS_KEY = "ver|registrations"
+# The due index's layout (meta partition, column ``Layout``): ``both`` writes the registry's ``due|``
+# rows too (an install versions before ``rotationdue`` used), ``table`` only ``rotationdue``. The
+# first write of an install decides it: ``both`` when the registry partition already holds rows.
+LAYOUT_KEY = "dueIndexLayout"
+LAYOUT_BOTH, LAYOUT_TABLE = "both", "table"
+# How long an instance trusts the layout it read (a contract takes effect within this).
+LAYOUT_REFRESH_SECONDS = 300.0
 # A set of registered app ids read in one walk is rebuilt at most this often when registrations keep
 # changing; in between, registrations are looked up one by one.
 REGISTRATIONS_REBUILD_SECONDS = 30.0
@@ -123,6 +138,10 @@ class StoredApplication:
     created_at: datetime
     updated_at: datetime
     index_key: str | None = None
+    # The due index row the app row names (``shared.storage.due_index``), and the ``Writes`` count
+    # when it was written or confirmed (-1: never, the row was written by a version before it).
+    due_key: str | None = None
+    due_writes: int = -1
     # The rotation state last written (None: written before it was tracked).
     expiry_state: str | None = None
     # Writes of this row so far: orders its ``chg|`` rows (clocks of two instances may disagree).
@@ -138,6 +157,11 @@ class StoredApplication:
     @property
     def app_id(self) -> str:
         return str(self.config.app_id)
+
+    @property
+    def due_trusted(self) -> bool:
+        """``due_key`` was written by the row's last write (no other version wrote it since)."""
+        return self.due_writes == self.writes
 
     @property
     def recorded_expires_at(self) -> datetime | None:
@@ -266,8 +290,14 @@ class ExpiryChange:
 
 @dataclass(frozen=True)
 class DueApplication:
+    """A due row a scan read: from ``rotationdue`` (``legacy`` False) or the registry's ``due|``
+    rows; ``row_key`` names it; ``written_at`` None: unknown (legacy rows)."""
+
     app_id: str
     attention_at: datetime
+    row_key: str = ""
+    legacy: bool = False
+    written_at: datetime | None = None
 
 
 T = TypeVar("T")
@@ -478,16 +508,23 @@ def _guid_value(key: str) -> int | None:
 
 
 class ApplicationStore:
-    """The registrations. Every write keeps the app row and its index row consistent."""
+    """The registrations. Every write leaves the app row naming a due row that exists (module
+    docstring)."""
 
-    def __init__(self, table: TableClient, policy: SchedulePolicy) -> None:
+    def __init__(self, table: TableClient, policy: SchedulePolicy, due: DueIndex) -> None:
         self._table = table
         self._policy = policy
+        self._due = due
+        self._layout: tuple[bool, float] | None = None  # (writes ``due|`` rows, read at: monotonic)
         self._registrations: _Registrations | None = None
         self._last_nonce: str | None = None
         # How far apart the keys of the last page this store read were (GUID values): where the
         # range a walk's first page reads ends. A hint: a range that holds too few reads on.
         self._spread = _FIRST_SPREAD
+
+    @property
+    def policy(self) -> SchedulePolicy:
+        return self._policy
 
     async def get(self, app_id: str) -> StoredApplication:
         from azure.core.exceptions import ResourceNotFoundError
@@ -676,20 +713,29 @@ class ApplicationStore:
         from azure.data.tables import TableTransactionError
 
         app_id = str(config.app_id)
-        entity, index_key = self._entities(config, status, created_at=now, updated_at=now)
+        entity, attention = self._entities(config, status, created_at=now, updated_at=now)
+        index_key = (
+            index_row_key(attention, app_id) if attention and await self.writes_legacy_rows() else None
+        )
         operations: list[Any] = [("create", entity)]
         if index_key:
             operations.append(("upsert", {"PartitionKey": PARTITION, "RowKey": index_key, "AppId": app_id}))
         # A re-registered app's writes must order after its earlier life's: start from the time.
         first = int(now.timestamp() * 1_000_000)
         state, recorded = _change_operation(operations, None, config, status, now, sequence=first)
+        due = due_key(attention, app_id) if attention else None
+        entity["IndexKey"], entity["DueKey"], entity["DueWrites"] = index_key or "", due or "", _int64(first)
         entity["ExpiryState"], entity["Writes"] = state, _int64(first)
         entity["ExpiryRecord"] = _expiry_record(first, recorded)
         operations.append(_registrations_changed())
+        if due:
+            await self._due.add(due, app_id, now)  # before the row that names it (module docstring)
         try:
             results = await self._table.submit_transaction(operations)
         except TableTransactionError as error:
             if error.error_code == "EntityAlreadyExists" or error.status_code == 409:
+                if due:
+                    await self._due.discard(due)
                 raise ConflictError("Application is already registered", app_id=app_id) from None
             raise
         return StoredApplication(
@@ -699,6 +745,8 @@ class ApplicationStore:
             now,
             now,
             index_key,
+            due_key=due,
+            due_writes=first,
             expiry_state=state,
             writes=first,
             config_text=entity["Config"],
@@ -723,20 +771,26 @@ class ApplicationStore:
         from azure.data.tables import TableTransactionError, UpdateMode
 
         app_id = str(config.app_id)
-        entity, index_key = self._entities(
+        entity, attention = self._entities(
             config,
             status,
             created_at=current.created_at,
             updated_at=now,
             config_text=current.config_text if config is current.config else "",
         )
-        if _job_outstanding(status) and current.index_key and index_key and current.index_key < index_key:
+        outstanding = _job_outstanding(status)
+        legacy = await self.writes_legacy_rows()
+        index_key = index_row_key(attention, app_id) if attention and legacy else None
+        if outstanding and current.index_key and index_key and current.index_key < index_key:
             # While a job is queued or running, the index row stays where it is when that is
             # earlier than needed: a scan then looks early and finds nothing to do (or requeues on
             # time: it decides from this row, not the index), and the job's last write moves it.
             # Marking a job queued, claiming it and each step then cost one entity request, not a
             # batch that deletes and inserts an index row.
-            index_key = entity["IndexKey"] = current.index_key
+            index_key = current.index_key
+        due = _next_due_key(current, attention, outstanding)
+        writes = current.writes + 1
+        entity["IndexKey"], entity["DueKey"], entity["DueWrites"] = index_key or "", due or "", _int64(writes)
         # A merge, not a replace: the row names every column this version writes, never with None
         # (``_entities`` and the expiry columns below), so both leave the same values, and on Azure
         # both are one entity write guarded by If-Match ("Merge Entity",
@@ -757,14 +811,19 @@ class ApplicationStore:
                 },
             )
         ]
-        if current.index_key != index_key:
+        if legacy and current.index_key != index_key:
             if current.index_key:
                 operations.append(("delete", {"PartitionKey": PARTITION, "RowKey": current.index_key}))
             if index_key:
                 operations.append(
                     ("upsert", {"PartitionKey": PARTITION, "RowKey": index_key, "AppId": app_id})
                 )
-        writes = current.writes + 1
+        # In the ``table`` layout a ``due|`` row the app row named is left to the scan, which
+        # deletes it when it comes due: deleting it here could fail the transaction on a row the
+        # scan deleted first.
+        added = due if due and due != current.due_key else None
+        if added:
+            await self._due.add(added, app_id, now)  # before the row that names it (module docstring)
         state, recorded = _change_operation(operations, current, config, status, now, sequence=writes)
         entity["ExpiryState"], entity["Writes"] = state, _int64(writes)
         entity["ExpiryRecord"] = _expiry_record(writes, recorded)
@@ -781,12 +840,14 @@ class ApplicationStore:
                     match_condition=MatchConditions.IfNotModified,
                 )
             except HttpResponseError as error:
-                raise _conflict_or_missing(error, app_id) from None
+                raise await self._refused(error, app_id, added) from None
         else:
             try:
                 result = (await self._table.submit_transaction(operations))[0]
             except TableTransactionError as error:
-                raise _conflict_or_missing(error, app_id) from None
+                raise await self._refused(error, app_id, added) from None
+        if current.due_key and current.due_key != due:
+            await self._due.discard(current.due_key)  # after: the app row names the new one
         return StoredApplication(
             config,
             status,
@@ -794,6 +855,8 @@ class ApplicationStore:
             current.created_at,
             now,
             index_key,
+            due_key=due,
+            due_writes=writes,
             expiry_state=state,
             writes=writes,
             config_text=entity["Config"],
@@ -811,7 +874,7 @@ class ApplicationStore:
                 {"etag": etag or current.etag, "match_condition": MatchConditions.IfNotModified},
             )
         ]
-        if current.index_key:
+        if current.index_key and await self.writes_legacy_rows():
             operations.append(("delete", {"PartitionKey": PARTITION, "RowKey": current.index_key}))
         if current.recorded_expires_at is not None:
             operations.append(
@@ -833,6 +896,58 @@ class ApplicationStore:
             await self._table.submit_transaction(operations)
         except TableTransactionError as error:
             raise _conflict_or_missing(error, current.app_id) from None
+        if current.due_key:
+            await self._due.discard(current.due_key)
+
+    async def _refused(self, error: Any, app_id: str, added: str | None) -> Exception:
+        """The error a refused app row write raises; a due row the write added is deleted when the
+        service refused it (a conflict, a missing row), kept when the outcome is unknown (a timeout,
+        a 5xx: the write may still land and name it)."""
+        refused = _conflict_or_missing(error, app_id)
+        if added and isinstance(refused, ConflictError | NotFoundError):
+            await self._due.discard(added)
+        return refused
+
+    async def writes_legacy_rows(self) -> bool:
+        """Whether writes keep the registry's ``due|`` rows too (``LAYOUT_KEY``): read once per
+        ``LAYOUT_REFRESH_SECONDS``; the first instance to ask on an install decides it."""
+        import time
+
+        from azure.core.exceptions import ResourceExistsError
+
+        if self._layout is not None and time.monotonic() - self._layout[1] < LAYOUT_REFRESH_SECONDS:
+            return self._layout[0]
+        entity = await read_row(self._table, META_PARTITION, LAYOUT_KEY)
+        if entity is None:
+            # Any row in the registry partition: a version before ``rotationdue`` wrote here.
+            used = await take(
+                self._table.query_entities(
+                    "PartitionKey eq @pk", parameters={"pk": PARTITION}, results_per_page=1, select=["RowKey"]
+                ),
+                1,
+            )
+            layout = LAYOUT_BOTH if used else LAYOUT_TABLE
+            try:
+                await self._table.create_entity(
+                    {"PartitionKey": META_PARTITION, "RowKey": LAYOUT_KEY, "Layout": layout}
+                )
+            except ResourceExistsError:
+                entity = await read_row(self._table, META_PARTITION, LAYOUT_KEY)
+        if entity is not None:
+            layout = str(entity.get("Layout") or LAYOUT_BOTH)
+        self._layout = (layout != LAYOUT_TABLE, time.monotonic())
+        return self._layout[0]
+
+    async def set_layout(self, layout: str) -> None:
+        """Record the due index's layout (``LAYOUT_BOTH`` or ``LAYOUT_TABLE``) for every instance."""
+        from azure.data.tables import UpdateMode
+
+        if layout not in (LAYOUT_BOTH, LAYOUT_TABLE):
+            raise ValueError(f"layout must be {LAYOUT_BOTH!r} or {LAYOUT_TABLE!r}")
+        await self._table.upsert_entity(
+            {"PartitionKey": META_PARTITION, "RowKey": LAYOUT_KEY, "Layout": layout}, mode=UpdateMode.REPLACE
+        )
+        self._layout = None
 
     async def take_turn(self, task: str, now: datetime, interval: timedelta) -> tuple[bool, dict[str, Any]]:
         """Whether this instance runs ``task`` now: at most once per ``interval`` across every
@@ -873,6 +988,10 @@ class ApplicationStore:
             for row in rows
         ]
 
+    async def legacy_due_keys(self) -> list[str]:
+        """The keys of the registry's ``due|`` rows (the due index as versions before kept it)."""
+        return await self._keys(INDEX_PREFIX)
+
     async def legacy_expiry_keys(self) -> list[str]:
         """The keys of the ``exp|`` rows versions before the expiry index's own table wrote here."""
         return await self._keys(LEGACY_EXPIRY_PREFIX)
@@ -903,9 +1022,52 @@ class ApplicationStore:
         return [row async for row in query]
 
     async def due_batches(self, now: datetime, batch_size: int) -> AsyncIterator[list[DueApplication]]:
-        """Every index row whose attention time has come, oldest first, in batches of
-        ``batch_size`` (one Table page each, followed by its continuation token), so a scan can
-        drain any number of due applications without holding them all."""
+        """Every due row whose attention time has come, in batches of ``batch_size`` (one Table
+        page each, followed by its continuation token), so a scan can drain any number of due
+        applications without holding them all: the ``rotationdue`` rows oldest first, then the
+        registry's ``due|`` rows (module docstring). One application may appear more than once."""
+        async for rows in self._due.due_batches(now, batch_size):
+            yield [
+                DueApplication(row.app_id, row.attention_at, row.key, False, row.written_at) for row in rows
+            ]
+        async for batch in self._legacy_due_batches(now, batch_size):
+            yield batch
+
+    async def settle_due_row(
+        self, item: DueApplication, stored: StoredApplication | None, now: datetime
+    ) -> bool:
+        """Whether the due row ``item`` stands for nothing (True: the scan leaves the application
+        alone for it), deleting it when nothing can still need it.
+
+        A ``rotationdue`` row the app row does not name (the app row was written by this version,
+        ``due_trusted``) or of an application that is gone: deleted once ``ORPHAN_AGE`` old. A
+        registry ``due|`` row in the ``table`` layout: deleted when the app row no longer names it
+        (``IndexKey``) and its own due row was written by this version, or the application is gone.
+        Until then it may be the only row that tracks a write by a version before, and an instance
+        that still writes the ``both`` layout deletes the row ``IndexKey`` names in its transaction,
+        which would fail on a row already gone. In the ``both`` layout those rows are kept.
+        """
+        if item.legacy:
+            if await self.writes_legacy_rows():
+                return False
+            if stored is not None and (not stored.due_trusted or stored.index_key == item.row_key):
+                return False
+            from azure.core.exceptions import ResourceNotFoundError
+
+            try:
+                await self._table.delete_entity(PARTITION, item.row_key)
+            except ResourceNotFoundError:
+                pass  # another scan deleted it
+            return True
+        if stored is not None and not (stored.due_trusted and stored.due_key != item.row_key):
+            return False
+        if item.written_at is None or now - item.written_at >= ORPHAN_AGE:
+            await self._due.remove(item.row_key)
+        return True
+
+    async def _legacy_due_batches(
+        self, now: datetime, batch_size: int
+    ) -> AsyncIterator[list[DueApplication]]:
         upper = f"{INDEX_PREFIX}{format_instant(now)}|~"
         pages = self._table.query_entities(
             "RowKey ge @lo and RowKey le @hi and PartitionKey eq @pk",  # see KEY_RANGE_ORDER
@@ -916,8 +1078,9 @@ class ApplicationStore:
         async for page in pages:
             batch = []
             async for entity in page:
-                _, instant, app_id = str(entity["RowKey"]).split("|", 2)
-                batch.append(DueApplication(app_id, _parse_instant(instant)))
+                key = str(entity["RowKey"])
+                _, instant, app_id = key.split("|", 2)
+                batch.append(DueApplication(app_id, _parse_instant(instant), key, True))
             if batch:
                 yield batch
 
@@ -929,11 +1092,11 @@ class ApplicationStore:
         created_at: datetime,
         updated_at: datetime,
         config_text: str = "",
-    ) -> tuple[dict[str, Any], str | None]:
-        """The app row (and its index key); ``config_text``: ``config``'s JSON text when known."""
+    ) -> tuple[dict[str, Any], datetime | None]:
+        """The app row (without its due index columns) and its attention time (None: never);
+        ``config_text``: ``config``'s JSON text when known."""
         app_id = str(config.app_id)
         attention = attention_at(config, status, self._policy)
-        index_key = index_row_key(attention, app_id) if attention else None
         status_json = status.to_json_dict()
         entity = {
             "PartitionKey": PARTITION,
@@ -943,7 +1106,6 @@ class ApplicationStore:
             "Config": config_text or json.dumps(config.to_json_dict(), separators=(",", ":")),
             "Status": json.dumps(status_json, separators=(",", ":")),
             "Listing": _listing_text(config, status, status_json),
-            "IndexKey": index_key or "",
             # Named empty, not left out: a merge would keep what an earlier version stored, and that
             # version, rolled back to, would delete the ``exp|`` row it names in its next write's
             # transaction, a row the expiry count's walk has deleted (the transaction would fail).
@@ -951,7 +1113,7 @@ class ApplicationStore:
             "CreatedAt": created_at,
             "UpdatedAt": updated_at,
         }
-        return entity, index_key
+        return entity, attention
 
 
 @dataclass(frozen=True)
@@ -967,6 +1129,19 @@ def _job_outstanding(status: ApplicationStatus) -> bool:
     """A rotation job is queued (``pending``, ``enqueuedAt``) or running (``inProgress``): the
     write that ends it will set the application's next attention time."""
     return status.in_progress is not None or status.pending is not None or status.enqueued_at is not None
+
+
+def _next_due_key(current: StoredApplication, attention: datetime | None, outstanding: bool) -> str | None:
+    """The due row a write of an application needing attention at ``attention`` names: the one
+    ``current`` names when it is at that time, or earlier while a job is ``outstanding`` (the rule
+    ``save`` applies to ``due|`` rows), and was written by this version; else a new one."""
+    if attention is None:
+        return None
+    if current.due_key and current.due_trusted:
+        kept, wanted = key_instant(current.due_key), format_instant(attention)
+        if kept == wanted or (outstanding and kept < wanted):
+            return current.due_key
+    return due_key(attention, str(current.config.app_id))
 
 
 def _registrations_changed() -> tuple[str, dict[str, Any]]:
@@ -998,6 +1173,8 @@ def _from_entity(entity: Any) -> StoredApplication:
         created_at=_as_utc(entity["CreatedAt"]),
         updated_at=_as_utc(entity["UpdatedAt"]),
         index_key=entity.get("IndexKey") or None,
+        due_key=entity.get("DueKey") or None,
+        due_writes=_int(entity["DueWrites"]) if entity.get("DueWrites") is not None else -1,
         expiry_state=entity.get("ExpiryState") or None,
         writes=_int(entity.get("Writes")),
         config_text=str(entity["Config"]),
@@ -1118,9 +1295,10 @@ def _parse_instant(text: str) -> datetime:
 
 
 def _conflict_or_missing(error: Any, app_id: str) -> Exception:
-    if error.status_code == 404 or error.error_code == "ResourceNotFound":
+    code = getattr(error, "error_code", None)  # set by the Tables SDK on the errors it raises
+    if error.status_code == 404 or code == "ResourceNotFound":
         return NotFoundError("Application is not registered", app_id=app_id)
-    if error.status_code in (409, 412) or error.error_code in (
+    if error.status_code in (409, 412) or code in (
         "UpdateConditionNotSatisfied",
         "ConditionNotMet",
     ):
@@ -1130,6 +1308,7 @@ def _conflict_or_missing(error: Any, app_id: str) -> Exception:
 
 __all__: Sequence[str] = (
     "ApplicationStore",
+    "DueIndex",
     "DueApplication",
     "Page",
     "StoredApplication",

@@ -305,11 +305,12 @@ def test_storage_holds_the_tables_queues_and_deployment_container() -> None:
     tables = one_resource(tree, "Microsoft.Storage/storageAccounts/tableServices/tables")
     queues = one_resource(tree, "Microsoft.Storage/storageAccounts/queueServices/queues")
     assert tables.loop is not None and queues.loop is not None
-    from shared.storage import applications, expiry_index, rotation_log
+    from shared.storage import applications, due_index, expiry_index, rotation_log
 
     # The names the code uses, in the order ensure_storage creates them.
     assert resolve(tree, tables.loop["detail"]["array_name"]) == [
         applications.TABLE_NAME,
+        due_index.TABLE_NAME,
         expiry_index.TABLE_NAME,
         rotation_log.TABLE_NAME,
     ]

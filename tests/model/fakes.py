@@ -300,6 +300,11 @@ class Applications:
         self.rows[current.app_id] = stored
         return stored
 
+    async def settle_due_row(
+        self, item: DueApplication, stored: StoredApplication | None, now: datetime
+    ) -> bool:
+        return False  # the fake's due rows are derived from its rows: never stale
+
     async def due_batches(self, now: datetime, batch_size: int) -> AsyncIterator[list[DueApplication]]:
         found = []
         for app_id, row in self.rows.items():

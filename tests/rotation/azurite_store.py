@@ -13,6 +13,8 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 
 from shared.domain.schedule import SchedulePolicy
+from shared.storage.applications import ApplicationStore
+from shared.storage.due_index import DueIndex
 
 POLICY = SchedulePolicy(timedelta(minutes=30), timedelta(minutes=30))
 
@@ -42,17 +44,35 @@ class CountingTable:
         return getattr(self._table, name)
 
 
+# The due index table beside each table ``fresh_table`` made (by its name), for ``store_over``.
+_DUE_TABLES: dict[str, Any] = {}
+
+
 @contextlib.asynccontextmanager
 async def fresh_table(connection_string: str) -> AsyncIterator[Any]:
-    """A new table on Azurite, removed afterwards."""
+    """A new table on Azurite (and a due index table beside it), removed afterwards."""
     from azure.data.tables.aio import TableServiceClient
 
     service = TableServiceClient.from_connection_string(connection_string)
     name = "store" + uuid.uuid4().hex[:12]
     table = await service.create_table(name)
+    due = _DUE_TABLES[name] = await service.create_table(name + "due")
     try:
         yield table
     finally:
+        del _DUE_TABLES[name]
         await service.delete_table(name)
+        await service.delete_table(name + "due")
         await table.close()
+        await due.close()
         await service.close()
+
+
+def due_table(table: Any) -> Any:
+    """The due index table ``fresh_table`` made beside ``table`` (or a wrapper of it)."""
+    return _DUE_TABLES[table.table_name]
+
+
+def store_over(table: Any, policy: SchedulePolicy = POLICY) -> ApplicationStore:
+    """The real store over a ``fresh_table`` table (or a wrapper of it) and its due index table."""
+    return ApplicationStore(table, policy, DueIndex(due_table(table)))

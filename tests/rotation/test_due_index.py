@@ -1,12 +1,14 @@
 """The due index against the real store on Azurite (issue 11: the scan reads only due rows).
 
-Each application has at most one ``due|`` row, which the app row names (``IndexKey``). While a
-job is queued or running (``pending``, ``enqueuedAt``, ``inProgress``) a write leaves that row
-where it is when it is earlier than needed: one entity write instead of a batch that deletes and
-inserts it (an expiry change is recorded by the write that ends the job). Generated sequences of status writes (idle with an expiry, a job queued, a claim, a
-renewed claim, a retry enqueued, rotation switched off) check after every write that the row is
-never later than the application's attention time (a scan can never miss it), is exactly that time
-once no job is outstanding, and that a write the rule covers submits no transaction.
+Each application has one row in the due index table (``rotationdue``), which the app row names
+(``DueKey``); in the ``both`` layout also one ``due|`` row in the registry, which it names too
+(``IndexKey``). While a job is queued or running (``pending``, ``enqueuedAt``, ``inProgress``) a
+write leaves those rows where they are when they are earlier than needed: one entity write and no
+index write (an expiry change is recorded by the write that ends the job). Generated sequences of
+status writes (idle with an expiry, a job queued, a claim, a renewed claim, a retry enqueued,
+rotation switched off), in both layouts, check after every write that the rows are never later than
+the application's attention time (a scan can never miss it), are exactly that time once no job is
+outstanding, and that a write the rule covers submits no transaction and writes no due row.
 
 The app row is written with a merge that names every column this version owns: after every write
 the stored configuration and status are the ones last written, and a column added by a newer
@@ -39,13 +41,19 @@ from shared.domain.schedule import attention_at
 from shared.errors import ConflictError
 from shared.storage.applications import (
     INDEX_PREFIX,
+    LAYOUT_BOTH,
+    LAYOUT_KEY,
+    LAYOUT_TABLE,
+    META_PARTITION,
     PARTITION,
     ApplicationStore,
     StoredApplication,
     app_row_key,
+    format_instant,
     index_row_key,
 )
-from tests.rotation.azurite_store import POLICY, CountingTable, fresh_table, generated
+from shared.storage.due_index import DueIndex, key_instant
+from tests.rotation.azurite_store import POLICY, CountingTable, due_table, fresh_table, generated, store_over
 
 APPS = [str(uuid.UUID(int=index + 1)) for index in range(3)]
 EXAMPLES = int(os.environ.get("ROTATOR_DUE_INDEX_EXAMPLES", "25"))
@@ -100,11 +108,18 @@ def next_status(kind: str, status: ApplicationStatus, now: datetime) -> Applicat
     return status  # "disable": the configuration changes
 
 
-async def run(connection_string: str, steps: list[tuple[int, str, int]]) -> None:
+async def use_layout(table: Any, layout: str) -> None:
+    """Record the due index layout on a fresh table, as an install of that kind has it."""
+    await table.upsert_entity({"PartitionKey": META_PARTITION, "RowKey": LAYOUT_KEY, "Layout": layout})
+
+
+async def run(connection_string: str, steps: list[tuple[int, str, int]], layout: str) -> None:
     now = datetime(2026, 12, 1, tzinfo=UTC)
     async with fresh_table(connection_string) as table:
+        await use_layout(table, layout)
         counted = CountingTable(table, ("submit_transaction",))
-        store = ApplicationStore(counted, POLICY)  # type: ignore[arg-type]
+        due_writes = CountingTable(due_table(table), ("upsert_entity", "delete_entity"))
+        store = ApplicationStore(counted, POLICY, DueIndex(due_writes))  # type: ignore[arg-type]
         written: dict[str, tuple[ApplicationConfig, ApplicationStatus]] = {}
         for app_id in APPS:
             written[app_id] = (config_for(app_id), next_status("idle", ApplicationStatus(), now))
@@ -115,31 +130,35 @@ async def run(connection_string: str, steps: list[tuple[int, str, int]]) -> None
             current = await store.get(app_id)
             config = config_for(app_id, enabled=kind != "disable")
             status = next_status(kind, current.status, now)
-            before = counted.calls
+            before, due_before = counted.calls, due_writes.calls
             await store.save(current, config, status, now)
             written[app_id] = (config, status)
             wanted = attention_at(config, status, POLICY)
             kept = (
                 outstanding(status)
-                and current.index_key is not None
+                and current.due_key is not None
                 and wanted is not None
-                and current.index_key < index_row_key(wanted, app_id)
+                and key_instant(current.due_key) < format_instant(wanted)
             )
             if kept:
-                # One entity write: the index row stays, and an expiry or state change is held
+                # One entity write: the due rows stay, and an expiry or state change is held
                 # back until the job ends (``_change_operation``).
-                assert counted.calls == before, (steps, kind)
-            await check(table, store, steps)
+                assert (counted.calls, due_writes.calls) == (before, due_before), (steps, kind)
+            await check(table, store, steps, layout=layout)
             for app_id, (config, status) in written.items():
                 # The app row is merged, not replaced: every column must come from the last write.
                 stored = await store.get(app_id)
                 assert (stored.config, stored.status) == (config, status), steps
 
 
-async def check(
-    table: Any, store: ApplicationStore, steps: list[tuple[int, str, int]], app_ids: list[str] = APPS
-) -> None:
-    rows = [
+async def due_rows(table: Any) -> list[str]:
+    """The keys of the due index table beside ``table``."""
+    return [str(entity["RowKey"]) async for entity in due_table(table).query_entities("", select=["RowKey"])]
+
+
+async def legacy_rows(table: Any) -> list[str]:
+    """The keys of the registry's ``due|`` rows."""
+    return [
         str(entity["RowKey"])
         async for entity in table.query_entities(
             "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
@@ -147,41 +166,74 @@ async def check(
             select=["RowKey"],
         )
     ]
+
+
+async def check(
+    table: Any,
+    store: ApplicationStore,
+    steps: list[Any],
+    app_ids: list[str] = APPS,
+    *,
+    layout: str = LAYOUT_TABLE,
+    orphans: bool = False,
+) -> None:
+    """Every application's due rows as the module docstring says; ``orphans``: rows no app row
+    names may be left over (a write failed halfway), as long as the named ones are right."""
+    due, legacy = await due_rows(table), await legacy_rows(table)
     for app_id in app_ids:
-        mine = [row for row in rows if row.endswith(f"|{app_id}")]
         stored = await store.get(app_id)
-        entity = await table.get_entity(PARTITION, app_row_key(app_id), select=["IndexKey"])
+        entity = await table.get_entity(
+            PARTITION, app_row_key(app_id), select=["IndexKey", "DueKey", "DueWrites"]
+        )
+        assert stored.due_trusted, steps  # this version wrote it
         wanted = attention_at(stored.config, stored.status, POLICY)
+        mine = [row for row in due if f"|{app_id}|" in row]
+        named = [row for row in mine if row == entity["DueKey"]] if orphans else mine
+        mine_legacy = [row for row in legacy if row.endswith(f"|{app_id}")]
+        if layout == LAYOUT_TABLE:
+            assert mine_legacy == [] and not entity["IndexKey"], steps
         if wanted is None:
-            assert mine == [] and not entity["IndexKey"], steps
+            assert named == [] and not entity["DueKey"], steps
+            if layout == LAYOUT_BOTH:
+                assert mine_legacy == [] and not entity["IndexKey"], steps
             continue
-        assert mine == [entity["IndexKey"]], steps  # exactly the row the app row names
-        assert mine[0] <= index_row_key(wanted, app_id), steps  # never later than needed
+        assert named == [entity["DueKey"]], steps  # exactly the row the app row names
+        assert key_instant(named[0]) <= format_instant(wanted), steps  # never later than needed
         if not outstanding(stored.status):
-            assert mine[0] == index_row_key(wanted, app_id), steps  # exact once no job is outstanding
+            assert key_instant(named[0]) == format_instant(wanted), steps  # exact once no job is outstanding
+        if layout == LAYOUT_BOTH:
+            assert mine_legacy == [entity["IndexKey"]], steps
+            assert mine_legacy[0] <= index_row_key(wanted, app_id), steps
+            if not outstanding(stored.status):
+                assert mine_legacy[0] == index_row_key(wanted, app_id), steps
 
 
 @contextlib.asynccontextmanager
 async def one_idle_app(
-    connection_string: str, now: datetime
+    connection_string: str, now: datetime, layout: str = LAYOUT_TABLE
 ) -> AsyncIterator[tuple[Any, CountingTable, ApplicationStore, StoredApplication]]:
     """A throwaway table holding ``APPS[0]`` registered idle at ``now``, with the store over it
     counting transactions: (table, counting wrapper, store, the stored application)."""
     async with fresh_table(connection_string) as table:
+        await use_layout(table, layout)
         counted = CountingTable(table, ("submit_transaction",))
-        store = ApplicationStore(counted, POLICY)  # type: ignore[arg-type]
+        store = store_over(counted)  # type: ignore[arg-type]
         app_id = APPS[0]
         created = await store.create(config_for(app_id), next_status("idle", ApplicationStatus(), now), now)
         yield table, counted, store, created
 
 
+@pytest.mark.parametrize("layout", [LAYOUT_TABLE, LAYOUT_BOTH])
 @generated(EXAMPLES)
 @given(steps=st.lists(step, min_size=1, max_size=12))
-def test_the_due_row_is_never_later_than_needed(azurite: str, steps: list[tuple[int, str, int]]) -> None:
-    asyncio.run(run(azurite, steps))
+def test_the_due_row_is_never_later_than_needed(
+    azurite: str, layout: str, steps: list[tuple[int, str, int]]
+) -> None:
+    asyncio.run(run(azurite, steps, layout))
 
 
-def test_a_queued_job_and_its_claim_leave_the_due_row_in_place(azurite: str) -> None:
+@pytest.mark.parametrize("layout", [LAYOUT_TABLE, LAYOUT_BOTH])
+def test_a_queued_job_and_its_claim_leave_the_due_row_in_place(azurite: str, layout: str) -> None:
     """Named example: the scan marks a due rotation queued, a worker claims it and renews the claim:
     three entity writes, no transaction, and the row stays at the time the scan found it; the end
     of the job moves it to the next scheduled time in one transaction."""
@@ -189,9 +241,9 @@ def test_a_queued_job_and_its_claim_leave_the_due_row_in_place(azurite: str) -> 
     async def scenario() -> None:
         now = datetime(2026, 12, 1, tzinfo=UTC)
         app_id = APPS[0]
-        async with one_idle_app(azurite, now) as (table, counted, store, created):
+        async with one_idle_app(azurite, now, layout) as (table, counted, store, created):
             config, idle = created.config, created.status
-            found_at = created.index_key
+            found_at = created.index_key, created.due_key
             due_at = attention_at(config, idle, POLICY)
             assert due_at is not None and now < due_at
             now = due_at  # the scan finds it due
@@ -199,15 +251,21 @@ def test_a_queued_job_and_its_claim_leave_the_due_row_in_place(azurite: str) -> 
             stored = created
             for kind in ("pending", "claim", "renew"):
                 stored = await store.save(stored, config, next_status(kind, stored.status, now), now)
-                assert stored.index_key == found_at
+                assert (stored.index_key, stored.due_key) == found_at
                 now += timedelta(minutes=1)
             assert counted.calls == before
             finished = next_status("finish", next_status("idle", stored.status, now), now)
             stored = await store.save(stored, config, finished, now)
             assert counted.calls == before + 1
             wanted = attention_at(config, finished, POLICY)
-            assert wanted is not None and stored.index_key == index_row_key(wanted, app_id)
-            await check(table, store, [], [app_id])
+            assert (
+                wanted is not None
+                and stored.due_key
+                and key_instant(stored.due_key) == format_instant(wanted)
+            )
+            assert stored.index_key == (index_row_key(wanted, app_id) if layout == LAYOUT_BOTH else None)
+            assert await due_rows(table) == [stored.due_key]
+            await check(table, store, [], [app_id], layout=layout)
 
     asyncio.run(scenario())
 

@@ -24,7 +24,7 @@ from shared import expiry
 from shared.domain.models import ApplicationConfig, ApplicationStatus, RotationClaim
 from shared.storage.applications import ApplicationStore
 from shared.storage.expiry_index import ExpiryIndex
-from tests.rotation.azurite_store import POLICY, CountingTable, fresh_table, generated
+from tests.rotation.azurite_store import CountingTable, fresh_table, generated, store_over
 
 WINDOW_DAYS = 7
 APPS = [str(uuid.UUID(int=index + 1)) for index in range(4)]
@@ -96,7 +96,7 @@ async def run(connection_string: str, steps: list[tuple[str, int, int | None]]) 
     # The model: each registration's expiry as of its last write with no job outstanding.
     recorded: dict[str, datetime | None] = {}
     async with fresh_table(connection_string) as table, fresh_table(connection_string) as index_table:
-        store = ApplicationStore(table, POLICY)
+        store = store_over(table)
         expiries = ExpiryIndex(index_table)
         for action, index, offset in [*steps, ("measure", 0, None)]:
             app_id = APPS[index % len(APPS)]
@@ -195,7 +195,7 @@ def test_a_rotation_is_counted_when_its_job_ends(azurite: str) -> None:
         now = datetime(2026, 12, 1, tzinfo=UTC)
         async with fresh_table(azurite) as table, fresh_table(azurite) as index_table:
             counted = CountingTable(table, ("submit_transaction",))
-            store, expiries = ApplicationStore(counted, POLICY), ExpiryIndex(index_table)  # type: ignore[arg-type]
+            store, expiries = store_over(counted), ExpiryIndex(index_table)  # type: ignore[arg-type]
             app_id = APPS[0]
             status = ApplicationStatus().model_copy(update={"expires_at": now + timedelta(days=2)})
             stored = await store.create(config_for(app_id), status, now)
@@ -240,7 +240,7 @@ def test_a_write_by_a_version_that_recorded_every_change_makes_the_status_expiry
 
         now = datetime(2026, 12, 1, tzinfo=UTC)
         async with fresh_table(azurite) as table:
-            store = ApplicationStore(table, POLICY)
+            store = store_over(table)
             app_id = APPS[0]
             status = ApplicationStatus().model_copy(update={"expires_at": now + timedelta(days=2)})
             stored = await store.create(config_for(app_id), status, now)
@@ -272,7 +272,7 @@ def test_a_count_kept_with_the_index_in_the_registry_table_moves_it_to_its_own_t
 
         now = datetime(2026, 12, 1, tzinfo=UTC)
         async with fresh_table(azurite) as table, fresh_table(azurite) as index_table:
-            store, expiries = ApplicationStore(table, POLICY), ExpiryIndex(index_table)
+            store, expiries = store_over(table), ExpiryIndex(index_table)
             for number, hours in enumerate((24, 24 * 20)):
                 app_id = APPS[number]
                 expires = now + timedelta(hours=hours)

@@ -31,7 +31,8 @@ from hypothesis import strategies as st
 from shared.domain.models import ApplicationConfig, ApplicationStatus
 from shared.errors import ValidationError
 from shared.storage.applications import ApplicationStore, Page, encode_continuation
-from tests.rotation.azurite_store import POLICY, CountingTable, fresh_table, generated
+from shared.storage.due_index import DueIndex
+from tests.rotation.azurite_store import POLICY, CountingTable, fresh_table, generated, store_over
 
 EXAMPLES = int(os.environ.get("ROTATOR_LIST_PAGE_EXAMPLES", "12"))
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -66,7 +67,7 @@ async def walk(store: ApplicationStore, page_size: int, token: str | None = None
 async def run(connection_string: str, values: list[int], page_sizes: list[int]) -> None:
     app_ids = [str(uuid.UUID(int=value)) for value in values]
     async with fresh_table(connection_string) as table:
-        store = ApplicationStore(table, POLICY)
+        store = store_over(table)
         await asyncio.gather(*(store.create(config_for(a), ApplicationStatus(), NOW) for a in app_ids))
         for page_size in page_sizes:
             pages = await walk(store, page_size)
@@ -91,7 +92,7 @@ def test_a_page_reads_the_range_of_one_page_then_the_rest(azurite: str) -> None:
     async def scenario() -> None:
         async with fresh_table(azurite) as table:
             counting = CountingTable(table, ("query_entities",))
-            store = ApplicationStore(counting, POLICY)  # type: ignore[arg-type]
+            store = store_over(counting)  # type: ignore[arg-type]
             app_ids = [str(uuid.UUID(int=value)) for value in values]
             for app_id in app_ids:
                 await store.create(config_for(app_id), ApplicationStatus(), NOW)
@@ -140,9 +141,9 @@ def test_a_walks_first_page_reads_a_bounded_range_then_the_spread_it_learned(azu
     async def scenario() -> None:
         async with fresh_table(azurite) as table:
             for app_id in app_ids:
-                await ApplicationStore(table, POLICY).create(config_for(app_id), ApplicationStatus(), NOW)
+                await store_over(table).create(config_for(app_id), ApplicationStatus(), NOW)
             recording = RecordingTable(table)
-            store = ApplicationStore(recording, POLICY)  # type: ignore[arg-type]
+            store = store_over(recording)  # type: ignore[arg-type]
             first = await store.listing_page(10, None)
             assert [str(item.app_id) for item in first.items] == app_ids[:10]
             bounded, rest = recording.queries
@@ -223,7 +224,7 @@ def test_a_token_this_api_did_not_return_is_refused_naming_the_field(
 ) -> None:
     async def scenario() -> None:
         async with fresh_table(azurite) as table:
-            store = ApplicationStore(table, POLICY)
+            store = store_over(table)
             with pytest.raises(ValidationError) as raised:
                 await store.listing_page(10, _token(fields))
             assert [problem.field for problem in raised.value.problems] == ["continuationToken"]
@@ -238,7 +239,7 @@ def test_the_services_own_token_from_the_version_before_still_continues(azurite:
 
     async def scenario() -> None:
         async with fresh_table(azurite) as table:
-            store = ApplicationStore(table, POLICY)
+            store = store_over(table)
             app_ids = [str(uuid.UUID(int=value)) for value in range(1, 8)]
             for app_id in app_ids:
                 await store.create(config_for(app_id), ApplicationStatus(), NOW)
@@ -349,18 +350,23 @@ def registry_table(azurite: str) -> Iterator[str]:
     async def register() -> None:
         from azure.data.tables.aio import TableClient
 
-        async with TableClient.from_connection_string(azurite, name) as table:
-            store = ApplicationStore(table, POLICY)
+        async with (
+            TableClient.from_connection_string(azurite, name) as table,
+            TableClient.from_connection_string(azurite, name + "due") as due,
+        ):
+            store = ApplicationStore(table, POLICY, DueIndex(due))
             for value in range(1, 8):
                 await store.create(config_for(str(uuid.UUID(int=value << 100))), ApplicationStatus(), NOW)
 
     with TableServiceClient.from_connection_string(azurite) as service:
         service.create_table(name)
+        service.create_table(name + "due")
         try:
             asyncio.run(register())
             yield name
         finally:
             service.delete_table(name)
+            service.delete_table(name + "due")
 
 
 @given(fields=token_fields)
@@ -374,9 +380,12 @@ def test_generated_token_fields_are_refused_unless_the_list_could_have_returned_
     async def outcome() -> Page[Any] | ValidationError:
         from azure.data.tables.aio import TableClient
 
-        async with TableClient.from_connection_string(azurite, registry_table) as table:
+        async with (
+            TableClient.from_connection_string(azurite, registry_table) as table,
+            TableClient.from_connection_string(azurite, registry_table + "due") as due,
+        ):
             try:
-                return await ApplicationStore(table, POLICY).listing_page(3, _token(fields))
+                return await ApplicationStore(table, POLICY, DueIndex(due)).listing_page(3, _token(fields))
             except ValidationError as refused:
                 return refused
 

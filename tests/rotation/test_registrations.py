@@ -20,8 +20,7 @@ from hypothesis import strategies as st
 
 from shared.domain.models import ApplicationConfig, ApplicationStatus
 from shared.storage import applications as applications_module
-from shared.storage.applications import ApplicationStore
-from tests.rotation.azurite_store import POLICY, CountingTable, fresh_table, generated
+from tests.rotation.azurite_store import CountingTable, fresh_table, generated, store_over
 
 APPS = [str(uuid.UUID(int=index + 1)) for index in range(5)]
 EXAMPLES = int(os.environ.get("ROTATOR_REGISTRATION_EXAMPLES", "25"))
@@ -52,7 +51,7 @@ async def run(connection_string: str, steps: list[tuple[str, int, int]], monkeyp
     registered: set[str] = set()
     async with fresh_table(connection_string) as table:
         counted = CountingTable(table, LOOKUPS)
-        stores = [ApplicationStore(counted, POLICY), ApplicationStore(table, POLICY)]  # type: ignore[arg-type]
+        stores = [store_over(counted), store_over(table)]  # type: ignore[arg-type]
         for action, instance, value in [*steps, ("lookup", 0, 0), ("lookup", 0, 0)]:
             store = stores[instance]
             now += timedelta(seconds=1)
@@ -96,7 +95,7 @@ def test_an_inventory_page_costs_one_read_while_nothing_changes(azurite: str, mo
         asked = [str(uuid.uuid4()) for _ in range(100)]
         async with fresh_table(azurite) as table:
             counted = CountingTable(table, LOOKUPS)
-            store = ApplicationStore(counted, POLICY)  # type: ignore[arg-type]
+            store = store_over(counted)  # type: ignore[arg-type]
             for app_id in asked[:60]:
                 await store.create(config_for(app_id), ApplicationStatus(), now)
             before = counted.calls
@@ -122,7 +121,7 @@ def test_while_registrations_keep_changing_lookups_go_one_by_one(azurite: str, m
         asked = APPS
         async with fresh_table(azurite) as table:
             counted = CountingTable(table, LOOKUPS)
-            store = ApplicationStore(counted, POLICY)  # type: ignore[arg-type]
+            store = store_over(counted)  # type: ignore[arg-type]
             await store.create(config_for(APPS[0]), ApplicationStatus(), now)
             assert await store.registered(asked) == {APPS[0]}  # the set is read
             for app_id in APPS[1:4]:  # a registration between each two lookups
