@@ -2,8 +2,8 @@
 
     python -m scripts.due_index status|contract|expand
 
-Run with the Function app's own settings in the environment (``AzureWebJobsStorage`` or its
-identity-based form, and the others as the app reads them). Versions before the ``rotationdue``
+Run with the Function app's storage setting in the environment (``AzureWebJobsStorage`` or its
+identity-based form); the app's other settings are not needed. Versions before the ``rotationdue``
 table kept the due index as ``due|`` rows in the registry table. An install they used gets the
 ``both`` layout, in which every write keeps those rows too, so rolling back to such a version keeps
 every application rotating (``shared.storage.applications``).
@@ -88,11 +88,27 @@ async def expand(store: ApplicationStore, wait_seconds: float = LAYOUT_REFRESH_S
             return result
 
 
+# Settings the app requires that these commands never use (they touch the tables only).
+UNUSED_SETTINGS = {
+    "ROTATOR_TENANT_ID": "00000000-0000-0000-0000-000000000000",
+    "ROTATOR_VAULT_URL": "https://unused.vault.azure.net/",
+}
+
+
 async def main(command: str) -> int:
+    import os
+    import sys
+
     from shared.config import load_settings
+    from shared.errors import ConfigurationError
     from shared.services import Services
 
-    services = Services(load_settings())
+    try:
+        settings = load_settings({**UNUSED_SETTINGS, **os.environ})
+    except ConfigurationError as error:
+        print(f"due_index: {error}", file=sys.stderr)
+        return 2
+    services = Services(settings)
     try:
         store = services.applications
         if command == "contract":

@@ -186,8 +186,11 @@ class KeyVaultSimulator(SimulatorServer):
         not_before: int | None = None,
         expires: int | None = None,
         version: str | None = None,
+        created: int | None = None,
+        updated: int | None = None,
     ) -> SecretVersion:
-        """Add a version directly (seeding; no auth, no faults). ``version``: restore a known id."""
+        """Add a version directly (seeding; no auth, no faults). ``version``, ``created``,
+        ``updated`` (Unix seconds): restore a known version as it was."""
         if not SECRET_NAME.match(name):
             raise ValueError(f"invalid secret name {name!r}")
         with self._lock:
@@ -203,8 +206,8 @@ class KeyVaultSimulator(SimulatorServer):
                 enabled=enabled,
                 not_before=not_before,
                 expires=expires,
-                created=now,
-                updated=now,
+                created=now if created is None else created,
+                updated=now if updated is None else updated,
             )
             self._secrets.setdefault(name.lower(), []).append(secret)
             return secret

@@ -261,6 +261,12 @@ class SimulatorStack:
                         "contentType": v.content_type,
                         "tags": v.tags,
                         "enabled": v.enabled,
+                        # The attributes too: the rotator reads a staged secret's expiry back as
+                        # the application's ("exp", Key Vault secret attributes).
+                        "notBefore": v.not_before,
+                        "expires": v.expires,
+                        "created": v.created,
+                        "updated": v.updated,
                     }
                     for versions in vault._secrets.values()
                     for v in versions
@@ -341,6 +347,10 @@ class SimulatorStack:
                     content_type=v.get("contentType"),
                     tags=v.get("tags"),
                     enabled=bool(v.get("enabled", True)),
+                    not_before=v.get("notBefore"),
+                    expires=v.get("expires"),
+                    created=v.get("created"),
+                    updated=v.get("updated"),
                     version=v["version"],
                 )
         for hook in data.get("hooks") or []:

@@ -86,7 +86,8 @@ LISTING_COLUMNS = ("RowKey", "Listing")
 REGISTRATIONS_KEY = "ver|registrations"
 # The due index's layout (meta partition, column ``Layout``): ``both`` writes the registry's ``due|``
 # rows too (an install versions before ``rotationdue`` used), ``table`` only ``rotationdue``. The
-# first write of an install decides it: ``both`` when the registry partition already holds rows.
+# first write of an install decides it: ``both`` when the registry or meta partition already holds
+# rows.
 LAYOUT_KEY = "dueIndexLayout"
 LAYOUT_BOTH, LAYOUT_TABLE = "both", "table"
 # How long an instance trusts the layout it read (a contract takes effect within this).
@@ -727,13 +728,17 @@ class ApplicationStore:
         entity["IndexKey"], entity["DueKey"], entity["DueWrites"] = index_key or "", due or "", _int64(first)
         entity["ExpiryState"], entity["Writes"] = state, _int64(first)
         entity["ExpiryRecord"] = _expiry_record(first, recorded)
-        operations.append(_registrations_changed())
+        change = _registrations_changed()
+        operations.append(change)
         if due:
             await self._due.add(due, app_id, now)  # before the row that names it (module docstring)
         try:
             results = await self._table.submit_transaction(operations)
         except TableTransactionError as error:
             if error.error_code == "EntityAlreadyExists" or error.status_code == 409:
+                landed = await self._landed(app_id, due, change)
+                if landed is not None:
+                    return landed
                 if due:
                     await self._due.discard(due)
                 raise ConflictError("Application is already registered", app_id=app_id) from None
@@ -840,12 +845,18 @@ class ApplicationStore:
                     match_condition=MatchConditions.IfNotModified,
                 )
             except HttpResponseError as error:
-                raise await self._refused(error, app_id, added) from None
+                landed = await self._refused(error, app_id, added)
+                if current.due_key and current.due_key != due:
+                    await self._due.discard(current.due_key)
+                return landed
         else:
             try:
                 result = (await self._table.submit_transaction(operations))[0]
             except TableTransactionError as error:
-                raise await self._refused(error, app_id, added) from None
+                landed = await self._refused(error, app_id, added)
+                if current.due_key and current.due_key != due:
+                    await self._due.discard(current.due_key)
+                return landed
         if current.due_key and current.due_key != due:
             await self._due.discard(current.due_key)  # after: the app row names the new one
         return StoredApplication(
@@ -891,22 +902,50 @@ class ApplicationStore:
                     ),
                 )
             )
-        operations.append(_registrations_changed())
+        change = _registrations_changed()
+        operations.append(change)
         try:
             await self._table.submit_transaction(operations)
         except TableTransactionError as error:
-            raise _conflict_or_missing(error, current.app_id) from None
+            refused = _conflict_or_missing(error, current.app_id)
+            # A 404 may answer the SDK's retry of this very transaction, which landed.
+            if not (
+                isinstance(refused, NotFoundError)
+                and await self._registrations_nonce() == change[1]["Change"]
+            ):
+                raise refused from None
         if current.due_key:
             await self._due.discard(current.due_key)
 
-    async def _refused(self, error: Any, app_id: str, added: str | None) -> Exception:
-        """The error a refused app row write raises; a due row the write added is deleted when the
-        service refused it (a conflict, a missing row), kept when the outcome is unknown (a timeout,
-        a 5xx: the write may still land and name it)."""
+    async def _refused(self, error: Any, app_id: str, added: str | None) -> StoredApplication:
+        """After the service refused an app row write that added the due row ``added``: the
+        application as stored when the row names ``added`` (the refusal answered the SDK's retry of
+        this very write, which landed: azure-core retries a 5xx with the same If-Match). Otherwise
+        raises the error, having deleted ``added`` when the service refused the write (a conflict,
+        a missing row) and kept it when the outcome is unknown (a timeout, a 5xx: the write may
+        still land and name it)."""
         refused = _conflict_or_missing(error, app_id)
         if added and isinstance(refused, ConflictError | NotFoundError):
+            landed = await self.find(app_id)
+            if landed is not None and landed.due_key == added:
+                return landed
             await self._due.discard(added)
-        return refused
+        raise refused from None
+
+    async def _landed(
+        self, app_id: str, due: str | None, change: tuple[str, dict[str, Any]]
+    ) -> StoredApplication | None:
+        """After a registration was refused as already registered: the application as stored when
+        the refusal answered the SDK's retry of this very registration, which landed (its row names
+        the due row ``due``, or the registrations' change nonce is still the one it wrote)."""
+        stored = await self.find(app_id)
+        if stored is None:
+            return None
+        if (due is not None and stored.due_key == due) or await self._registrations_nonce() == change[1][
+            "Change"
+        ]:
+            return stored
+        return None
 
     async def writes_legacy_rows(self) -> bool:
         """Whether writes keep the registry's ``due|`` rows too (``LAYOUT_KEY``): read once per
@@ -919,10 +958,15 @@ class ApplicationStore:
             return self._layout[0]
         entity = await read_row(self._table, META_PARTITION, LAYOUT_KEY)
         if entity is None:
-            # Any row in the registry partition: a version before ``rotationdue`` wrote here.
+            # Any registration or periodic turn: a version before ``rotationdue`` ran here (its
+            # timer records a turn in ``meta`` every run, even with nothing registered). This
+            # version decides the layout before it writes either (``take_turn``).
             used = await take(
                 self._table.query_entities(
-                    "PartitionKey eq @pk", parameters={"pk": PARTITION}, results_per_page=1, select=["RowKey"]
+                    "PartitionKey eq @pk or PartitionKey eq @meta",
+                    parameters={"pk": PARTITION, "meta": META_PARTITION},
+                    results_per_page=1,
+                    select=["RowKey"],
                 ),
                 1,
             )
@@ -953,6 +997,7 @@ class ApplicationStore:
         """Whether this instance runs ``task`` now: at most once per ``interval`` across every
         instance. The turn is a row in the ``meta`` partition, taken by an ETag-conditional write
         (a lost race is "not your turn"). Returns (taken, what the last turn recorded)."""
+        await self.writes_legacy_rows()  # decided before this version's first meta row
         entity = await read_row(self._table, META_PARTITION, task)
         if entity is not None:
             last = entity.get("LastRun")

@@ -14,8 +14,9 @@ entity group transactions", learn.microsoft.com/rest/api/storageservices/
 performing-entity-group-transactions), so the app row and its due row cannot change together. A
 write adds its new due row *before* the app row that names it (``DueKey``) and deletes the row it
 replaces *after*: a crash or a lost race in between leaves an extra row, never an application
-without one. A scan deletes a row that no app row names once it is ``ORPHAN_AGE`` old (younger,
-the write that will name it may still be on its way).
+without one. A scan reads a row when its time has come, and then deletes it if no app row names it
+and it is ``ORPHAN_AGE`` old (younger, the write that will name it may still be on its way); a
+leftover row with a later time waits for it (one row per failed write, never more).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from shared.domain.models import LATE_WRITE_WINDOW
@@ -37,8 +38,10 @@ logger = logging.getLogger("rotator.storage")
 TABLE_NAME = "rotationdue"
 PARTITION = "due"
 # A row no app row names is deleted once this old: a write that timed out may still land (and name
-# it) within the window the rotation engine allows late writes (``LATE_WRITE_WINDOW``).
-ORPHAN_AGE = LATE_WRITE_WINDOW
+# it) within the window the rotation engine allows late writes (``LATE_WRITE_WINDOW``), and
+# ``WrittenAt`` is the writer's ``now``, which a scan takes once for a run of up to 10 minutes
+# (``shared.rotation.scanner.SCAN_TIME_BUDGET_SECONDS``): both, with room to spare.
+ORPHAN_AGE = max(LATE_WRITE_WINDOW * 4, timedelta(hours=1))
 _INSTANT_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 

@@ -56,7 +56,7 @@ from tests.rotation.test_due_index import (
 )
 
 EXAMPLES = int(os.environ.get("ROTATOR_DUE_INDEX_EXAMPLES", "25"))
-FAULTS = ("none", "refused", "lost", "landed", "failed", "delete-fails")
+FAULTS = ("none", "refused", "lost", "landed", "failed", "retried", "delete-fails")
 START = datetime(2026, 12, 1, tzinfo=UTC)
 
 step = st.tuples(
@@ -67,7 +67,10 @@ step = st.tuples(
 class FaultyTable:
     """The real TableClient; the next call of a method named in ``armed`` fails: ``lost`` raises
     before the request is sent, ``landed`` sends it and raises as if the answer never came,
-    ``failed`` sends it and raises as a 5xx answer would (the write landed all the same)."""
+    ``failed`` sends it and raises as a 5xx answer would (the write landed all the same),
+    ``retried`` sends it and raises what azure-core's retry of it gets after a lost answer (it
+    retries a 5xx with the same If-Match): 412 for an entity write, 409 for a transaction that
+    creates, 404 for one that deletes."""
 
     def __init__(self, table: Any) -> None:
         self._table = table
@@ -83,11 +86,30 @@ class FaultyTable:
             if fault == "lost":
                 raise ServiceRequestError("injected: the request never reached the service")
             await method(*args, **kwargs)
+            if fault == "retried":
+                raise _retry_refusal(name, args)
             if fault == "failed":
                 raise HttpResponseError(message="injected: 503 Server Busy")
             raise ServiceResponseError("injected: the answer never came")
 
         return failing
+
+
+def _retry_refusal(method: str, args: tuple[Any, ...]) -> Exception:
+    """The error the service answers a second attempt of ``method`` whose first landed."""
+    from azure.data.tables import TableTransactionError
+
+    if method != "submit_transaction":
+        error = HttpResponseError(message="injected retry: 412 UpdateConditionNotSatisfied")
+        error.status_code = 412
+        return error
+    first = args[0][0][0]  # the transaction's first operation: the app row's
+    code, reason = {"create": (409, "EntityAlreadyExists"), "delete": (404, "ResourceNotFound")}.get(
+        first, (412, "UpdateConditionNotSatisfied")
+    )
+    transaction = TableTransactionError(message=f"injected retry: {code} {reason}")
+    transaction.status_code, transaction.error_code = code, reason
+    return transaction
 
 
 async def sweep(store: ApplicationStore, now: datetime) -> None:
@@ -119,7 +141,7 @@ async def run(connection_string: str, steps: list[tuple[int, str, int, str]], la
                     await store.save(current, config, status, now)
                 assert await due_rows(table) == rows_before, steps  # what it added, it deleted
                 continue
-            if fault in ("lost", "landed", "failed"):
+            if fault in ("lost", "landed", "failed", "retried"):
                 for method in ("update_entity", "submit_transaction"):
                     registry.armed[method] = fault
             if fault == "delete-fails":
@@ -128,10 +150,13 @@ async def run(connection_string: str, steps: list[tuple[int, str, int, str]], la
                 await store.save(current, config, status, now)
             except (ServiceRequestError, ServiceResponseError, HttpResponseError):
                 assert fault in ("lost", "landed", "failed"), steps
+            except ConflictError:
+                # The retry's refusal of a write that kept its due row: the caller reads again.
+                assert fault == "retried", steps
             registry.armed.clear()
             due.armed.clear()
             await check(table, store, steps, layout=layout, orphans=True)
-        # A scan soon after leaves every row: any of them may be one a write still on its way names.
+        # A scan soon after deletes no row an app row names (only leftovers older than ORPHAN_AGE).
         await sweep(store, now + timedelta(minutes=1))
         named = {(await store.get(app_id)).due_key for app_id in APPS} - {None}
         assert named <= set(await due_rows(table)), steps
@@ -189,8 +214,9 @@ def test_a_row_written_ahead_of_its_app_row_survives_a_scan_until_it_is_old(azur
 
 def test_the_layout_is_decided_by_the_first_write_of_an_install(azurite: str) -> None:
     """A new install (empty registry) gets the ``table`` layout: no ``due|`` rows in the registry.
-    An install a version before ``rotationdue`` used (its registry holds rows, no layout recorded)
-    gets ``both``: every write keeps the ``due|`` row that version reads and deletes."""
+    An install a version before ``rotationdue`` used (its registry holds rows, or only a turn its
+    timer recorded; no layout recorded) gets ``both``: every write keeps the ``due|`` row that
+    version reads and deletes."""
 
     async def scenario() -> None:
         config, status = config_for(APPS[0]), next_status("idle", ApplicationStatus(), START)
@@ -211,6 +237,17 @@ def test_the_layout_is_decided_by_the_first_write_of_an_install(azurite: str) ->
             assert await legacy_rows(table) == [index_row_key(wanted, APPS[0])] == [created.index_key]
             assert (await table.get_entity(META_PARTITION, LAYOUT_KEY))["Layout"] == LAYOUT_BOTH
             assert await due_rows(table) == [created.due_key]
+        # An install where a version before only ever ran its timer (a turn, nothing registered).
+        async with fresh_table(azurite) as table:
+            await table.upsert_entity(
+                {"PartitionKey": META_PARTITION, "RowKey": "expiringSecrets", "LastRun": START}
+            )
+            assert await store_over(table).writes_legacy_rows()
+        # A new install whose first write is this version's timer turn: still ``table``.
+        async with fresh_table(azurite) as table:
+            store = store_over(table)
+            assert (await store.take_turn("expiringSecrets", START, timedelta(hours=1)))[0]
+            assert not await store_over(table).writes_legacy_rows()
 
     asyncio.run(scenario())
 
@@ -348,5 +385,61 @@ def test_contract_then_expand_gives_a_version_before_every_application_back(azur
                 await old_version_save(
                     table, app_id, next_status("idle", stored.status, START + timedelta(days=1)), START
                 )
+
+    asyncio.run(scenario())
+
+
+def test_the_layout_commands_need_only_the_storage_setting(azurite: str, clean_storage: None) -> None:
+    """``python -m scripts.due_index status`` runs with ``AzureWebJobsStorage`` alone (the app's
+    other settings are not used), and without it says what is missing (no traceback)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-m", "scripts.due_index", "status"]
+    bare = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/")}
+    ran = subprocess.run(
+        command,
+        cwd=root,
+        env={**bare, "AzureWebJobsStorage": azurite},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip().endswith("layout table; registry due| rows 0")
+    missing = subprocess.run(command, cwd=root, env=bare, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "AzureWebJobsStorage" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_a_registration_or_removal_whose_answer_was_lost_is_not_undone_by_its_retry(azurite: str) -> None:
+    """Named examples (found driving a running stack): a registration that landed, whose answer was
+    lost, is retried by azure-core and refused as already registered (409); a removal's retry is
+    refused as not found (404); a save's retry as changed (412). Each is recognised as this very
+    write (the due row it added, or the registrations' change nonce it wrote): the registration and
+    the save succeed with the row naming a due row that exists, and the removal succeeds and deletes
+    its due row."""
+
+    async def scenario() -> None:
+        async with fresh_table(azurite) as table:
+            registry = FaultyTable(table)
+            store = ApplicationStore(registry, POLICY, DueIndex(due_table(table)))  # type: ignore[arg-type]
+            config = config_for(APPS[0])
+            registry.armed["submit_transaction"] = "retried"
+            created = await store.create(config, next_status("idle", ApplicationStatus(), START), START)
+            assert created.due_key is not None and await due_rows(table) == [created.due_key]
+            registry.armed["update_entity"] = "retried"
+            disabled = await store.save(created, config_for(APPS[0], enabled=False), created.status, START)
+            enabled = config_for(APPS[0])
+            registry.armed["submit_transaction"] = registry.armed["update_entity"] = "retried"
+            saved = await store.save(disabled, enabled, next_status("idle", disabled.status, START), START)
+            registry.armed.clear()
+            assert saved.due_key is not None and await due_rows(table) == [saved.due_key]
+            await check(table, store, [], [APPS[0]])
+            registry.armed["submit_transaction"] = "retried"
+            await store.delete(await store.get(APPS[0]), now=START)
+            assert await store.find(APPS[0]) is None and await due_rows(table) == []
 
     asyncio.run(scenario())
