@@ -25,6 +25,7 @@ from shared.domain.models import (
     RotationJob,
     RotationLogEntry,
     RotationStep,
+    registration_generation,
     step_index,
 )
 from shared.errors import ConflictError, FieldProblem, NotFoundError, ValidationError
@@ -171,7 +172,9 @@ class RegistryService:
                 stored = True
                 try:
                     if current is None:
-                        created = await self._applications.create(config, ApplicationStatus(), now)
+                        created = await self._applications.create(
+                            config, ApplicationStatus(generation=registration_generation(now)), now
+                        )
                         return PutResult(created, created=True)
                     saved = await self._applications.save(current, config, current.status, now)
                     return PutResult(saved, created=False)

@@ -404,6 +404,13 @@ class RotationLogEntry(Model):
     details: dict[str, Any] = {}
 
 
+def registration_generation(registered_at: datetime) -> int:
+    """The generation an application starts with when registered at ``registered_at`` (Unix
+    microseconds): above every generation an earlier registration of the same app id reached (one
+    per rotation), so a job queued for that one is never taken for this one's."""
+    return int(registered_at.timestamp() * 1_000_000)
+
+
 class RotationJob(Model):
     """A queue message. It names what to rotate; it never carries a secret.
 

@@ -29,8 +29,10 @@ maintenance (not a rotation) clean up, retry destinations from the        warnin
 ========== ============================================================= ==========================
 
 Jobs never go backwards: a job queued before the application's latest rotation started
-(``RotationJob.generation`` below ``status.generation``) is acknowledged as *superseded*. Every
-rotation id ends in the log with one terminal outcome (``RotationOutcome``).
+(``RotationJob.generation`` below ``status.generation``) is acknowledged as *superseded*; one
+queued for an earlier registration of the same app id (below ``registration_generation``) changes
+and records nothing (its removal recorded it). Every rotation id ends in the log with one terminal
+outcome (``RotationOutcome``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from shared.domain.models import (
     RotationResult,
     RotationStep,
     is_forward_only,
+    registration_generation,
     rfc3339,
 )
 from shared.domain.schedule import is_due
@@ -333,6 +336,16 @@ class RotationEngine:
         if job.rotation_id in status.recent_rotation_ids or job.rotation_id == status.last_rotation_id:
             return "rotation already finished"
         pending = status.pending if status.pending and status.pending.rotation_id == job.rotation_id else None
+        registered = registration_generation(stored.created_at)
+        if (
+            pending is None
+            and job.generation is not None
+            and job.generation < registered <= status.generation
+        ):
+            # Queued for an earlier registration of this app id, which was deleted (its removal
+            # recorded what it had queued as superseded): nothing of this one's to touch or log.
+            logger.info("job %s was queued before the application was registered again", job.rotation_id)
+            return "from an earlier registration"
         if pending is None and job.generation is not None and job.generation < status.generation:
             await self._terminal_without_claim(
                 stored,

@@ -345,7 +345,7 @@ async def test_scheduled_job_queued_before_a_manual_rotation_is_superseded(rotat
         rotation_id="scheduled-long-ago",
         reason=JobReason.SCHEDULED,
         requested_at=rotator.clock(),
-        generation=0,
+        generation=(await rotator.status(entra_app.app_id)).generation,  # queued as registered
     )
     assert await rotator.services.engine.handle(await refresh(rotator, entra_app.app_id)) == "rotated"
     assert await rotator.services.engine.handle(stale) == "superseded"
@@ -492,3 +492,29 @@ async def test_a_rotation_out_of_pauses_fails_even_while_entra_cannot_be_read(ro
     status = await rotator.status(entra_app.app_id)
     assert status.late_creates == [] and status.retry_at is None
     assert [p.key_id for p in rotator.managed(entra_app)] == [status.current_key_id]
+
+
+async def test_a_job_queued_before_the_application_was_deleted_and_registered_again_changes_nothing(
+    rotator: Rotator,
+) -> None:
+    """Found driving a running stack: refresh (202), DELETE, register again, then the queued job
+    ran a rotation nobody asked for on the new registration, and its id got a second terminal
+    record after the deletion's "superseded". A registration's generation starts at its time."""
+    entra_app = rotator.seed_entra_app(passwords=[])
+    config = await register(rotator, entra_app)
+    job = await refresh(rotator, entra_app.app_id)
+    stored = await rotator.services.applications.get(entra_app.app_id)
+    await rotator.services.registry.delete(entra_app.app_id, if_match=None)
+    rotator.clock.advance(timedelta(seconds=1))
+    await rotator.services.registry.put(config, if_match=None, create_only=False)
+    writes = graph_writes(rotator)
+    assert await rotator.services.engine.handle(job) == "from an earlier registration"
+    assert graph_writes(rotator) == writes and rotator.managed(entra_app) == []
+    again = await rotator.services.applications.get(entra_app.app_id)
+    assert again.status.in_progress is None and again.status.generation > stored.status.generation
+    records = [e for e in await events(rotator, entra_app.app_id) if e.rotation_id == job.rotation_id]
+    assert [
+        e.event
+        for e in records
+        if e.event in ("rotation.superseded", "rotation.completed", "rotation.started")
+    ] == ["rotation.superseded"]
