@@ -909,9 +909,8 @@ class ApplicationStore:
         except TableTransactionError as error:
             refused = _conflict_or_missing(error, current.app_id)
             # A 404 may answer the SDK's retry of this very transaction, which landed.
-            if not (
-                isinstance(refused, NotFoundError)
-                and await self._registrations_nonce() == change[1]["Change"]
+            if not isinstance(refused, NotFoundError) or await self._registrations_nonce() != _nonce_of(
+                change
             ):
                 raise refused from None
         if current.due_key:
@@ -941,11 +940,9 @@ class ApplicationStore:
         stored = await self.find(app_id)
         if stored is None:
             return None
-        if (due is not None and stored.due_key == due) or await self._registrations_nonce() == change[1][
-            "Change"
-        ]:
+        if due is not None and stored.due_key == due:
             return stored
-        return None
+        return stored if await self._registrations_nonce() == _nonce_of(change) else None
 
     async def writes_legacy_rows(self) -> bool:
         """Whether writes keep the registry's ``due|`` rows too (``LAYOUT_KEY``): read once per
@@ -1197,6 +1194,11 @@ def _registrations_changed() -> tuple[str, dict[str, Any]]:
         "upsert",
         {"PartitionKey": PARTITION, "RowKey": REGISTRATIONS_KEY, "Change": secrets.token_hex(8)},
     )
+
+
+def _nonce_of(change: tuple[str, dict[str, Any]]) -> str:
+    """The change nonce a ``_registrations_changed`` operation writes."""
+    return str(change[1]["Change"])
 
 
 def _config_from_json(text: str) -> ApplicationConfig:
