@@ -178,16 +178,19 @@ class RegistryService:
                         return PutResult(created, created=True)
                     saved = await self._applications.save(current, config, current.status, now)
                     return PutResult(saved, created=False)
-                except ConflictError:
-                    if create_only or (if_match is not None and if_match != "*"):
-                        raise PreconditionFailed(
-                            "Application was changed since it was read (stale If-Match)"
-                            if current is not None
-                            else "Application already exists (If-None-Match: *)",
-                            app_id=app_id,
-                        ) from None
+                except (ConflictError, NotFoundError) as lost:
+                    removed = isinstance(lost, NotFoundError)
+                    if create_only or (if_match is not None and (if_match != "*" or removed)):
+                        if removed:
+                            reason = "Application was removed since it was read"
+                        elif current is not None:
+                            reason = "Application was changed since it was read (stale If-Match)"
+                        else:
+                            reason = "Application already exists (If-None-Match: *)"
+                        raise PreconditionFailed(reason, app_id=app_id) from None
                     # No precondition asked for: another write (the rotator's status, a concurrent
-                    # registration) came first; apply this one on top of it.
+                    # registration or removal) came first; apply this one on top of it (a removal:
+                    # as a registration, what a PUT without If-Match asks for).
             raise ConflictError("Application is changing too often; try again", app_id=app_id)
         except BaseException:
             if stored and changes.pending:

@@ -518,3 +518,39 @@ async def test_a_job_queued_before_the_application_was_deleted_and_registered_ag
         for e in records
         if e.event in ("rotation.superseded", "rotation.completed", "rotation.started")
     ] == ["rotation.superseded"]
+
+
+async def test_a_put_that_meets_a_removal_registers_the_application(rotator: Rotator) -> None:
+    """Found driving a running stack: a PUT without If-Match racing a DELETE answered 404 and left
+    the application unregistered; it now registers it (what a PUT without If-Match asks for). With
+    If-Match it is a 412."""
+    from shared.registry import PreconditionFailed
+
+    entra_app = rotator.seed_entra_app(passwords=[])
+    config = await register(rotator, entra_app)
+    registry, applications = rotator.services.registry, rotator.services.applications
+    original = applications.find
+
+    async def find_then_removed(app_id: str) -> Any:
+        found = await original(app_id)
+        if found is not None and not removed:
+            removed.append(app_id)
+            await registry.delete(app_id, if_match=None)  # lands between the PUT's read and write
+        return found
+
+    removed: list[str] = []
+    applications.find = find_then_removed  # type: ignore[method-assign]
+    try:
+        result = await registry.put(config, if_match=None, create_only=False)
+        assert result.created and removed == [entra_app.app_id]
+        assert (await applications.get(entra_app.app_id)).config == config
+        removed.clear()
+        etag = (await applications.get(entra_app.app_id)).etag
+        try:
+            await registry.put(config, if_match=etag, create_only=False)
+            raise AssertionError("a PUT with If-Match on a removed application must fail")
+        except PreconditionFailed as refused:
+            assert "removed" in str(refused)
+        assert await original(entra_app.app_id) is None
+    finally:
+        applications.find = original  # type: ignore[method-assign]
