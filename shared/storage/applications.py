@@ -832,6 +832,7 @@ class ApplicationStore:
         state, recorded = _change_operation(operations, current, config, status, now, sequence=writes)
         entity["ExpiryState"], entity["Writes"] = state, _int64(writes)
         entity["ExpiryRecord"] = _expiry_record(writes, recorded)
+        landed: StoredApplication | None = None  # this write, as read back after its retry's refusal
         if len(operations) == 1:
             # Only the app row (most step writes): one entity request, without the batch's
             # multipart body, which costs milliseconds of CPU to build and parse.
@@ -846,19 +847,15 @@ class ApplicationStore:
                 )
             except HttpResponseError as error:
                 landed = await self._refused(error, app_id, added)
-                if current.due_key and current.due_key != due:
-                    await self._due.discard(current.due_key)
-                return landed
         else:
             try:
                 result = (await self._table.submit_transaction(operations))[0]
             except TableTransactionError as error:
                 landed = await self._refused(error, app_id, added)
-                if current.due_key and current.due_key != due:
-                    await self._due.discard(current.due_key)
-                return landed
         if current.due_key and current.due_key != due:
             await self._due.discard(current.due_key)  # after: the app row names the new one
+        if landed is not None:
+            return landed
         return StoredApplication(
             config,
             status,
