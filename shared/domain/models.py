@@ -242,6 +242,12 @@ class RotationOutcome(StrEnum):
     SUPERSEDED = "superseded"  # a newer rotation happened first; this one never touched anything
 
 
+# The log events that end a rotation id (``details.outcome`` holds its ``RotationOutcome``).
+TERMINAL_EVENTS = frozenset(
+    {"rotation.completed", "rotation.failed", "rotation.merged", "rotation.superseded"}
+)
+
+
 class RotationClaim(StatusModel):
     rotation_id: str
     # Which invocation holds the claim; a takeover changes it, so a slow old worker's writes fail.
@@ -343,6 +349,66 @@ class IntegrationStatus(StatusModel):
         return max((w.settles_at() for w in self.late_writes), default=None)
 
 
+class LogLevel(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class RotationLogEntry(Model):
+    at: datetime
+    app_id: str
+    rotation_id: str | None
+    event: str
+    level: LogLevel
+    message: str
+    step: str | None = None
+    integration: str | None = None
+    key_id: str | None = None
+    code: str | None = None
+    details: dict[str, Any] = {}
+
+
+def registration_generation(registered_at: datetime) -> int:
+    """The generation an application starts with when registered at ``registered_at`` (Unix
+    microseconds): above every generation an earlier registration of the same app id reached (one
+    per rotation), so a job queued for that one is never taken for this one's."""
+    return int(registered_at.timestamp() * 1_000_000)
+
+
+class UnloggedOutcome(StatusModel):
+    """A rotation's terminal log entry, written in the same app row write that ended the rotation
+    and kept there until the rotation log holds it (``shared.rotation.events.settle_outcomes``):
+    a crash or a failed log write between the two cannot lose a rotation's outcome. The fields
+    are a ``RotationLogEntry``'s; the log row's key is derived from them, so writing it again
+    changes nothing."""
+
+    at: datetime
+    app_id: str
+    rotation_id: str
+    event: str
+    level: LogLevel
+    message: str
+    step: str | None = None
+    code: str | None = None
+    key_id: str | None = None
+    details: dict[str, Any] = {}
+
+    def entry(self) -> RotationLogEntry:
+        return RotationLogEntry(
+            at=self.at,
+            app_id=self.app_id,
+            rotation_id=self.rotation_id,
+            event=self.event,
+            level=self.level,
+            message=self.message,
+            step=self.step,
+            code=self.code,
+            key_id=self.key_id,
+            details=self.details,
+        )
+
+
 class ApplicationStatus(StatusModel):
     """What the rotator records about an application; only the engine writes it."""
 
@@ -382,33 +448,9 @@ class ApplicationStatus(StatusModel):
     failure_alerted_at: datetime | None = None
     # Rotations whose addPassword may still land (``LateCreate``): swept by maintenance.
     late_creates: list[LateCreate] = []
-
-
-class LogLevel(StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    ERROR = "error"
-
-
-class RotationLogEntry(Model):
-    at: datetime
-    app_id: str
-    rotation_id: str | None
-    event: str
-    level: LogLevel
-    message: str
-    step: str | None = None
-    integration: str | None = None
-    key_id: str | None = None
-    code: str | None = None
-    details: dict[str, Any] = {}
-
-
-def registration_generation(registered_at: datetime) -> int:
-    """The generation an application starts with when registered at ``registered_at`` (Unix
-    microseconds): above every generation an earlier registration of the same app id reached (one
-    per rotation), so a job queued for that one is never taken for this one's."""
-    return int(registered_at.timestamp() * 1_000_000)
+    # Terminal log entries of rotations this row ended that the log does not hold yet (normally
+    # for the moment between the two writes; after a crash, until the next reader settles them).
+    unlogged: list[UnloggedOutcome] = []
 
 
 class RotationJob(Model):

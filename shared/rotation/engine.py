@@ -32,7 +32,9 @@ Jobs never go backwards: a job queued before the application's latest rotation s
 (``RotationJob.generation`` below ``status.generation``) is acknowledged as *superseded*; one
 queued for an earlier registration of the same app id (below ``registration_generation``) changes
 and records nothing (its removal recorded it). Every rotation id ends in the log with one terminal
-outcome (``RotationOutcome``).
+outcome (``RotationOutcome``): the row write that ends a rotation holds its entry
+(``ApplicationStatus.unlogged``) until the log has it (``_log_outcomes``; a job is not acknowledged
+before), and every claim first writes what a crash left there.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from shared.adapters.retry import RetryPolicy, retry
 from shared.adapters.vault import VaultSecret
 from shared.domain.models import (
     LATE_WRITE_WINDOW,
+    TERMINAL_EVENTS,
     ApplicationStatus,
     IntegrationStatus,
     JobReason,
@@ -78,6 +81,7 @@ from shared.integrations.base import PluginRegistry
 from shared.rotation.checks import GroupLookup, registration_problems
 from shared.rotation.credentials import POLICY_ERROR, Credentials, describe
 from shared.rotation.delivery import Delivery, error_info, integration_problems
+from shared.rotation.events import settle_outcomes
 from shared.rotation.lease import Lease, LeaseLost, Run, StepConflict, remember
 from shared.rotation.ports import (
     ApplicationRepo,
@@ -116,12 +120,6 @@ MAX_DASH_RECREATES = 5
 # A finished rotation runs, in the same invocation, at most this many rotations requested meanwhile.
 MAX_CHAINED = 2
 
-TERMINAL_EVENTS = {
-    "rotation.completed",
-    "rotation.failed",
-    "rotation.merged",
-    "rotation.superseded",
-}
 
 _NEXT = {
     RotationStep.DELIVERING: RotationStep.DELIVERED,
@@ -208,6 +206,7 @@ class RotationEngine:
             logger.info("job %s for %s: %s", job.rotation_id, job.app_id, claimed)
             return claimed
         outcome = await self._drive(claimed)
+        unlogged = claimed.outcome_unlogged
         # Rotations requested while this one ran wait in ``status.pending``: run them now.
         for _ in range(MAX_CHAINED):
             pending = claimed.status.pending
@@ -225,6 +224,14 @@ class RotationEngine:
                 break
             await self._drive(chained)
             claimed = chained
+            unlogged = unlogged or chained.outcome_unlogged
+        if unlogged:
+            raise TransientServiceError(
+                "The rotation ended; its outcome is kept with the application until the log can be "
+                "written, by this job's next delivery",
+                service="storage",
+                app_id=job.app_id,
+            )
         return outcome
 
     async def _drive(self, run: Run) -> str:
@@ -278,6 +285,15 @@ class RotationEngine:
             stored = await self._applications.find(job.app_id)
             if stored is None:
                 return "application is not registered"
+            if stored.status.unlogged:
+                # Outcomes a crash or a failed log write left in the row: into the log first.
+                try:
+                    settled = await settle_outcomes(self._events, self._applications, stored, self._clock())
+                except ConflictError:
+                    continue
+                if settled is None:
+                    return "application is not registered"
+                stored = settled
             status, now = stored.status, self._clock()
             owner = self._lease.new_owner()
             claim = status.in_progress
@@ -299,7 +315,10 @@ class RotationEngine:
                 )
                 resumed = True
             else:
-                decided = await self._decide(job, stored)
+                try:
+                    decided = await self._decide(job, stored)
+                except ConflictError:
+                    continue  # the row changed while this job's end was written: decide again
                 if isinstance(decided, str):
                     return decided
                 new_status = status.model_copy(update=decided(owner))
@@ -346,6 +365,18 @@ class RotationEngine:
             # recorded what it had queued as superseded): nothing of this one's to touch or log.
             logger.info("job %s was queued before the application was registered again", job.rotation_id)
             return "from an earlier registration"
+        if (
+            pending is None
+            and (
+                job.generation is not None
+                and job.generation < status.generation
+                or status.pending is not None
+            )
+            and await self._events.has_outcome(stored.app_id, job.rotation_id)
+        ):
+            # A copy of a job whose rotation ended long enough ago to have left
+            # ``recent_rotation_ids``: its one outcome is in the log already.
+            return "rotation already finished"
         if pending is None and job.generation is not None and job.generation < status.generation:
             await self._terminal_without_claim(
                 stored,
@@ -438,19 +469,9 @@ class RotationEngine:
         message: str,
         **details: Any,
     ) -> None:
-        """Record a job's end that needed no claim (superseded, merged), once per rotation id."""
-        update: dict[str, Any] = {
-            "recent_rotation_ids": remember(stored.status.recent_rotation_ids, rotation_id)
-        }
-        if stored.status.pending is not None and stored.status.pending.rotation_id == rotation_id:
-            update.update(pending=None, enqueued_at=None)
-        try:
-            await self._applications.save(
-                stored, stored.config, stored.status.model_copy(update=update), self._clock()
-            )
-        except ConflictError:
-            return  # the row changed: the job is acknowledged; its next copy decides again
-        await self._events.record(
+        """Record a job's end that needed no claim (superseded, merged), once per rotation id: in
+        the row write that ends it, then in the log (``_log_outcomes``)."""
+        ended = self._events.outcome(
             stored.app_id,
             rotation_id,
             event,
@@ -458,6 +479,20 @@ class RotationEngine:
             step="claim",
             details={"outcome": outcome.value, **details},
         )
+        update: dict[str, Any] = {
+            "recent_rotation_ids": remember(stored.status.recent_rotation_ids, rotation_id),
+            "unlogged": [*stored.status.unlogged, ended],
+        }
+        if stored.status.pending is not None and stored.status.pending.rotation_id == rotation_id:
+            update.update(pending=None, enqueued_at=None)
+        # A ConflictError (the row changed) has the claim decide again on the fresh row.
+        saved = await self._applications.save(
+            stored, stored.config, stored.status.model_copy(update=update), self._clock()
+        )
+        self._checkpoint("outcome_written")
+        # A failure here leaves the outcome in the row; the job is acknowledged, so raise to have
+        # it delivered again (its claim settles the outcome and finds the rotation finished).
+        await settle_outcomes(self._events, self._applications, saved, self._clock())
 
     # --- claimed: create and stage --------------------------------------------------------------
     async def _create_and_stage(self, run: Run) -> None:
@@ -972,25 +1007,12 @@ class RotationEngine:
             failed or status.pending_revocation or status.cleanup_key_ids or _needs_retry(claim.warnings)
         )
         outcome = RotationOutcome.DEGRADED if retry_needed else RotationOutcome.SUCCEEDED
-        await self._lease.write(
-            run,
-            in_progress=None,
-            enqueued_at=status.enqueued_at if status.pending is not None else None,
-            last_result=RotationResult.DEGRADED if retry_needed else RotationResult.SUCCEEDED,
-            last_error=None,
-            consecutive_failures=0,
-            last_rotation_id=claim.rotation_id,
-            recent_rotation_ids=remember(status.recent_rotation_ids, claim.rotation_id),
-            late_creates=_late_creates(status, claim),
-            retry_at=self._next_look(
-                run, now, retry_needed=retry_needed, late_creates=_late_creates(status, claim)
-            ),
-        )
         detail = ", ".join(failed) + " failed" if failed else ""
         if status.pending_revocation is not None:
             detail = (detail + "; " if detail else "") + "revocation pending"
-        await self._event(
-            run,
+        completed = self._events.outcome(
+            run.app_id,
+            claim.rotation_id,
             "rotation.completed",
             f"Rotation {outcome.value}" + (f": {detail}" if detail else ""),
             step="finish",
@@ -1007,6 +1029,22 @@ class RotationEngine:
                 "compromised": claim.compromised,
             },
         )
+        await self._lease.write(
+            run,
+            outcome=completed,
+            in_progress=None,
+            enqueued_at=status.enqueued_at if status.pending is not None else None,
+            last_result=RotationResult.DEGRADED if retry_needed else RotationResult.SUCCEEDED,
+            last_error=None,
+            consecutive_failures=0,
+            last_rotation_id=claim.rotation_id,
+            recent_rotation_ids=remember(status.recent_rotation_ids, claim.rotation_id),
+            late_creates=_late_creates(status, claim),
+            retry_at=self._next_look(
+                run, now, retry_needed=retry_needed, late_creates=_late_creates(status, claim)
+            ),
+        )
+        await self._log_outcomes(run)
         self._checkpoint("finished")
         return "rotated"
 
@@ -1344,8 +1382,19 @@ class RotationEngine:
         repeated = previous is not None and (previous.code, previous.step) == (info.code, info.step)
         alerted_at = status.failure_alerted_at
         alert = not (repeated and alerted_at is not None and info.at - alerted_at < FAILURE_ALERT_REPEAT)
+        failed = self._events.outcome(
+            run.app_id,
+            claim.rotation_id,
+            "rotation.failed",
+            info.message,
+            level=LogLevel.ERROR,
+            step=error.step,
+            code=info.code,
+            details={"outcome": RotationOutcome.FAILED.value},
+        )
         await self._lease.write(
             run,
+            outcome=failed,
             in_progress=None,
             enqueued_at=status.enqueued_at if status.pending is not None else None,
             last_result=RotationResult.FAILED,
@@ -1361,16 +1410,7 @@ class RotationEngine:
                 *(max(late.settles_at(), self._clock() + INTEGRATION_RETRY_DELAY) for late in late_creates),
             ),
         )
-        await self._events.record(
-            run.app_id,
-            claim.rotation_id,
-            "rotation.failed",
-            info.message,
-            level=LogLevel.ERROR,
-            step=error.step,
-            code=info.code,
-            details={"outcome": RotationOutcome.FAILED.value},
-        )
+        await self._log_outcomes(run)
         if alert:
             await self._notify(
                 run,
@@ -1454,6 +1494,20 @@ class RotationEngine:
             await operation
         except Exception as error:  # noqa: BLE001 - tidying up; never decides an outcome
             logger.warning("best-effort step failed: %s", type(error).__name__)
+
+    async def _log_outcomes(self, run: Run) -> None:
+        """After the write that ended ``run``'s rotation (its outcome in the row's ``unlogged``):
+        write the outcome to the log and remove it from the row. When that fails, the row keeps it
+        and ``handle`` has the job delivered again, whose claim settles it."""
+        self._checkpoint("outcome_written")
+        try:
+            settled = await settle_outcomes(self._events, self._applications, run.stored, self._clock())
+        except Exception as error:  # noqa: BLE001 - kept in the row; the job's next delivery settles it
+            logger.warning("outcome of %s kept with the application: %s", run.app_id, type(error).__name__)
+            run.outcome_unlogged = True
+            return
+        if settled is not None:
+            run.stored = settled
 
     async def _event(self, run: Run, event: str, message: str, **fields: Any) -> None:
         status = run.stored.status.in_progress

@@ -23,6 +23,7 @@ from shared.domain.models import (
     ApplicationStatus,
     RotationClaim,
     RotationStep,
+    UnloggedOutcome,
 )
 from shared.errors import ConflictError, TransientServiceError
 from shared.rotation.ports import ApplicationRepo
@@ -52,6 +53,9 @@ class Run:
     staged: VaultSecret | None = None
     # Write conflicts met in this invocation (bounded: a row that keeps changing pauses the run).
     conflicts: int = 0
+    # The row holds this run's terminal outcome, which the log does not yet: the job must be
+    # delivered again (its next claim writes it) rather than acknowledged.
+    outcome_unlogged: bool = False
 
     @property
     def app_id(self) -> str:
@@ -103,11 +107,18 @@ class Lease:
         return Run(saved, owner)
 
     async def write(
-        self, run: Run, *, claim: dict[str, Any] | None = None, reapply: bool = True, **status: Any
+        self,
+        run: Run,
+        *,
+        claim: dict[str, Any] | None = None,
+        reapply: bool = True,
+        outcome: UnloggedOutcome | None = None,
+        **status: Any,
     ) -> None:
         """Apply changes to the claim and the status under the claim, renewing the lease.
 
-        ``in_progress=None`` in ``status`` releases the claim. When the row changed since it was
+        ``in_progress=None`` in ``status`` releases the claim; ``outcome`` (the rotation's terminal
+        entry) is added to the row's ``unlogged`` in the same write. When the row changed since it was
         read, it is reloaded and the same changes applied on top (``reapply``: for writes whose
         content does not depend on what others may change meanwhile: the compromised flags, a
         pending request), or ``StepConflict`` is raised so the step runs again from the fresh row.
@@ -116,6 +127,8 @@ class Lease:
         while True:
             current = run.claim
             changes = dict(status)
+            if outcome is not None:
+                changes["unlogged"] = [*run.status.unlogged, outcome]
             if "in_progress" not in changes:
                 changes["in_progress"] = current.model_copy(
                     update={**(claim or {}), "expires_at": self.expiry()}

@@ -25,7 +25,14 @@ from typing import Any, Protocol
 
 from shared.adapters.entra import EntraDirectory, SecretVerifier
 from shared.adapters.vault import VaultSecret
-from shared.domain.models import ApplicationConfig, ApplicationStatus, ErrorInfo, IntegrationStatus, LogLevel
+from shared.domain.models import (
+    ApplicationConfig,
+    ApplicationStatus,
+    ErrorInfo,
+    IntegrationStatus,
+    LogLevel,
+    UnloggedOutcome,
+)
 from shared.domain.secret import SecretValue
 from shared.storage.applications import StoredApplication
 
@@ -83,6 +90,30 @@ class EventSink(Protocol):
         duration_ms: int | None = None,
         details: dict[str, Any] | None = None,
     ) -> None: ...
+
+    def outcome(
+        self,
+        app_id: str,
+        rotation_id: str,
+        event: str,
+        message: str,
+        *,
+        level: LogLevel = LogLevel.INFO,
+        step: str | None = None,
+        key_id: str | None = None,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> UnloggedOutcome:
+        """A terminal entry for the row write that ends a rotation (``EventRecorder.outcome``)."""
+        ...
+
+    async def has_outcome(self, app_id: str, rotation_id: str) -> bool:
+        """Whether the log holds the rotation's terminal entry (``EventRecorder.has_outcome``)."""
+        ...
+
+    async def settle(self, outcomes: list[UnloggedOutcome]) -> None:
+        """Write outcomes to the log idempotently; raises when it cannot (``EventRecorder.settle``)."""
+        ...
 
 
 class Checkpoint(Protocol):

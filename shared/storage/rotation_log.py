@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -37,9 +38,20 @@ _MAX_MICROS = 10**17  # beyond year 5000: keeps inverted keys positive and fixed
 _LOG_ROW_KEY = re.compile(r"[0-9]{17}\|[0-9a-f]{8}")
 
 
-def log_row_key(moment: datetime) -> str:
+def log_row_key(moment: datetime, suffix: str | None = None) -> str:
+    """The key of an entry at ``moment``: its inverted microseconds, then ``suffix`` (8 hex
+    digits; random when None)."""
     micros = int(moment.astimezone(UTC).timestamp() * 1_000_000)
-    return f"{_MAX_MICROS - micros:017d}|{secrets.token_hex(4)}"
+    return f"{_MAX_MICROS - micros:017d}|{suffix or secrets.token_hex(4)}"
+
+
+def outcome_row_key(entry: RotationLogEntry) -> str:
+    """The one key a rotation's terminal entry is written under: derived from its time, rotation
+    id and event, so every writer of the same ``UnloggedOutcome`` writes the same row."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{entry.rotation_id}|{entry.event}".encode()).hexdigest()
+    return log_row_key(entry.at, digest[:8])
 
 
 class RotationLogStore:
@@ -47,17 +59,30 @@ class RotationLogStore:
         self._table = table
 
     async def append(self, entry: RotationLogEntry) -> None:
-        await self._table.create_entity(
-            {
-                "PartitionKey": entry.app_id,
-                "RowKey": log_row_key(entry.at),
-                "At": entry.at,
-                "RotationId": entry.rotation_id or "",
-                "Event": entry.event,
-                "Level": entry.level.value,
-                "Entry": json.dumps(entry.to_json_dict(), separators=(",", ":")),
-            }
+        await self._table.create_entity(_row(entry, log_row_key(entry.at)))
+
+    async def append_once(self, entry: RotationLogEntry) -> None:
+        """Write a terminal entry under ``outcome_row_key``; a row already there (an earlier
+        attempt's, or another reader's settling the same outcome) is the same entry."""
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            await self._table.create_entity(_row(entry, outcome_row_key(entry)))
+        except ResourceExistsError:
+            pass
+
+    async def has_event(self, app_id: str, rotation_id: str, events: Collection[str]) -> bool:
+        """Whether ``app_id``'s log holds an entry of ``rotation_id`` whose event is one of
+        ``events`` (a query of the application's partition: for rare paths only)."""
+        query = self._table.query_entities(
+            "PartitionKey eq @pk and RotationId eq @rotation",
+            parameters={"pk": app_id, "rotation": rotation_id},
+            select=["Event"],
         )
+        async for row in query:
+            if row.get("Event") in events:
+                return True
+        return False
 
     async def list_page(
         self, app_id: str, page_size: int, continuation_token: str | None
@@ -109,6 +134,18 @@ class _LogCursor:
 
 def _is_log_row_key(key: str) -> bool:
     return _LOG_ROW_KEY.fullmatch(key) is not None
+
+
+def _row(entry: RotationLogEntry, row_key: str) -> dict[str, Any]:
+    return {
+        "PartitionKey": entry.app_id,
+        "RowKey": row_key,
+        "At": entry.at,
+        "RotationId": entry.rotation_id or "",
+        "Event": entry.event,
+        "Level": entry.level.value,
+        "Entry": json.dumps(entry.to_json_dict(), separators=(",", ":")),
+    }
 
 
 def _entry(entity: Any) -> RotationLogEntry:

@@ -21,11 +21,13 @@ from typing import Any
 from shared.adapters.entra import PERSONAL_ACCOUNT_AUDIENCES, EntraApplication, NewPassword, PasswordInfo
 from shared.adapters.vault import VaultSecret, staging_name
 from shared.domain.models import (
+    TERMINAL_EVENTS,
     ApplicationConfig,
     ApplicationStatus,
     LogLevel,
     RotationJob,
     RotationLogEntry,
+    UnloggedOutcome,
 )
 from shared.domain.schedule import SchedulePolicy, attention_at
 from shared.domain.secret import SecretValue
@@ -343,9 +345,14 @@ class SignIns:
 
 
 class Events:
+    """The rotation log: ``entries`` in the order written. ``fail_settles`` makes that many writes
+    of terminal outcomes fail (the log being unavailable)."""
+
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self.entries: list[RotationLogEntry] = []
+        self.fail_settles = 0
+        self._settled: set[tuple[str, str, datetime]] = set()
 
     async def record(
         self,
@@ -377,6 +384,46 @@ class Events:
                 details=details or {},
             )
         )
+
+    def outcome(
+        self,
+        app_id: str,
+        rotation_id: str,
+        event: str,
+        message: str,
+        *,
+        level: LogLevel = LogLevel.INFO,
+        step: str | None = None,
+        key_id: str | None = None,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> UnloggedOutcome:
+        return UnloggedOutcome(
+            at=self._clock(),
+            app_id=app_id,
+            rotation_id=rotation_id,
+            event=event,
+            level=level,
+            message=message,
+            step=step,
+            key_id=key_id,
+            code=code,
+            details=details or {},
+        )
+
+    async def has_outcome(self, app_id: str, rotation_id: str) -> bool:
+        return any(e.rotation_id == rotation_id and e.event in TERMINAL_EVENTS for e in self.entries)
+
+    async def settle(self, outcomes: list[UnloggedOutcome]) -> None:
+        # As ``RotationLogStore.append_once``: one row per outcome, however often it is written.
+        for outcome in outcomes:
+            if self.fail_settles > 0:
+                self.fail_settles -= 1
+                raise TransientServiceError("log unavailable", service="storage")
+            key = (outcome.rotation_id, outcome.event, outcome.at)
+            if key not in self._settled:
+                self._settled.add(key)
+                self.entries.append(outcome.entry())
 
 
 class Destinations:

@@ -12,7 +12,9 @@ I2  ``currentKeyId`` (by creation order) and the generation never go back;
 I3  every credential with the rotator's prefix is staged, or is being created or removed (named by
     the claim, or listed for clean-up);
 I4  no foreign credential is removed without an opt-in;
-I5  (after draining) every rotation id the API returned ends in the log with a terminal outcome;
+I5  (after draining) every rotation id the API returned ends in the log with a terminal outcome,
+    and no rotation id with two (crashes between a rotation's end and its log entry, and a log
+    that refuses writes, included);
 and that no rotation sends its notice twice.
 
 ``ROTATOR_MODEL_EXAMPLES`` sets the number of generated cases (default 1,000 in ``make test``).
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -56,6 +59,7 @@ CHECKPOINTS = [
     "delivered",
     "retired",
     "notified",
+    "outcome_written",
     "finished",
 ]
 EXAMPLES = int(os.environ.get("ROTATOR_MODEL_EXAMPLES", "1000"))
@@ -289,6 +293,11 @@ class RotationModel(RuleBasedStateMachine):
     def lose_the_next_staged_write(self) -> None:
         self.staging.lose_next_write = True
 
+    @rule(writes=st.integers(1, 3))
+    def the_log_refuses_outcomes(self, writes: int) -> None:
+        """The rotation log is unavailable for the next ``writes`` terminal outcomes."""
+        self.events.fail_settles = writes
+
     # --- invariants -----------------------------------------------------------------------------------
     def status(self) -> ApplicationStatus:
         return self.applications.rows[self.app.app_id].status
@@ -379,6 +388,7 @@ class RotationModel(RuleBasedStateMachine):
         self.faults.rate = 0
         self.destinations.broken.clear()
         self.staging.lose_next_write = False
+        self.events.fail_settles = 0
         for _ in range(12):
             self.clock.advance(CLAIM_TIMEOUT + timedelta(minutes=1))
             self.run(self.scanner.scan())
@@ -397,9 +407,11 @@ class RotationModel(RuleBasedStateMachine):
         self.i3_every_credential_of_ours_is_staged_or_being_handled()
 
     def check_terminal_outcomes(self) -> None:
-        ended = {e.rotation_id for e in self.events.entries if e.event in TERMINAL_EVENTS}
-        missing = self.accepted - ended
+        ended = Counter(e.rotation_id for e in self.events.entries if e.event in TERMINAL_EVENTS)
+        missing = self.accepted - set(ended)
         assert not missing, f"accepted rotations without a terminal outcome: {sorted(missing)}"
+        twice = sorted(str(r) for r, count in ended.items() if count > 1)
+        assert not twice, f"rotations with more than one terminal outcome: {twice}"
         status = self.status()
         assert status.in_progress is None and status.pending is None
 

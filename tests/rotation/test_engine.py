@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shared.domain.models import JobReason, RotationResult
+from shared.domain.models import TERMINAL_EVENTS, JobReason, RotationResult
 from tests.rotation.conftest import UNMANAGED_SECRET, Rotator
 
 
@@ -295,8 +295,11 @@ CRASH_POINTS = [
     "delivered",
     "retired",
     "notified",
+    "outcome_written",  # the row holds the rotation's end; the log does not yet
     "finished",
 ]
+# Crash points after the claim was released: the message's next delivery finds the rotation ended.
+ENDED = ("outcome_written", "finished")
 
 
 @pytest.mark.parametrize("crash_after", CRASH_POINTS)
@@ -331,12 +334,12 @@ async def test_a_worker_killed_after_any_step_ends_with_one_working_credential(
     assert worker.returncode == 137, stderr.decode()[-2000:]
 
     # The host redelivers the message: the dead worker's lease still runs, so it is acknowledged.
-    if crash_after != "finished":
+    if crash_after not in ENDED:
         assert await services.engine.handle(job) == f"rotation {job.rotation_id} is in progress"
     # Time passes; the timer finds the stale claim and enqueues a takeover of the same rotation.
     rotator.clock.advance(timedelta(minutes=31))
     report = await services.scanner.scan()
-    if crash_after == "finished":
+    if crash_after in ENDED:
         assert report.enqueued == {}
         assert await services.engine.handle(job) == "rotation already finished"
     else:
@@ -350,6 +353,12 @@ async def test_a_worker_killed_after_any_step_ends_with_one_working_credential(
     assert status.current_key_id == credential.key_id and status.in_progress is None
     current = [v for v in staged_versions(rotator, entra_app.app_id) if v.tags["stage"] == "current"]
     assert [v.value for v in current] == [credential.secret_text]
+    # The rotation id ends in the log once, however the crash fell (the one promise the API makes).
+    log = (await services.rotation_log.list_page(entra_app.app_id, 200, None)).items
+    ended = [
+        e.details["outcome"] for e in log if e.rotation_id == job.rotation_id and e.event in TERMINAL_EVENTS
+    ]
+    assert ended == ["succeeded"] and status.unlogged == []
 
 
 async def test_the_superseded_credential_is_removed_once_it_expires(rotator: Rotator) -> None:

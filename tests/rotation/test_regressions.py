@@ -3,11 +3,13 @@ and azure-keyvault-secrets against the simulators, state in Azurite. The numbers
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-from shared.domain.models import ApplicationConfig, JobReason, RotationJob, RotationResult
+from shared.domain.models import TERMINAL_EVENTS, ApplicationConfig, JobReason, RotationJob, RotationResult
 from tests.integrations.conftest import receive_job
 from tests.rotation.conftest import UNMANAGED_SECRET, Rotator
 from tests.rotation.test_engine import staged_versions, token_works
@@ -554,3 +556,117 @@ async def test_a_put_that_meets_a_removal_registers_the_application(rotator: Rot
         assert await original(entra_app.app_id) is None
     finally:
         applications.find = original  # type: ignore[method-assign]
+
+
+# Every rotation id ends in the log exactly once --------------------------------------------------------
+class WorkerStopped(BaseException):
+    """The worker process died here (no ``except Exception`` sees it, as with a killed process)."""
+
+
+def engine_stopping_after(rotator: Rotator, step: str) -> Any:
+    """An engine on the same services whose worker dies right after ``step`` (a checkpoint)."""
+    services = rotator.services
+
+    def stop(reached: str) -> None:
+        if reached == step:
+            raise WorkerStopped(reached)
+
+    services.__dict__.pop("engine", None)
+    services.checkpoint = stop
+    try:
+        return services.engine
+    finally:
+        services.__dict__.pop("engine", None)
+        services.checkpoint = None
+
+
+async def terminal_outcomes(rotator: Rotator, app_id: str, rotation_id: str) -> list[str]:
+    return [
+        e.details["outcome"]
+        for e in await events(rotator, app_id)
+        if e.rotation_id == rotation_id and e.event in TERMINAL_EVENTS
+    ]
+
+
+class UnreachableTable:
+    """The real TableClient of the rotation log, unreachable: every request fails before it is
+    sent, as when the network or the storage account is down (azure-core's ServiceRequestError)."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def __getattr__(self, name: str) -> Any:
+        from azure.core.exceptions import ServiceRequestError
+
+        method = getattr(self._table, name)
+        if name not in ("create_entity", "upsert_entity", "query_entities", "list_entities"):
+            return method
+
+        def unreachable(*args: Any, **kwargs: Any) -> Any:
+            raise ServiceRequestError("storage unreachable (test)")
+
+        return unreachable
+
+
+@contextlib.asynccontextmanager
+async def rotation_log_unavailable(rotator: Rotator) -> AsyncIterator[None]:
+    """The rotation log refuses every read and write until the block ends (what it holds stays)."""
+    store = rotator.services.rotation_log
+    table = store._table
+    store._table = UnreachableTable(table)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        store._table = table
+
+
+async def test_a_log_that_refuses_a_rotations_outcome_gets_it_from_the_jobs_next_delivery(
+    rotator: Rotator,
+) -> None:
+    """Found under kills of a running stack: a rotation's end was written to its app row, then its
+    log entry failed (or the process died first), and the job was acknowledged: the 202'd rotation
+    id never got its terminal outcome. The outcome now goes into the app row's write that ends the
+    rotation (``unlogged``) and stays there until the log holds it; the job is not acknowledged
+    before that."""
+    from shared.errors import TransientServiceError
+
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app)
+    job = await refresh(rotator, entra_app.app_id)
+    async with rotation_log_unavailable(rotator):
+        try:
+            await rotator.services.engine.handle(job)
+            raise AssertionError("a job whose outcome is not in the log must be delivered again")
+        except TransientServiceError:
+            pass
+        status = await rotator.status(entra_app.app_id)
+        assert status.in_progress is None and status.last_result == RotationResult.SUCCEEDED
+        assert [(o.rotation_id, o.details["outcome"]) for o in status.unlogged] == [
+            (job.rotation_id, "succeeded")
+        ]
+    assert await rotator.services.engine.handle(job) == "rotation already finished"
+    assert await terminal_outcomes(rotator, entra_app.app_id, job.rotation_id) == ["succeeded"]
+    assert (await rotator.status(entra_app.app_id)).unlogged == []
+    # Delivered once more (at-least-once queues): still one outcome.
+    assert await rotator.services.engine.handle(job) == "rotation already finished"
+    assert await terminal_outcomes(rotator, entra_app.app_id, job.rotation_id) == ["succeeded"]
+
+
+async def test_a_copy_of_a_job_whose_rotation_ended_long_ago_adds_no_second_outcome(
+    rotator: Rotator, monkeypatch: Any
+) -> None:
+    """Found by the rotation model once it counted outcomes: a copy of a job delivered after its
+    rotation's id had left ``recentRotationIds`` (the last 20) was logged "superseded" after its
+    "succeeded". A job that is not the queued one now looks its id up in the log first."""
+    from shared.rotation import lease
+
+    monkeypatch.setattr(lease, "RECENT_ROTATIONS", 1)
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app)
+    first = await refresh(rotator, entra_app.app_id)
+    assert await rotator.services.engine.handle(first) == "rotated"
+    second = await refresh(rotator, entra_app.app_id)
+    assert await rotator.services.engine.handle(second) == "rotated"
+    assert first.rotation_id not in (await rotator.status(entra_app.app_id)).recent_rotation_ids
+    assert await rotator.services.engine.handle(first) == "rotation already finished"
+    assert await terminal_outcomes(rotator, entra_app.app_id, first.rotation_id) == ["succeeded"]
