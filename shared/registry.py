@@ -231,29 +231,73 @@ class RegistryService:
         return self._vaults(self._rotator_vault_url)
 
     async def delete(self, app_id: str, *, if_match: str | None) -> None:
-        current = await self._applications.get(app_id)
-        if if_match is not None and if_match != "*" and if_match != current.etag:
-            raise PreconditionFailed(
-                "Application was changed since it was read (stale If-Match)", app_id=app_id
-            )
-        claim = current.status.in_progress
-        if claim is not None and claim.expires_at > self._clock():
-            raise ConflictError(
-                "A rotation is in progress; delete the application after it ends",
-                app_id=app_id,
-                rotation_id=claim.rotation_id,
-            )
-        await self._applications.delete(current, now=self._clock())
+        """Remove the registration (the log stays). ConflictError while any rotation holds a claim,
+        even one whose worker stopped (its credential may not be traced yet; the timer resumes it).
+
+        A rotation still queued ends as superseded, written with the row first (as the engine ends
+        one, ``UnloggedOutcome``), and every outcome the row holds is in the log before the row
+        goes: a crash or a refused delete leaves the application registered with its queued
+        rotation ended, never a returned rotation id without its outcome."""
+        for _ in range(8):
+            current = await self._applications.get(app_id)
+            if if_match is not None and if_match != "*" and if_match != current.etag:
+                raise PreconditionFailed(
+                    "Application was changed since it was read (stale If-Match)", app_id=app_id
+                )
+            claim = current.status.in_progress
+            if claim is not None:
+                stopped = claim.expires_at <= self._clock()
+                raise ConflictError(
+                    "A rotation is in progress"
+                    + (
+                        f" (its worker stopped at step {claim.step.value}; the timer resumes it within "
+                        "15 minutes)"
+                        if stopped
+                        else ""
+                    )
+                    + "; delete the application after it ends",
+                    app_id=app_id,
+                    rotation_id=claim.rotation_id,
+                )
+            try:
+                current = await self._end_queued(current)
+            except ConflictError:
+                continue  # the row changed meanwhile: look again
+            if self._events is not None and current.status.unlogged:
+                await self._events.settle(current.status.unlogged)
+            try:
+                await self._applications.delete(current, now=self._clock())
+            except ConflictError:
+                if if_match is not None:
+                    raise
+                continue  # the row changed meanwhile (a rotation, a request): look again
+            return
+        raise ConflictError("Application is changing too often; try again", app_id=app_id)
+
+    async def _end_queued(self, current: StoredApplication) -> StoredApplication:
+        """``current`` with its queued rotation (if any) ended as superseded, in one row write."""
         pending = current.status.pending
-        if pending is not None and self._events is not None:
-            await self._events.record(
-                app_id,
-                pending.rotation_id,
-                "rotation.superseded",
-                "The application was deleted before its queued rotation ran",
-                step="request",
-                details={"outcome": "superseded"},
-            )
+        if pending is None or self._events is None:
+            return current
+        from shared.rotation.lease import remember
+
+        ended = self._events.outcome(
+            current.app_id,
+            pending.rotation_id,
+            "rotation.superseded",
+            "The application was deleted before its queued rotation ran",
+            step="request",
+            details={"outcome": "superseded"},
+        )
+        status = current.status.model_copy(
+            update={
+                "pending": None,
+                "enqueued_at": None,
+                "recent_rotation_ids": remember(current.status.recent_rotation_ids, pending.rotation_id),
+                "unlogged": [*current.status.unlogged, ended],
+            }
+        )
+        return await self._save_status(current, status)
 
     async def applications_in_group(self, group_id: str, limit: int = 20) -> builtins.list[str]:
         """App ids of registrations that name ``group_id`` (a scan: deleting a group is rare)."""

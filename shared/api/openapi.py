@@ -271,7 +271,10 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "204": {"description": "Deleted."},
                     **COMMON_ERRORS,
-                    "409": _problem("A rotation is in progress."),
+                    "409": _problem(
+                        "A rotation holds its claim (also one whose worker stopped: the timer resumes it); "
+                        "delete after it ends."
+                    ),
                     "412": _problem("If-Match did not hold."),
                 },
             },

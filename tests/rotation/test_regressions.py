@@ -652,6 +652,68 @@ async def test_a_log_that_refuses_a_rotations_outcome_gets_it_from_the_jobs_next
     assert await terminal_outcomes(rotator, entra_app.app_id, job.rotation_id) == ["succeeded"]
 
 
+async def test_a_delete_while_a_stopped_workers_claim_holds_is_refused_until_the_rotation_ends(
+    rotator: Rotator,
+) -> None:
+    """Found under kills of a running stack: a DELETE after the worker holding a rotation's claim
+    died (its claim expired) removed the application, so the rotation never ended: its id got no
+    terminal outcome, and the credential it had created stayed in Entra ID untracked. A DELETE is
+    now refused (409) while any claim holds; the timer resumes the rotation, then DELETE works."""
+    from shared.errors import ConflictError
+
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app)
+    job = await refresh(rotator, entra_app.app_id)
+    try:
+        await engine_stopping_after(rotator, "staged").handle(job)
+        raise AssertionError("the worker was to stop after staging")
+    except WorkerStopped:
+        pass
+    rotator.clock.advance(timedelta(minutes=31))  # the dead worker's claim has expired
+    registry = rotator.services.registry
+    try:
+        await registry.delete(entra_app.app_id, if_match=None)
+        raise AssertionError("a DELETE while a rotation holds its claim must be refused")
+    except ConflictError as refused:
+        assert "worker stopped at step staged" in refused.message
+    assert await rotator.services.applications.find(entra_app.app_id) is not None
+    assert (await rotator.services.scanner.scan()).enqueued == {"takeOver": 1}
+    assert await rotator.services.engine.handle(await receive_job(rotator.services)) == "rotated"
+    await registry.delete(entra_app.app_id, if_match=None)
+    assert await terminal_outcomes(rotator, entra_app.app_id, job.rotation_id) == ["succeeded"]
+    [credential] = rotator.managed(entra_app)  # the rotation's own, current: nothing stray
+    assert credential.display_name == f"secret-rotator:{job.rotation_id}"
+
+
+async def test_a_delete_that_cannot_log_a_queued_rotations_end_keeps_it_until_it_can(
+    rotator: Rotator,
+) -> None:
+    """The DELETE of an application with a queued rotation recorded "superseded" after removing
+    the row: a crash in between lost the 202'd id's outcome. It now ends the queued rotation in
+    the row first and writes the log before removing the row; when the log refuses, nothing is
+    removed (503), and the job or the next DELETE writes the one outcome."""
+    from shared.errors import TransientServiceError
+
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app)
+    job = await refresh(rotator, entra_app.app_id)
+    registry = rotator.services.registry
+    async with rotation_log_unavailable(rotator):
+        try:
+            await registry.delete(entra_app.app_id, if_match=None)
+            raise AssertionError("a DELETE that cannot log the queued rotation's end must not remove it")
+        except TransientServiceError:
+            pass
+    status = await rotator.status(entra_app.app_id)
+    assert status.pending is None and [o.rotation_id for o in status.unlogged] == [job.rotation_id]
+    writes = graph_writes(rotator)
+    assert await rotator.services.engine.handle(job) == "rotation already finished"
+    assert graph_writes(rotator) == writes  # the ended rotation never runs
+    await registry.delete(entra_app.app_id, if_match=None)
+    assert await rotator.services.applications.find(entra_app.app_id) is None
+    assert await terminal_outcomes(rotator, entra_app.app_id, job.rotation_id) == ["superseded"]
+
+
 async def test_a_copy_of_a_job_whose_rotation_ended_long_ago_adds_no_second_outcome(
     rotator: Rotator, monkeypatch: Any
 ) -> None:
