@@ -1,0 +1,217 @@
+"""Every rotation id the API answers 202 with ends in the log with exactly one terminal outcome,
+whatever happens around it: generated sequences of refreshes (plain and compromised), DELETEs (with
+and without If-Match), registrations again, job deliveries (duplicated, or with the worker killed
+after any step), the rotation log refusing writes, and the timer, against the real stores on
+Azurite and the simulated Entra ID and Key Vault, through the real SDKs.
+
+Checked after every step: no rotation id has two terminal entries; a DELETE is refused while a
+rotation holds its claim. After the sequence, the queue is worked until nothing is left (time
+passes, the timer takes over stopped workers): every accepted id has its one outcome, and a
+registered application holds no claim, no queued rotation and no outcome the log lacks.
+
+``ROTATOR_OUTCOME_EXAMPLES`` sets the number of generated cases (default 30).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import event, given
+from hypothesis import strategies as st
+
+from shared.domain.models import TERMINAL_EVENTS, ApplicationConfig, RotationJob
+from shared.errors import ConflictError, NotFoundError, RotatorError
+from shared.registry import PreconditionFailed
+from shared.storage.queue import QUEUE_NAME, parse_job
+from tests.rotation.azurite_store import generated
+from tests.rotation.conftest import Rotator, rotator_with
+from tests.rotation.test_engine import CRASH_POINTS
+from tests.rotation.test_regressions import WorkerStopped, engine_stopping_after, rotation_log_unavailable
+
+EXAMPLES = int(os.environ.get("ROTATOR_OUTCOME_EXAMPLES", "30"))
+
+step = st.one_of(
+    st.tuples(st.just("refresh"), st.booleans()),
+    # If-Match or not; after the claim of a worker killed meanwhile has expired, or not.
+    st.tuples(st.just("delete"), st.booleans(), st.booleans()),
+    st.tuples(st.just("register")),
+    st.tuples(
+        st.just("deliver"),
+        st.integers(0, 5),
+        st.booleans(),  # keep a copy: the host delivers the message again later
+        st.one_of(st.none(), st.sampled_from(CRASH_POINTS)),
+    ),
+    # A whole rotation requested and its worker killed after a step: reaches claims held by a
+    # stopped worker, and outcomes in the row, in few steps.
+    st.tuples(st.just("refresh, worker killed"), st.booleans(), st.sampled_from(CRASH_POINTS)),
+    st.tuples(st.just("deliver during a log outage"), st.integers(0, 5)),
+    st.tuples(st.just("delete during a log outage")),
+    st.tuples(st.just("timer")),
+)
+
+
+class Lifecycle:
+    """One application's registrations, requests and jobs (the host's messages, as it holds them)."""
+
+    def __init__(self, rotator: Rotator) -> None:
+        self.rotator = rotator
+        self.entra_app = rotator.stack.entra.add_application("Lifecycle", passwords=[])
+        self.config = ApplicationConfig.model_validate(
+            {
+                "appId": self.entra_app.app_id,
+                "objectId": self.entra_app.object_id,
+                "displayName": "Lifecycle",
+                "rotation": {"enabled": True, "secretLifetimeDays": 21, "updateThresholdHours": 1},
+            },
+            strict=False,
+        )
+        self.accepted: set[str] = set()
+        self.jobs: list[RotationJob] = []
+
+    @property
+    def app_id(self) -> str:
+        return str(self.entra_app.app_id)
+
+    async def pull(self) -> None:
+        """Messages on the queue into the host's hands (delivered by ``deliver``); those for the
+        applications of earlier examples (which the timer still scans) are dropped."""
+        client = self.rotator.services.queue_client(QUEUE_NAME)
+        async for message in client.receive_messages(messages_per_page=32, visibility_timeout=5):
+            job = parse_job(message.content)
+            if job.app_id == self.app_id:
+                self.jobs.append(job)
+            await client.delete_message(message)
+
+    async def register(self) -> None:
+        await self.rotator.services.registry.put(self.config, if_match=None, create_only=False)
+
+    async def refresh(self, compromised: bool) -> None:
+        try:
+            outcome = await self.rotator.services.registry.request_refresh(
+                self.app_id, compromised=compromised
+            )
+        except (NotFoundError, ConflictError):
+            return  # not registered, or answered 409: nothing was promised
+        self.accepted.add(outcome.rotation_id)  # 202
+        await self.pull()
+
+    async def delete(self, if_match: bool) -> None:
+        registry, applications = self.rotator.services.registry, self.rotator.services.applications
+        stored = await applications.find(self.app_id)
+        if stored is None:
+            return
+        claimed = stored.status.in_progress is not None
+        try:
+            await registry.delete(self.app_id, if_match=stored.etag if if_match else None)
+        except PreconditionFailed:
+            return
+        except ConflictError:
+            assert claimed or (await applications.get(self.app_id)).status.in_progress is not None
+            event("DELETE refused: a rotation holds its claim")
+            return
+        event("DELETE ended a queued rotation" if stored.status.pending else "DELETE")
+        assert not claimed, "a DELETE removed an application whose rotation held its claim"
+        assert await applications.find(self.app_id) is None
+
+    async def deliver(self, index: int, keep_copy: bool, crash: str | None) -> None:
+        if not self.jobs:
+            return
+        job = self.jobs[index % len(self.jobs)]
+        if not keep_copy:
+            self.jobs.remove(job)
+        engine = self.rotator.services.engine if crash is None else engine_stopping_after(self.rotator, crash)
+        try:
+            event("job: " + re.sub("[0-9a-f-]{36}", "…", await engine.handle(job)))
+        except WorkerStopped as stopped:
+            event(f"worker killed after {stopped}")
+            if not keep_copy:
+                self.jobs.append(job)
+        except RotatorError as error:
+            event(f"job raised {type(error).__name__}")
+            if not keep_copy:
+                self.jobs.append(job)  # not acknowledged: the message is delivered again
+        await self.pull()
+
+    async def timer(self) -> None:
+        self.rotator.clock.advance(timedelta(minutes=31))  # past any claim's lease
+        await self.rotator.services.scanner.scan()
+        await self.pull()
+
+    async def outcomes(self) -> Counter[str]:
+        page = await self.rotator.services.rotation_log.list_page(self.app_id, 500, None)
+        return Counter(str(e.rotation_id) for e in page.items if e.event in TERMINAL_EVENTS)
+
+    async def check_no_id_ended_twice(self, steps: Any) -> None:
+        twice = [r for r, count in (await self.outcomes()).items() if count > 1]
+        assert not twice, f"rotation ids with two terminal outcomes: {twice} after {steps}"
+
+    async def drain(self) -> None:
+        for _ in range(12):
+            await self.timer()
+            for _ in range(12):
+                if not self.jobs:
+                    break
+                await self.deliver(0, False, None)
+            stored = await self.rotator.services.applications.find(self.app_id)
+            idle = stored is None or (stored.status.in_progress is None and stored.status.pending is None)
+            if idle and not self.jobs:
+                return
+
+
+async def run(
+    stack: Any, azurite: str, monkeypatch: pytest.MonkeyPatch, steps: list[tuple[Any, ...]]
+) -> None:
+    stack.reset()
+    async with rotator_with(stack, azurite, monkeypatch) as rotator:
+        await rotator.services.queue_client(QUEUE_NAME).clear_messages()
+        life = Lifecycle(rotator)
+        await life.register()
+        for number, (kind, *args) in enumerate(steps):
+            if kind == "refresh":
+                await life.refresh(args[0])
+            elif kind == "delete":
+                if args[1]:
+                    rotator.clock.advance(timedelta(minutes=31))
+                await life.delete(args[0])
+            elif kind == "refresh, worker killed":
+                await life.refresh(args[0])
+                await life.deliver(len(life.jobs) - 1, False, args[1])
+            elif kind == "register":
+                await life.register()
+            elif kind == "deliver":
+                await life.deliver(args[0], args[1], args[2])
+            elif kind == "deliver during a log outage":
+                async with rotation_log_unavailable(rotator):
+                    await life.deliver(args[0], False, None)
+            elif kind == "delete during a log outage":
+                async with rotation_log_unavailable(rotator):
+                    try:
+                        await life.delete(False)
+                    except RotatorError:
+                        pass  # answered 503: nothing was removed
+            else:
+                await life.timer()
+            await life.check_no_id_ended_twice(steps[: number + 1])
+        await life.drain()
+        ended = await life.outcomes()
+        missing = life.accepted - set(ended)
+        assert not missing, f"accepted rotation ids without a terminal outcome: {missing} after {steps}"
+        await life.check_no_id_ended_twice(steps)
+        stored = await rotator.services.applications.find(life.app_id)
+        if stored is not None:
+            status = stored.status
+            assert status.in_progress is None and status.pending is None and status.unlogged == [], steps
+
+
+@generated(EXAMPLES)
+@given(steps=st.lists(step, min_size=1, max_size=8))
+def test_every_accepted_rotation_ends_in_the_log_exactly_once(
+    sim_stack: Any, azurite: str, clean_storage: None, monkeypatch: pytest.MonkeyPatch, steps: list[Any]
+) -> None:
+    asyncio.run(run(sim_stack, azurite, monkeypatch, steps))
