@@ -285,7 +285,7 @@ class RegistryService:
             current.app_id,
             pending.rotation_id,
             "rotation.superseded",
-            "The application was deleted before its queued rotation ran",
+            "The application's removal ended its queued rotation before it ran",
             step="request",
             details={"outcome": "superseded"},
         )

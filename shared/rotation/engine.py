@@ -368,8 +368,7 @@ class RotationEngine:
         if (
             pending is None
             and (
-                job.generation is not None
-                and job.generation < status.generation
+                (job.generation is not None and job.generation < status.generation)
                 or status.pending is not None
             )
             and await self._events.has_outcome(stored.app_id, job.rotation_id)
@@ -490,8 +489,8 @@ class RotationEngine:
             stored, stored.config, stored.status.model_copy(update=update), self._clock()
         )
         self._checkpoint("outcome_written")
-        # A failure here leaves the outcome in the row; the job is acknowledged, so raise to have
-        # it delivered again (its claim settles the outcome and finds the rotation finished).
+        # A failure here raises with the outcome kept in the row: the job is delivered again, and
+        # its claim settles the outcome and finds the rotation finished.
         await settle_outcomes(self._events, self._applications, saved, self._clock())
 
     # --- claimed: create and stage --------------------------------------------------------------
