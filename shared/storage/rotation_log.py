@@ -1,7 +1,9 @@
 """The rotation log (audit trail): table ``rotationlog``, one partition per application.
 
-RowKey = ``{inverted microseconds}|{random}``: Azure Tables return rows in key order, so the newest
-entry comes first without sorting, and paging with continuation tokens stays cheap. Entries are
+RowKey = ``{inverted microseconds}|{8 hex digits}``: Azure Tables return rows in key order, so the
+newest entry comes first without sorting, and paging with continuation tokens stays cheap. The
+digits are random, except in a rotation's terminal entry, where they are derived from its rotation
+id and event (``outcome_row_key``), so writing that entry again writes the same row. Entries are
 kept when an application is deleted: it is an audit log.
 
 A page's continuation token names the application and the key of the next page's first row
