@@ -395,18 +395,7 @@ class UnloggedOutcome(StatusModel):
     details: dict[str, Any] = {}
 
     def entry(self) -> RotationLogEntry:
-        return RotationLogEntry(
-            at=self.at,
-            app_id=self.app_id,
-            rotation_id=self.rotation_id,
-            event=self.event,
-            level=self.level,
-            message=self.message,
-            step=self.step,
-            code=self.code,
-            key_id=self.key_id,
-            details=self.details,
-        )
+        return RotationLogEntry(**dict(self))
 
 
 class ApplicationStatus(StatusModel):
