@@ -17,6 +17,10 @@ The budgets and the limits they keep under (``Budgets``):
 * ARM writes: a bucket of 200 refilling 10/s per principal (learn "Understand how Azure Resource
   Manager throttles requests"). Default 8/s with a burst of 150.
 
+The bucket paces when tokens are granted; a call reaches the service a moment later. A limit
+stays under a sliding-window quota for calls delayed by up to ``(quota - burst) / rate - window``
+seconds: 12.5 s for the Graph default.
+
 An instance may take a few tokens in one write (``batch``) and spend them within a second; unspent
 ones lapse, which keeps the bound (burst + rate x window, plus at most one second of rate).
 A caller waits for its token up to ``max_wait_seconds``; beyond that ``acquire`` raises
