@@ -86,6 +86,28 @@ def _check_storable(config: ApplicationConfig) -> None:
         )
 
 
+def _removals_owed(current: StoredApplication) -> ConflictError:
+    """The refusal of a DELETE while credentials this rotator created wait to be removed."""
+    status = current.status
+    reasons = []
+    if status.cleanup_key_ids:
+        reasons.append(
+            f"{len(status.cleanup_key_ids)} credential(s) of failed rotations that Entra ID did not "
+            f"remove yet (keyIds {', '.join(status.cleanup_key_ids)})"
+        )
+    if status.late_creates:
+        until = max(late.settles_at() for late in status.late_creates)
+        reasons.append(f"whatever an unanswered addPassword may still create until {until.isoformat()}")
+    when = f" (next attempt at {status.retry_at.isoformat()})" if status.retry_at is not None else ""
+    return ConflictError(
+        "Credentials this rotator created wait to be removed from Entra ID: "
+        + "; ".join(reasons)
+        + f". The timer removes them{when}, also while rotation is disabled; delete the application "
+        "after that (once it is gone nothing would remove them)",
+        app_id=current.app_id,
+    )
+
+
 def new_rotation_id() -> str:
     return str(uuid.uuid4())
 
@@ -232,7 +254,9 @@ class RegistryService:
 
     async def delete(self, app_id: str, *, if_match: str | None) -> None:
         """Remove the registration (the log stays). ConflictError while any rotation holds a claim,
-        even one whose worker stopped (its credential may not be traced yet; the timer resumes it).
+        even one whose worker stopped (its credential may not be traced yet; the timer resumes it),
+        and while credentials this rotator created wait to be removed from Entra ID
+        (``ApplicationStatus.owes_removals``: once the row is gone nothing would remove them).
 
         A rotation still queued ends as superseded, written with the row first (as the engine ends
         one, ``UnloggedOutcome``), and every outcome the row holds is in the log before the row
@@ -259,6 +283,8 @@ class RegistryService:
                     app_id=app_id,
                     rotation_id=claim.rotation_id,
                 )
+            if current.status.owes_removals():
+                raise _removals_owed(current)
             try:
                 current = await self._end_queued(current)
             except ConflictError:

@@ -272,8 +272,10 @@ def _paths() -> dict[str, Any]:
                     "204": {"description": "Deleted."},
                     **COMMON_ERRORS,
                     "409": _problem(
-                        "A rotation holds its claim (also one whose worker stopped: the timer resumes it); "
-                        "delete after it ends."
+                        "A rotation holds its claim (also one whose worker stopped: the timer resumes it), "
+                        "or credentials the rotator created wait to be removed from Entra ID (a failed "
+                        "rotation's, or what an unanswered addPassword may still create; the timer removes "
+                        "them, also while rotation is disabled); delete after that."
                     ),
                     "412": _problem("If-Match did not hold."),
                 },

@@ -441,6 +441,14 @@ class ApplicationStatus(StatusModel):
     # for the moment between the two writes; after a crash, until the next reader settles them).
     unlogged: list[UnloggedOutcome] = []
 
+    def owes_removals(self) -> bool:
+        """Credentials this rotator created still wait to be removed from Entra ID: a failed
+        rotation's (``cleanup_key_ids``) or what an unanswered addPassword may yet create
+        (``late_creates``). Until they are gone the timer must come back, even while the
+        application is disabled, and its registration may not be deleted (nothing else would
+        trace them)."""
+        return bool(self.cleanup_key_ids or self.late_creates)
+
 
 class RotationJob(Model):
     """A queue message. It names what to rotate; it never carries a secret.

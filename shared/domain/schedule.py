@@ -107,8 +107,8 @@ def attention_at(
     if status.pending is not None:
         # A requested rotation whose job may be lost: requeue it (at once if it was never queued).
         return status.enqueued_at + policy.requeue_after if status.enqueued_at else EPOCH
-    if status.cleanup_key_ids and status.retry_at is not None:
-        # A failed rotation's credential to remove, even while the application is disabled.
+    if status.owes_removals() and status.retry_at is not None and not config.is_schedulable:
+        # A credential of ours to remove, even while the application is disabled.
         return status.retry_at
     if not config.is_schedulable:
         return None
@@ -133,7 +133,7 @@ def attention_needed(
     if status.pending is not None:
         waited = status.enqueued_at is None or now >= status.enqueued_at + policy.requeue_after
         return Attention.REQUEUE if waited else Attention.NOTHING
-    if status.cleanup_key_ids and status.retry_at is not None and not config.is_schedulable:
+    if status.owes_removals() and status.retry_at is not None and not config.is_schedulable:
         return Attention.RETRY_INTEGRATIONS if now >= status.retry_at else Attention.NOTHING
     if not config.is_schedulable:
         return Attention.NOTHING

@@ -714,6 +714,101 @@ async def test_a_delete_that_cannot_log_a_queued_rotations_end_keeps_it_until_it
     assert await terminal_outcomes(rotator, entra_app.app_id, job.rotation_id) == ["superseded"]
 
 
+async def test_a_delete_while_a_failed_rotations_credential_waits_for_removal_is_refused_until_it_is_gone(
+    rotator: Rotator,
+) -> None:
+    """Found by review: a rotation that failed after its addPassword, whose credential Entra ID
+    would not remove at once, keeps it on ``cleanupKeyIds`` for the timer. A DELETE then removed
+    the registration, the only record of that credential: it stayed in Entra ID, valid and
+    untraced. A DELETE is now refused (409) while credentials of ours wait to be removed, also
+    once rotation is disabled; the timer removes them (disabled or not), then DELETE works."""
+    from shared.errors import ConflictError
+    from shared.rotation.engine import EngineSettings
+
+    engine = rotator.services.engine
+
+    async def skip(seconds: float) -> None:
+        rotator.clock.advance(timedelta(seconds=seconds))
+
+    engine._sleep = skip
+    engine._settings = EngineSettings(
+        credential_prefix="secret-rotator", claim_timeout=timedelta(minutes=30), verify_timeout_seconds=4
+    )
+    rotator.stack.entra.broken_new_secrets = True  # the new secret never works: the rotation fails
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app)
+    rotator.stack.entra.fail_next(1, 403, method="POST", path=r"/removePassword$")
+    assert await engine.handle(await refresh(rotator, entra_app.app_id)) == "failed"
+    [stray] = rotator.managed(entra_app)
+    status = await rotator.status(entra_app.app_id)
+    assert status.cleanup_key_ids == [stray.key_id] and status.retry_at is not None
+
+    await register(rotator, entra_app, enabled=False)  # disabled: nothing rotates, cleanup goes on
+    registry = rotator.services.registry
+    try:
+        await registry.delete(entra_app.app_id, if_match=None)
+        raise AssertionError("a DELETE while a credential of ours waits for removal must be refused")
+    except ConflictError as refused:
+        assert stray.key_id in refused.message and "wait to be removed" in refused.message
+    assert [p.key_id for p in rotator.managed(entra_app)] == [stray.key_id]
+
+    rotator.clock.advance(timedelta(minutes=16))
+    assert (await rotator.services.scanner.scan()).enqueued == {"retryIntegrations": 1}
+    await rotator.services.engine.handle(await receive_job(rotator.services))
+    assert rotator.managed(entra_app) == []
+    assert (await rotator.status(entra_app.app_id)).cleanup_key_ids == []
+    await registry.delete(entra_app.app_id, if_match=None)
+    assert await rotator.services.applications.find(entra_app.app_id) is None
+
+
+async def test_an_unanswered_add_password_of_a_disabled_application_is_still_swept_and_blocks_delete(
+    rotator: Rotator,
+) -> None:
+    """Found by review: what an unanswered addPassword may create late (``lateCreates``) was
+    swept only while rotation was enabled (the timer skipped a disabled application's
+    ``retryAt`` unless ``cleanupKeyIds`` was set), and a DELETE dropped it outright: a
+    credential Entra ID applied late stayed untraced. Both now treat it as a credential of ours
+    waiting for removal."""
+    from shared.domain.models import LATE_WRITE_WINDOW
+    from shared.errors import ConflictError, TransientServiceError
+    from shared.rotation.engine import MAX_PAUSES
+
+    async def no_wait(seconds: float) -> None:
+        return None
+
+    rotator.services.sleep = no_wait
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app)
+    rotator.stack.entra.fail_next(100_000, 503, path=r"^/(v1\.0|beta)/")
+    job = await refresh(rotator, entra_app.app_id)
+    for _ in range(MAX_PAUSES - 1):
+        try:
+            await rotator.services.engine.handle(job)
+            raise AssertionError("Graph is down: the rotation pauses")
+        except TransientServiceError:
+            pass
+    assert await rotator.services.engine.handle(job) == "failed"
+    status = await rotator.status(entra_app.app_id)
+    assert [late.rotation_id for late in status.late_creates] == [job.rotation_id]
+
+    await register(rotator, entra_app, enabled=False)
+    registry = rotator.services.registry
+    try:
+        await registry.delete(entra_app.app_id, if_match=None)
+        raise AssertionError("a DELETE while an addPassword may still land must be refused")
+    except ConflictError as refused:
+        assert "unanswered addPassword" in refused.message
+
+    rotator.stack.entra.clear_faults()
+    rotator.clock.advance(LATE_WRITE_WINDOW + timedelta(minutes=1))
+    assert (await rotator.services.scanner.scan()).enqueued == {"retryIntegrations": 1}
+    await rotator.services.engine.handle(await receive_job(rotator.services))
+    status = await rotator.status(entra_app.app_id)
+    assert status.late_creates == [] and status.cleanup_key_ids == []
+    await registry.delete(entra_app.app_id, if_match=None)
+    assert await rotator.services.applications.find(entra_app.app_id) is None
+
+
 async def test_a_copy_of_a_job_whose_rotation_ended_long_ago_adds_no_second_outcome(
     rotator: Rotator, monkeypatch: Any
 ) -> None:
