@@ -463,7 +463,14 @@ class Services:
     def scanner(self) -> Scanner:
         from shared.rotation.scanner import Scanner
 
-        return Scanner(self.applications, self.rotation_queue, self.schedule_policy, self.alerter, self.clock)
+        return Scanner(
+            self.applications,
+            self.rotation_queue,
+            self.schedule_policy,
+            self.alerter,
+            self.clock,
+            events=self.events,
+        )
 
     async def ensure_storage(self) -> None:
         """Create the tables and queues if missing (local stack and tests; Bicep does it in Azure)."""

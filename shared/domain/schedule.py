@@ -96,7 +96,30 @@ class SchedulePolicy:
 def attention_at(
     config: ApplicationConfig, status: ApplicationStatus, policy: SchedulePolicy
 ) -> datetime | None:
-    """The next moment the timer must look at this application, or None to never look."""
+    """The next moment the timer must look at this application, or None to never look.
+
+    A row still holding outcomes the log lacks (``status.unlogged``) is looked at by
+    ``unlogged_settle_at`` at the latest, whatever else is due."""
+    moment = _attention_at(config, status, policy)
+    settle = unlogged_settle_at(status, policy)
+    if settle is None:
+        return moment
+    return settle if moment is None else min(moment, settle)
+
+
+def unlogged_settle_at(status: ApplicationStatus, policy: SchedulePolicy) -> datetime | None:
+    """When the scan writes the outcomes a row still holds for the log (``status.unlogged``),
+    None when it holds none: ``requeue_after`` after the oldest. Normally the job that ended the
+    rotation writes them at once, or its next delivery does; past that the job was given up
+    (moved to the poison queue) and nothing else would read the row before its next rotation."""
+    if not status.unlogged:
+        return None
+    return min(outcome.at for outcome in status.unlogged) + policy.requeue_after
+
+
+def _attention_at(
+    config: ApplicationConfig, status: ApplicationStatus, policy: SchedulePolicy
+) -> datetime | None:
     if status.in_progress is not None:
         # Even a disabled app's running rotation must finish or be taken over. From the claim's
         # start, not its renewed expiry: every step renews the claim, and a moving attention time

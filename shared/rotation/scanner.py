@@ -8,15 +8,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from shared.domain.models import ApplicationStatus, JobReason, LogLevel, PendingRotation, RotationJob
-from shared.domain.schedule import Attention, SchedulePolicy, attention_needed
+from shared.domain.schedule import Attention, SchedulePolicy, attention_needed, unlogged_settle_at
 from shared.errors import ConflictError
 from shared.registry import new_rotation_id
-from shared.rotation.events import EventRecorder
+from shared.rotation.events import EventRecorder, settle_outcomes
 from shared.storage.applications import ApplicationStore, DueApplication, StoredApplication
 from shared.storage.queue import RotationQueue
+
+if TYPE_CHECKING:
+    from shared.rotation.ports import EventSink
 
 logger = logging.getLogger("rotator.scanner")
 
@@ -55,6 +58,8 @@ class ScanReport:
     rows_read: int = 0
     enqueued: dict[str, int] = field(default_factory=dict)
     alerts: int = 0
+    # Rows whose outcomes the scan wrote to the log (``unlogged_settle_at``).
+    settled: int = 0
     skipped: int = 0
     duration_ms: int = 0
     truncated: bool = False  # the time budget ran out before the due set was drained
@@ -69,8 +74,11 @@ class Scanner:
         alerter: ThresholdAlerter,
         clock: Callable[[], datetime],
         *,
+        events: EventSink,
         time_budget_seconds: float = SCAN_TIME_BUDGET_SECONDS,
     ) -> None:
+        """``events``: where the outcomes a row still holds are written (``unlogged_settle_at``)."""
+        self._events = events
         self._time_budget = time_budget_seconds
         self._applications = applications
         self._queue = queue
@@ -114,6 +122,7 @@ class Scanner:
                 "event": "scan.completed",
                 "rowsRead": report.rows_read,
                 "enqueued": sum(report.enqueued.values()),
+                "settled": report.settled,
                 # Rows read and left as they were: mostly jobs still waiting in the queue, whose
                 # index row stays early until the job's last write moves it.
                 "skipped": report.skipped,
@@ -132,9 +141,19 @@ class Scanner:
             report.skipped += 1
             return
         attended.add(app_id)  # no await between the check and this: one attend per application
+        settle_at = unlogged_settle_at(stored.status, self._policy)
+        settling = settle_at is not None and now >= settle_at
+        if settling:
+            # The job that ended these rotations was given up before the log took their outcomes.
+            settled = await settle_outcomes(self._events, self._applications, stored, now)
+            report.settled += 1
+            if settled is None:
+                return
+            stored = settled
         attention = attention_needed(stored.config, stored.status, self._policy, now)
         if attention == Attention.NOTHING:
-            report.skipped += 1
+            if not settling:
+                report.skipped += 1
             return
         if attention == Attention.ALERT:
             if await self._alerter.threshold_alert(stored, now):

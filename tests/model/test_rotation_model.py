@@ -187,6 +187,7 @@ class RotationModel(RuleBasedStateMachine):
             policy,
             LogOnlyAlerter(self.events),  # type: ignore[arg-type]
             self.clock,
+            events=self.events,
         )
 
     def run(self, coroutine: Any) -> Any:
@@ -260,6 +261,13 @@ class RotationModel(RuleBasedStateMachine):
             self.queue.jobs.append(job)  # raised to have the job retried
         finally:
             self.crash_at = None
+
+    @precondition(lambda self: bool(self.queue.jobs))
+    @rule(index=st.integers(0, 10))
+    def the_host_gives_up_a_job(self, index: int) -> None:
+        """The job's delivery count ran out (the host moves it to the poison queue): whatever it
+        left (a pending rotation, a claim, outcomes the log lacks) is the timer's to finish."""
+        self.queue.jobs.pop(index % len(self.queue.jobs))
 
     @precondition(lambda self: bool(self.queue.history))
     @rule(index=st.integers(0, 50))
@@ -401,7 +409,8 @@ class RotationModel(RuleBasedStateMachine):
                 except RotatorError:
                     self.queue.jobs.append(job)
             status = self.status()
-            if status.in_progress is None and status.pending is None and not self.queue.jobs:
+            idle = status.in_progress is None and status.pending is None and not status.unlogged
+            if idle and not self.queue.jobs:
                 break
         self.i1_destinations_hold_credentials_that_were_not_removed()
         self.i3_every_credential_of_ours_is_staged_or_being_handled()

@@ -331,6 +331,7 @@ def test_a_write_by_the_version_before_is_seen_in_both_layouts(azurite: str) -> 
                     POLICY,
                     LogOnlyAlerter(EventRecorder(logs, lambda: START)),
                     lambda: START + timedelta(days=30),
+                    events=EventRecorder(logs, lambda: START),
                 )
                 report = await scanner.scan()
                 assert report.rows_read == 2 and sum(report.enqueued.values()) == 1

@@ -440,6 +440,7 @@ async def test_a_scan_past_its_time_budget_stops_between_pages(
         services.schedule_policy,
         services.alerter,
         services.clock,
+        events=services.events,
         time_budget_seconds=0,
     )
     first = await hurried.scan()

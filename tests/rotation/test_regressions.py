@@ -652,6 +652,35 @@ async def test_a_log_that_refuses_a_rotations_outcome_gets_it_from_the_jobs_next
     assert await terminal_outcomes(rotator, entra_app.app_id, job.rotation_id) == ["succeeded"]
 
 
+async def test_an_outcome_whose_job_was_given_up_is_logged_by_the_timer(rotator: Rotator) -> None:
+    """Found by review: when the log refused a rotation's outcome on every delivery of its job,
+    the host gave the job up (poison queue) and the outcome stayed in the app row until the
+    application's next claim, weeks later: the 202'd rotation id had no outcome meanwhile. A row
+    holding outcomes is now due for the timer ``requeue_after`` after the oldest, and the scan
+    writes them to the log."""
+    from shared.errors import TransientServiceError
+
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app)
+    job = await refresh(rotator, entra_app.app_id)
+    async with rotation_log_unavailable(rotator):
+        for _ in range(5):  # every delivery the host makes before it gives the job up
+            try:
+                await rotator.services.engine.handle(job)
+                raise AssertionError("a job whose outcome is not in the log must be delivered again")
+            except TransientServiceError:
+                pass
+    assert [o.rotation_id for o in (await rotator.status(entra_app.app_id)).unlogged] == [job.rotation_id]
+    assert await terminal_outcomes(rotator, entra_app.app_id, job.rotation_id) == []
+
+    rotator.clock.advance(rotator.services.schedule_policy.requeue_after + timedelta(minutes=1))
+    report = await rotator.services.scanner.scan()
+    assert (report.enqueued, report.settled, report.skipped) == ({}, 1, 0)  # the scan wrote it
+    assert await terminal_outcomes(rotator, entra_app.app_id, job.rotation_id) == ["succeeded"]
+    status = await rotator.status(entra_app.app_id)
+    assert status.unlogged == [] and status.last_result == RotationResult.SUCCEEDED
+
+
 async def test_a_delete_while_a_stopped_workers_claim_holds_is_refused_until_the_rotation_ends(
     rotator: Rotator,
 ) -> None:
