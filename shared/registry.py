@@ -87,7 +87,7 @@ def _check_storable(config: ApplicationConfig) -> None:
 
 
 def _removals_owed(current: StoredApplication) -> ConflictError:
-    """The refusal of a DELETE while credentials this rotator created wait to be removed."""
+    """The refusal of a DELETE while credentials wait for the rotator to remove them."""
     status = current.status
     reasons = []
     if status.cleanup_key_ids:
@@ -95,12 +95,18 @@ def _removals_owed(current: StoredApplication) -> ConflictError:
             f"{len(status.cleanup_key_ids)} credential(s) of failed rotations that Entra ID did not "
             f"remove yet (keyIds {', '.join(status.cleanup_key_ids)})"
         )
+    if status.pending_revocation is not None:
+        reasons.append(
+            f"the revocation a compromised rotation ({status.pending_revocation.rotation_id}) asked for, "
+            "which waits for every destination to hold the new secret (or for the destinations that "
+            "do not to be removed from the registration)"
+        )
     if status.late_creates:
         until = max(late.settles_at() for late in status.late_creates)
         reasons.append(f"whatever an unanswered addPassword may still create until {until.isoformat()}")
     when = f" (next attempt at {status.retry_at.isoformat()})" if status.retry_at is not None else ""
     return ConflictError(
-        "Credentials this rotator created wait to be removed from Entra ID: "
+        "Credentials wait for the rotator to remove them from Entra ID: "
         + "; ".join(reasons)
         + f". The timer removes them{when}, also while rotation is disabled; delete the application "
         "after that (once it is gone nothing would remove them)",
@@ -255,7 +261,7 @@ class RegistryService:
     async def delete(self, app_id: str, *, if_match: str | None) -> None:
         """Remove the registration (the log stays). ConflictError while any rotation holds a claim,
         even one whose worker stopped (its credential may not be traced yet; the timer resumes it),
-        and while credentials this rotator created wait to be removed from Entra ID
+        and while credentials wait for the rotator to remove them from Entra ID
         (``ApplicationStatus.owes_removals``: once the row is gone nothing would remove them).
 
         A rotation still queued ends as superseded, written with the row first (as the engine ends

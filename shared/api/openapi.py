@@ -273,9 +273,10 @@ def _paths() -> dict[str, Any]:
                     **COMMON_ERRORS,
                     "409": _problem(
                         "A rotation holds its claim (also one whose worker stopped: the timer resumes it), "
-                        "or credentials the rotator created wait to be removed from Entra ID (a failed "
-                        "rotation's, or what an unanswered addPassword may still create; the timer removes "
-                        "them, also while rotation is disabled); delete after that."
+                        "or credentials wait for the rotator to remove them from Entra ID (a failed "
+                        "rotation's, what an unanswered addPassword may still create, or a compromised "
+                        "rotation's revocation; the timer removes them, also while rotation is disabled); "
+                        "delete after that."
                     ),
                     "412": _problem("If-Match did not hold."),
                 },

@@ -442,12 +442,13 @@ class ApplicationStatus(StatusModel):
     unlogged: list[UnloggedOutcome] = []
 
     def owes_removals(self) -> bool:
-        """Credentials this rotator created still wait to be removed from Entra ID: a failed
-        rotation's (``cleanup_key_ids``) or what an unanswered addPassword may yet create
-        (``late_creates``). Until they are gone the timer must come back, even while the
-        application is disabled, and its registration may not be deleted (nothing else would
-        trace them)."""
-        return bool(self.cleanup_key_ids or self.late_creates)
+        """Credentials still wait for the rotator to remove them from Entra ID: a failed
+        rotation's (``cleanup_key_ids``), what an unanswered addPassword may yet create
+        (``late_creates``), or those a compromised rotation revokes once every destination holds
+        the new secret (``pending_revocation``). Until they are gone the timer must come back, even
+        while the application is disabled, and its registration may not be deleted (nothing else
+        would remove them)."""
+        return bool(self.cleanup_key_ids or self.late_creates or self.pending_revocation)
 
 
 class RotationJob(Model):

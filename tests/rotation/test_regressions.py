@@ -778,7 +778,7 @@ async def test_a_delete_while_a_failed_rotations_credential_waits_for_removal_is
         await registry.delete(entra_app.app_id, if_match=None)
         raise AssertionError("a DELETE while a credential of ours waits for removal must be refused")
     except ConflictError as refused:
-        assert stray.key_id in refused.message and "wait to be removed" in refused.message
+        assert stray.key_id in refused.message and "wait for the rotator to remove" in refused.message
     assert [p.key_id for p in rotator.managed(entra_app)] == [stray.key_id]
 
     rotator.clock.advance(timedelta(minutes=16))
@@ -786,6 +786,43 @@ async def test_a_delete_while_a_failed_rotations_credential_waits_for_removal_is
     await rotator.services.engine.handle(await receive_job(rotator.services))
     assert rotator.managed(entra_app) == []
     assert (await rotator.status(entra_app.app_id)).cleanup_key_ids == []
+    await registry.delete(entra_app.app_id, if_match=None)
+    assert await rotator.services.applications.find(entra_app.app_id) is None
+
+
+async def test_a_compromised_rotations_revocation_goes_on_while_disabled_and_blocks_delete(
+    rotator: Rotator,
+) -> None:
+    """Found by review: a compromised rotation whose revocation Entra refused for the moment
+    keeps it for the timer (``pendingRevocation``); disabling the application stopped the timer
+    from looking (so the compromised credential stayed valid), and a DELETE dropped it outright.
+    The revocation now goes on while the application is disabled, and a DELETE is refused (409)
+    until it is done."""
+    from shared.errors import ConflictError
+
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app, destination=True)
+    assert await rotator.services.engine.handle(await refresh(rotator, entra_app.app_id)) == "rotated"
+    [compromised] = rotator.managed(entra_app)
+    job = await refresh(rotator, entra_app.app_id, compromised=True)
+    rotator.stack.entra.fail_next(1, 403, method="POST", path=r"/removePassword$")
+    assert await rotator.services.engine.handle(job) == "rotated"
+    assert (await rotator.status(entra_app.app_id)).pending_revocation is not None
+
+    await register(rotator, entra_app, destination=True, enabled=False)
+    registry = rotator.services.registry
+    try:
+        await registry.delete(entra_app.app_id, if_match=None)
+        raise AssertionError("a DELETE while a compromised credential waits for revocation must be refused")
+    except ConflictError as refused:
+        assert job.rotation_id in refused.message and "compromised" in refused.message
+    assert compromised.key_id in [p.key_id for p in rotator.managed(entra_app)]
+
+    rotator.clock.advance(timedelta(minutes=16))
+    assert (await rotator.services.scanner.scan()).enqueued == {"retryIntegrations": 1}
+    assert await rotator.services.engine.handle(await receive_job(rotator.services)) == "delivered"
+    assert compromised.key_id not in [p.key_id for p in rotator.managed(entra_app)]
+    assert (await rotator.status(entra_app.app_id)).pending_revocation is None
     await registry.delete(entra_app.app_id, if_match=None)
     assert await rotator.services.applications.find(entra_app.app_id) is None
 
