@@ -131,7 +131,7 @@ def _attention_at(
         # A requested rotation whose job may be lost: requeue it (at once if it was never queued).
         return status.enqueued_at + policy.requeue_after if status.enqueued_at else EPOCH
     if status.owes_removals() and status.retry_at is not None and not config.is_schedulable:
-        # A credential of ours to remove, even while the application is disabled.
+        # Credentials to remove (``owes_removals``), even while the application is disabled.
         return status.retry_at
     if not config.is_schedulable:
         return None
