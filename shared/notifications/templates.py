@@ -58,8 +58,9 @@ ERROR_CODE_ADVICE: Mapping[str, str] = {
         "personal Microsoft accounts): remove an unused password, or let the rotator retire unmanaged ones."
     ),
     "SecretNeverWorked": (
-        "Entra ID never accepted the new secret within the verification window; it was removed and the "
-        "current secret is untouched. Check Entra ID service health and the sign-in logs, then retry."
+        "Entra ID never accepted the new secret within the verification window; nobody received it, the "
+        "rotator removes it, and the current secret is untouched. Check Entra ID service health and the "
+        "sign-in logs, then retry."
     ),
     "IntegrationMisconfigured": (
         "An integration's settings are invalid; nothing was changed. GET /api/applications/{appId}/plan "
@@ -384,9 +385,9 @@ def rotation_failed_email(
     message.blocks.append(Facts(tuple(facts)))
     message.blocks.append(
         Paragraph(
-            "No new secret is in use: anything the failed attempt created was removed, and the current "
-            "secret is untouched. The rotator tries again at the next scheduled check; fix the cause before "
-            "the current secret expires."
+            "No new secret is in use: anything the failed attempt created is removed (at once, or by the "
+            "timer when Entra ID refused), and the current secret is untouched. The rotator tries again at "
+            "the next scheduled check; fix the cause before the current secret expires."
         )
     )
     warning_list = tuple(warnings)

@@ -747,7 +747,7 @@ class RotationEngine:
                 # It never worked: the failure policy removes it; nobody received it.
                 raise RotationError(
                     f"The new secret was never accepted by Entra ID within "
-                    f"{self._settings.verify_timeout_seconds:.0f}s; it was removed and the current secret is untouched",
+                    f"{self._settings.verify_timeout_seconds:.0f}s; nobody received it and the current secret is untouched",
                     step="verify",
                     code="SecretNeverWorked",
                 )
@@ -1374,6 +1374,15 @@ class RotationEngine:
                 except Exception as cleanup_error:  # noqa: BLE001 - recorded, the timer retries it
                     logger.warning("could not remove failed credential: %s", type(cleanup_error).__name__)
                     cleanup.append(key_id)
+        kept = [key_id for key_id in cleanup if key_id not in status.cleanup_key_ids]
+        if kept:
+            # Said with the failure, or the log and the alert would read as if nothing were left.
+            info = info.model_copy(
+                update={
+                    "message": f"{info.message}; Entra ID did not remove its credential yet (keyId "
+                    f"{', '.join(kept)}): the timer removes it"
+                }
+            )
         await self._best_effort(self._staging.discard(run.app_id, claim.rotation_id))
         # A rotation that keeps failing for the same reason alerts once, then again only when the
         # reason changes or a day has passed: not at every retry.

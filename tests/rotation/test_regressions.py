@@ -771,6 +771,9 @@ async def test_a_delete_while_a_failed_rotations_credential_waits_for_removal_is
     [stray] = rotator.managed(entra_app)
     status = await rotator.status(entra_app.app_id)
     assert status.cleanup_key_ids == [stray.key_id] and status.retry_at is not None
+    assert status.last_error is not None and f"did not remove its credential yet (keyId {stray.key_id})" in (
+        status.last_error.message
+    )
 
     await register(rotator, entra_app, enabled=False)  # disabled: nothing rotates, cleanup goes on
     registry = rotator.services.registry
