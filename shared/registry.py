@@ -92,8 +92,8 @@ def _removals_owed(current: StoredApplication) -> ConflictError:
     reasons = []
     if status.cleanup_key_ids:
         reasons.append(
-            f"{len(status.cleanup_key_ids)} credential(s) of failed rotations that Entra ID did not "
-            f"remove yet (keyIds {', '.join(status.cleanup_key_ids)})"
+            f"{len(status.cleanup_key_ids)} credential(s) of the rotator's (a failed rotation's, or "
+            f"superseded) that Entra ID did not remove yet (keyIds {', '.join(status.cleanup_key_ids)})"
         )
     if status.pending_revocation is not None:
         reasons.append(

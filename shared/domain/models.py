@@ -427,7 +427,8 @@ class ApplicationStatus(StatusModel):
     previous_rotation_id: str | None = None
     pending: PendingRotation | None = None
     pending_revocation: PendingRevocation | None = None
-    # Credentials this rotator created that must go (failed rotations); removal is retried.
+    # Credentials this rotator created that must go, whose removal Entra ID refused so far (a failed
+    # rotation's, or a superseded one): maintenance retries them every pass.
     cleanup_key_ids: list[str] = []
     # The last rotation ids that ended (a re-delivered job for one of them is acknowledged).
     recent_rotation_ids: list[str] = []

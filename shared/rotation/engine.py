@@ -857,9 +857,13 @@ class RotationEngine:
         else:
             removable = self._credentials.superseded(app, config, status, keep_previous=True)
             removable += self._credentials.expired_foreign(app, config)
-            warnings += await self._remove_all(
+            refused = await self._remove_all(
                 run, app, removable, "Removed a superseded credential no destination uses"
             )
+            warnings += refused
+            owed = self._owed_after(app, refused, status.cleanup_key_ids)
+            if owed != status.cleanup_key_ids:
+                changes["cleanup_key_ids"] = owed
         previous = next((p for p in app.passwords if p.key_id == status.previous_key_id), None)
         retire_at = (
             previous.end + RETIRE_MARGIN
@@ -953,6 +957,14 @@ class RotationEngine:
             await self._event(run, "credential.retired", what, step="retire", key_id=password.key_id)
             await self._forget_staged(run.app_id, password)
         return warnings
+
+    def _owed_after(self, app: EntraApplication, refused: list[str], owed: list[str]) -> list[str]:
+        """``owed`` (``cleanup_key_ids``) with the rotator's own credentials whose removal
+        ``_remove_all`` reports refused: maintenance retries them every pass (and a DELETE waits
+        for them), instead of leaving them to the previous credential's retirement weeks later."""
+        failed = _failed_keys(refused)
+        ours = [p.key_id for p in app.passwords if p.key_id in failed and self._credentials.is_ours(p)]
+        return [*owed, *(key_id for key_id in ours if key_id not in owed)]
 
     async def _forget_staged(self, app_id: str, password: PasswordInfo) -> None:
         """A removed credential's staged copy goes too: staged secrets exist only for live credentials."""
@@ -1049,19 +1061,20 @@ class RotationEngine:
 
     # --- maintenance between rotations -------------------------------------------------------------
     async def _maintain(self, run: Run) -> str:
-        """Remove failed rotations' credentials, deliver the current secret to destinations that
-        missed it, revoke what a compromised rotation deferred, retire the expired previous one."""
+        """Remove credentials whose removal was refused before (``cleanup_key_ids``), deliver the
+        current secret to destinations that missed it, revoke what a compromised rotation deferred,
+        retire the expired previous one."""
         status, config = run.status, run.config
         now = self._clock()
         object_id = str(config.object_id)
         cleanup = []
         for key_id in status.cleanup_key_ids:
             try:
-                await self._credentials.remove(object_id, key_id, "remove failed rotation's credential")
+                await self._credentials.remove(object_id, key_id, "remove credential owed")
                 await self._event(
                     run,
                     "credential.orphanRemoved",
-                    "Removed a failed rotation's credential",
+                    "Removed a credential whose removal was refused before (a failed rotation's, or superseded)",
                     step="retire",
                     key_id=key_id,
                 )
@@ -1069,7 +1082,13 @@ class RotationEngine:
                 cleanup.append(key_id)
                 logger.warning("cleanup of %s failed: %s", key_id, type(error).__name__)
         if cleanup != status.cleanup_key_ids:
-            await self._lease.write(run, cleanup_key_ids=cleanup)
+            removed_previous = (
+                status.previous_key_id in status.cleanup_key_ids and status.previous_key_id not in cleanup
+            )
+            changed: dict[str, Any] = {"cleanup_key_ids": cleanup}
+            if removed_previous:
+                changed["previous_key_id"] = None
+            await self._lease.write(run, **changed)
         await self._sweep_late_creates(run, now)
         if status.retry_at is not None and now >= status.retry_at:
             await self._retry_destinations(run)
@@ -1105,9 +1124,11 @@ class RotationEngine:
                     superseded = [p for p in superseded if p.key_id != previous.key_id]
                     look_again = later
             others = [p for p in superseded if p.key_id != status.previous_key_id]
-            warnings += await self._remove_all(
-                run, app, [*expired, *others], "Removed a superseded credential"
-            )
+            refused = await self._remove_all(run, app, [*expired, *others], "Removed a superseded credential")
+            warnings += refused
+            owed = self._owed_after(app, refused, cleanup)
+            if owed != cleanup:
+                changes["cleanup_key_ids"] = cleanup = owed
             warnings += await self._remove_all(
                 run,
                 app,

@@ -793,6 +793,45 @@ async def test_a_delete_while_a_failed_rotations_credential_waits_for_removal_is
     assert await rotator.services.applications.find(entra_app.app_id) is None
 
 
+async def test_a_superseded_credential_entra_would_not_remove_is_retried_at_the_next_pass(
+    rotator: Rotator,
+) -> None:
+    """Found by the generated lifecycle test once it looked at Entra ID: a rotation's removal of a
+    superseded credential (neither current nor previous) that Entra refused became a warning, and
+    the timer's pass that followed retried only destinations. The credential, valid and used by
+    nobody, stayed until the previous one's retirement weeks later, and a DELETE meanwhile left it
+    for good. It now goes on ``cleanupKeyIds``: the next pass removes it, and a DELETE waits."""
+    from shared.errors import ConflictError
+
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app)
+    engine = rotator.services.engine
+    assert await engine.handle(await refresh(rotator, entra_app.app_id)) == "rotated"
+    [first] = rotator.managed(entra_app)
+    assert await engine.handle(await refresh(rotator, entra_app.app_id)) == "rotated"
+    rotator.stack.entra.fail_next(1, 403, method="POST", path=r"/removePassword$")
+    assert await engine.handle(await refresh(rotator, entra_app.app_id)) == "rotated"
+    status = await rotator.status(entra_app.app_id)
+    assert first.key_id not in (status.current_key_id, status.previous_key_id)
+    assert first.key_id in [p.key_id for p in rotator.managed(entra_app)]
+    assert status.cleanup_key_ids == [first.key_id] and status.retry_at is not None
+    try:
+        await rotator.services.registry.delete(entra_app.app_id, if_match=None)
+        raise AssertionError("a DELETE while a superseded credential waits for removal must be refused")
+    except ConflictError as refused:
+        assert first.key_id in refused.message
+
+    rotator.clock.advance(timedelta(minutes=16))
+    assert (await rotator.services.scanner.scan()).enqueued == {"retryIntegrations": 1}
+    assert await engine.handle(await receive_job(rotator.services)) == "delivered"
+    status = await rotator.status(entra_app.app_id)
+    assert status.cleanup_key_ids == [] and status.retry_at is None
+    assert sorted(p.key_id for p in rotator.managed(entra_app)) == sorted(
+        [status.current_key_id, status.previous_key_id]
+    )
+    await rotator.services.registry.delete(entra_app.app_id, if_match=None)
+
+
 async def test_a_compromised_rotations_revocation_goes_on_while_disabled_and_blocks_delete(
     rotator: Rotator,
 ) -> None:
