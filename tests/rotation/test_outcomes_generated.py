@@ -1,13 +1,18 @@
 """Every rotation id the API answers 202 with ends in the log with exactly one terminal outcome,
-whatever happens around it: generated sequences of refreshes (plain and compromised), DELETEs (with
-and without If-Match), registrations again, job deliveries (duplicated, or with the worker killed
-after any step), the rotation log refusing writes, and the timer, against the real stores on
-Azurite and the simulated Entra ID and Key Vault, through the real SDKs.
+and no credential the rotator created is left behind, whatever happens around it: generated
+sequences of refreshes (plain and compromised), DELETEs (with and without If-Match), registrations
+again (rotation enabled or disabled), job deliveries (duplicated, or with the worker killed after
+any step), the rotation log refusing writes, Entra ID refusing removals, new secrets that never
+work, and the timer, against the real stores on Azurite and the simulated Entra ID and Key Vault,
+through the real SDKs.
 
 Checked after every step: no rotation id has two terminal entries; a DELETE is refused while a
-rotation holds its claim. After the sequence, the queue is worked until nothing is left (time
-passes, the timer takes over stopped workers): every accepted id has its one outcome, and a
-registered application holds no claim, no queued rotation and no outcome the log lacks.
+rotation holds its claim or credentials wait for the rotator to remove them. After the sequence,
+the faults end and the queue is worked until nothing is left (time passes, the timer takes over
+stopped workers and retries removals): every accepted id has its one outcome; a registered
+application holds no claim, no queued rotation, no outcome the log lacks and no removal still
+owed; and every credential of the rotator's in Entra ID is the current or previous one of the
+registration, or was when a DELETE removed it.
 
 ``ROTATOR_OUTCOME_EXAMPLES`` sets the number of generated cases (default 30).
 """
@@ -40,7 +45,7 @@ step = st.one_of(
     st.tuples(st.just("refresh"), st.booleans()),
     # If-Match or not; after the claim of a worker killed meanwhile has expired, or not.
     st.tuples(st.just("delete"), st.booleans(), st.booleans()),
-    st.tuples(st.just("register")),
+    st.tuples(st.just("register"), st.booleans()),  # rotation enabled or disabled
     st.tuples(
         st.just("deliver"),
         st.integers(0, 5),
@@ -53,6 +58,11 @@ step = st.one_of(
     st.tuples(st.just("deliver during a log outage"), st.integers(0, 5)),
     st.tuples(st.just("delete during a log outage")),
     st.tuples(st.just("timer")),
+    st.tuples(st.just("Entra refuses removals"), st.integers(1, 3)),
+    # A whole rotation requested and worked while Entra ID refuses removals and/or never accepts
+    # the new secret: reaches failed rotations and removals still owed in few steps.
+    st.tuples(st.just("refresh under Entra faults"), st.booleans(), st.booleans(), st.integers(0, 2)),
+    st.tuples(st.just("new secrets never work"), st.booleans()),
 )
 
 
@@ -73,6 +83,9 @@ class Lifecycle:
         )
         self.accepted: set[str] = set()
         self.jobs: list[RotationJob] = []
+        # The current and previous credentials of each registration a DELETE removed: destinations
+        # may use them, so they stay.
+        self.kept: set[str] = set()
 
     @property
     def app_id(self) -> str:
@@ -88,8 +101,10 @@ class Lifecycle:
                 self.jobs.append(job)
             await client.delete_message(message)
 
-    async def register(self) -> None:
-        await self.rotator.services.registry.put(self.config, if_match=None, create_only=False)
+    async def register(self, enabled: bool = True) -> None:
+        rotation = self.config.rotation.model_copy(update={"enabled": enabled})
+        config = self.config.model_copy(update={"rotation": rotation})
+        await self.rotator.services.registry.put(config, if_match=None, create_only=False)
 
     async def refresh(self, compromised: bool) -> None:
         try:
@@ -112,12 +127,18 @@ class Lifecycle:
         except PreconditionFailed:
             return
         except ConflictError:
-            assert claimed or (await applications.get(self.app_id)).status.in_progress is not None
-            event("DELETE refused: a rotation holds its claim")
+            now = (await applications.get(self.app_id)).status
+            if claimed or now.in_progress is not None:
+                event("DELETE refused: a rotation holds its claim")
+            else:
+                assert stored.status.owes_removals() or now.owes_removals(), "a DELETE refused for no reason"
+                event("DELETE refused: credentials wait for removal")
             return
         event("DELETE ended a queued rotation" if stored.status.pending else "DELETE")
         assert not claimed, "a DELETE removed an application whose rotation held its claim"
+        assert not stored.status.owes_removals(), "a DELETE dropped credentials still to be removed"
         assert await applications.find(self.app_id) is None
+        self.kept |= {k for k in (stored.status.current_key_id, stored.status.previous_key_id) if k}
 
     async def deliver(self, index: int, keep_copy: bool, crash: str | None) -> None:
         if not self.jobs:
@@ -159,9 +180,20 @@ class Lifecycle:
                     break
                 await self.deliver(0, False, None)
             stored = await self.rotator.services.applications.find(self.app_id)
-            idle = stored is None or (stored.status.in_progress is None and stored.status.pending is None)
+            idle = stored is None or not (
+                stored.status.in_progress or stored.status.pending or stored.status.owes_removals()
+            )
             if idle and not self.jobs:
                 return
+
+    def check_nothing_stray(self, status: Any, steps: Any) -> None:
+        """Every credential of the rotator's is the registration's current or previous one, or was
+        when a DELETE removed the registration."""
+        allowed = set(self.kept)
+        if status is not None:
+            allowed |= {k for k in (status.current_key_id, status.previous_key_id) if k}
+        stray = [p.display_name for p in self.rotator.managed(self.entra_app) if p.key_id not in allowed]
+        assert not stray, f"credentials of the rotator's nobody traces: {stray} after {steps}"
 
 
 async def run(
@@ -169,6 +201,11 @@ async def run(
 ) -> None:
     stack.reset()
     async with rotator_with(stack, azurite, monkeypatch) as rotator:
+
+        async def time_passes(seconds: float) -> None:  # the verification's waits, without waiting
+            rotator.clock.advance(timedelta(seconds=seconds))
+
+        rotator.services.sleep = time_passes
         await rotator.services.queue_client(QUEUE_NAME).clear_messages()
         life = Lifecycle(rotator)
         await life.register()
@@ -183,7 +220,7 @@ async def run(
                 await life.refresh(args[0])
                 await life.deliver(len(life.jobs) - 1, False, args[1])
             elif kind == "register":
-                await life.register()
+                await life.register(args[0])
             elif kind == "deliver":
                 await life.deliver(args[0], args[1], args[2])
             elif kind == "deliver during a log outage":
@@ -195,9 +232,23 @@ async def run(
                         await life.delete(False)
                     except RotatorError:
                         pass  # answered 503: nothing was removed
+            elif kind == "refresh under Entra faults":
+                compromised, never_works, refused = args
+                stack.entra.broken_new_secrets = never_works
+                if refused:
+                    stack.entra.fail_next(refused, 403, method="POST", path=r"/removePassword$")
+                await life.refresh(compromised)
+                await life.deliver(len(life.jobs) - 1, False, None)
+                stack.entra.broken_new_secrets = False
+            elif kind == "Entra refuses removals":
+                stack.entra.fail_next(args[0], 403, method="POST", path=r"/removePassword$")
+            elif kind == "new secrets never work":
+                stack.entra.broken_new_secrets = args[0]
             else:
                 await life.timer()
             await life.check_no_id_ended_twice(steps[: number + 1])
+        stack.entra.clear_faults()
+        stack.entra.broken_new_secrets = False
         await life.drain()
         ended = await life.outcomes()
         missing = life.accepted - set(ended)
@@ -207,6 +258,8 @@ async def run(
         if stored is not None:
             status = stored.status
             assert status.in_progress is None and status.pending is None and status.unlogged == [], steps
+            assert not status.owes_removals(), steps
+        life.check_nothing_stray(None if stored is None else stored.status, steps)
 
 
 @generated(EXAMPLES)
