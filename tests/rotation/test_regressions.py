@@ -458,10 +458,10 @@ async def test_a_credential_an_unanswered_add_password_creates_late_is_removed(
         assert "credential.retired" in await rotator.log_events(entra_app.app_id)
 
 
-async def test_a_rotation_out_of_pauses_fails_even_while_entra_cannot_be_read(rotator: Rotator) -> None:
-    """The failure cleanup reads Entra to find the rotation's credentials; with all of Graph down
-    that read failed too, so a rotation out of pauses could still never fail. It fails now, and
-    what it may have created is found by name at maintenance once Graph answers again."""
+async def rotated_while_graph_is_down(rotator: Rotator) -> tuple[Any, RotationJob, list[str]]:
+    """A registered application whose refresh's job is delivered ``MAX_PAUSES`` times while every
+    Graph call answers 503 (the waits between attempts skipped); returns the Entra application,
+    the job and each delivery's outcome (``paused`` for a delivery that raised to be retried)."""
     from shared.errors import TransientServiceError
     from shared.rotation.engine import MAX_PAUSES
 
@@ -474,11 +474,22 @@ async def test_a_rotation_out_of_pauses_fails_even_while_entra_cannot_be_read(ro
     rotator.stack.entra.fail_next(100_000, 503, path=r"^/(v1\.0|beta)/")
     job = await refresh(rotator, entra_app.app_id)
     outcomes = []
-    for _ in range(MAX_PAUSES + 1):
+    for _ in range(MAX_PAUSES):
         try:
             outcomes.append(await rotator.services.engine.handle(job))
         except TransientServiceError:
             outcomes.append("paused")
+    return entra_app, job, outcomes
+
+
+async def test_a_rotation_out_of_pauses_fails_even_while_entra_cannot_be_read(rotator: Rotator) -> None:
+    """The failure cleanup reads Entra to find the rotation's credentials; with all of Graph down
+    that read failed too, so a rotation out of pauses could still never fail. It fails now, and
+    what it may have created is found by name at maintenance once Graph answers again."""
+    from shared.rotation.engine import MAX_PAUSES
+
+    entra_app, job, outcomes = await rotated_while_graph_is_down(rotator)
+    outcomes.append(await rotator.services.engine.handle(job))
     assert outcomes[MAX_PAUSES - 1 :] == ["failed", "rotation already finished"]
     status = await rotator.status(entra_app.app_id)
     assert status.in_progress is None and status.consecutive_failures == 1
@@ -878,24 +889,11 @@ async def test_an_unanswered_add_password_of_a_disabled_application_is_still_swe
     credential Entra ID applied late stayed untraced. Both now treat it as a credential of ours
     waiting for removal."""
     from shared.domain.models import LATE_WRITE_WINDOW
-    from shared.errors import ConflictError, TransientServiceError
+    from shared.errors import ConflictError
     from shared.rotation.engine import MAX_PAUSES
 
-    async def no_wait(seconds: float) -> None:
-        return None
-
-    rotator.services.sleep = no_wait
-    entra_app = rotator.seed_entra_app(passwords=[])
-    await register(rotator, entra_app)
-    rotator.stack.entra.fail_next(100_000, 503, path=r"^/(v1\.0|beta)/")
-    job = await refresh(rotator, entra_app.app_id)
-    for _ in range(MAX_PAUSES - 1):
-        try:
-            await rotator.services.engine.handle(job)
-            raise AssertionError("Graph is down: the rotation pauses")
-        except TransientServiceError:
-            pass
-    assert await rotator.services.engine.handle(job) == "failed"
+    entra_app, job, outcomes = await rotated_while_graph_is_down(rotator)
+    assert outcomes == ["paused"] * (MAX_PAUSES - 1) + ["failed"]
     status = await rotator.status(entra_app.app_id)
     assert [late.rotation_id for late in status.late_creates] == [job.rotation_id]
 
