@@ -783,13 +783,14 @@ class ApplicationStore:
             updated_at=now,
             config_text=current.config_text if config is current.config else "",
         )
-        outstanding = _job_outstanding(status)
+        outstanding = _index_may_lag(status)
         legacy = await self.writes_legacy_rows()
         index_key = index_row_key(attention, app_id) if attention and legacy else None
         if outstanding and current.index_key and index_key and current.index_key < index_key:
-            # While a job is queued or running, the index row stays where it is when that is
-            # earlier than needed: a scan then looks early and finds nothing to do (or requeues on
-            # time: it decides from this row, not the index), and the job's last write moves it.
+            # While a job is queued or running (or its outcome waits for the log), the index row
+            # stays where it is when that is earlier than needed: a scan then looks early and finds
+            # nothing to do (or requeues on time: it decides from this row, not the index), and the
+            # job's last write moves it.
             # Marking a job queued, claiming it and each step then cost one entity request, not a
             # batch that deletes and inserts an index row.
             index_key = current.index_key
@@ -975,6 +976,12 @@ class ApplicationStore:
             layout = str(entity.get("Layout") or LAYOUT_BOTH)
         self._layout = (layout != LAYOUT_TABLE, time.monotonic())
         return self._layout[0]
+
+    async def recorded_layout(self) -> str | None:
+        """The layout recorded for every instance (``LAYOUT_BOTH`` or ``LAYOUT_TABLE``), None while
+        none is: the first write of this version decides it (``writes_legacy_rows``). Reads only."""
+        entity = await read_row(self._table, META_PARTITION, LAYOUT_KEY)
+        return None if entity is None else str(entity.get("Layout") or LAYOUT_BOTH)
 
     async def set_layout(self, layout: str) -> None:
         """Record the due index's layout (``LAYOUT_BOTH`` or ``LAYOUT_TABLE``) for every instance."""
@@ -1170,10 +1177,20 @@ def _job_outstanding(status: ApplicationStatus) -> bool:
     return status.in_progress is not None or status.pending is not None or status.enqueued_at is not None
 
 
+def _index_may_lag(status: ApplicationStatus) -> bool:
+    """A write of ``status`` may leave the application's index rows earlier than needed: a job is
+    outstanding (``_job_outstanding``), or the row holds outcomes the log lacks (``unlogged``),
+    which the write that settles them follows at once (or the scan, which the earlier row brings
+    to it in time). The write that ends a rotation then moves no index row: the one after it
+    does, once."""
+    return _job_outstanding(status) or bool(status.unlogged)
+
+
 def _next_due_key(current: StoredApplication, attention: datetime | None, outstanding: bool) -> str | None:
     """The due row a write of an application needing attention at ``attention`` names: the one
-    ``current`` names when it is at that time, or earlier while a job is ``outstanding`` (the rule
-    ``save`` applies to ``due|`` rows), and was written by this version; else a new one."""
+    ``current`` names when it is at that time, or earlier while ``outstanding``
+    (``_index_may_lag``: the rule ``save`` applies to ``due|`` rows), and was written by this
+    version; else a new one."""
     if attention is None:
         return None
     if current.due_key and current.due_trusted:

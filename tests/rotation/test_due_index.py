@@ -2,12 +2,14 @@
 
 Each application has one row in the due index table (``rotationdue``), which the app row names
 (``DueKey``); in the ``both`` layout also one ``due|`` row in the registry, which it names too
-(``IndexKey``). While a job is queued or running (``pending``, ``enqueuedAt``, ``inProgress``) a
-write leaves those rows where they are when they are earlier than needed: one entity write and no
-index write (an expiry change is recorded by the write that ends the job). Generated sequences of
-status writes (idle with an expiry, a job queued, a claim, a renewed claim, a retry enqueued,
+(``IndexKey``). While a job is queued or running (``pending``, ``enqueuedAt``, ``inProgress``), or
+the row holds an outcome the log lacks (``unlogged``: the write that ended a rotation, which the
+write that settles it follows), a write leaves those rows where they are when they are earlier than
+needed: one entity write and no index write (an expiry change is recorded by the write that ends
+the job). Generated sequences of status writes (idle with an expiry, a job queued, a claim, a
+renewed claim, a retry enqueued, a job ended with its outcome unlogged, the outcome settled,
 rotation switched off), in both layouts, check after every write that the rows are never later than
-the application's attention time (a scan can never miss it), are exactly that time once no job is
+the application's attention time (a scan can never miss it), are exactly that time once nothing is
 outstanding, and that a write the rule covers submits no transaction and writes no due row.
 
 The app row is written with a merge that names every column this version owns: after every write
@@ -33,9 +35,11 @@ from shared.domain.models import (
     ApplicationConfig,
     ApplicationStatus,
     JobReason,
+    LogLevel,
     PendingRotation,
     RotationClaim,
     RotationResult,
+    UnloggedOutcome,
 )
 from shared.domain.schedule import attention_at
 from shared.errors import ConflictError
@@ -57,7 +61,7 @@ from tests.rotation.azurite_store import POLICY, CountingTable, due_table, fresh
 
 APPS = [str(uuid.UUID(int=index + 1)) for index in range(3)]
 EXAMPLES = int(os.environ.get("ROTATOR_DUE_INDEX_EXAMPLES", "25"))
-KINDS = ("idle", "pending", "enqueued", "claim", "renew", "finish", "disable")
+KINDS = ("idle", "pending", "enqueued", "claim", "renew", "finish", "ended", "settled", "disable")
 
 step = st.tuples(st.integers(0, len(APPS) - 1), st.sampled_from(KINDS), st.integers(0, 90))
 
@@ -75,7 +79,9 @@ def config_for(app_id: str, *, enabled: bool = True) -> ApplicationConfig:
 
 
 def outstanding(status: ApplicationStatus) -> bool:
-    return status.in_progress is not None or status.pending is not None or status.enqueued_at is not None
+    """A job queued or running, or an outcome the log lacks: the due row may be early."""
+    job = status.in_progress is not None or status.pending is not None or status.enqueued_at is not None
+    return job or bool(status.unlogged)
 
 
 def next_status(kind: str, status: ApplicationStatus, now: datetime) -> ApplicationStatus:
@@ -101,10 +107,27 @@ def next_status(kind: str, status: ApplicationStatus, now: datetime) -> Applicat
         assert status.in_progress is not None
         claim = status.in_progress.model_copy(update={"expires_at": now + timedelta(minutes=5)})
         return status.model_copy(update={"in_progress": claim})
-    if kind == "finish":
-        return status.model_copy(
-            update={"in_progress": None, "pending": None, "enqueued_at": None, "retry_at": None}
+    if kind in ("finish", "ended"):
+        # "ended": as the engine ends a rotation, its outcome kept in the row for the log.
+        outcome = UnloggedOutcome(
+            at=now,
+            app_id="a",
+            rotation_id=str(uuid.uuid4()),
+            event="rotation.completed",
+            level=LogLevel.INFO,
+            message="Rotation succeeded",
         )
+        return status.model_copy(
+            update={
+                "in_progress": None,
+                "pending": None,
+                "enqueued_at": None,
+                "retry_at": None,
+                "unlogged": [*status.unlogged, outcome] if kind == "ended" else status.unlogged,
+            }
+        )
+    if kind == "settled":
+        return status.model_copy(update={"unlogged": []})
     return status  # "disable": the configuration changes
 
 
@@ -266,6 +289,47 @@ def test_a_queued_job_and_its_claim_leave_the_due_row_in_place(azurite: str, lay
             assert stored.index_key == (index_row_key(wanted, app_id) if layout == LAYOUT_BOTH else None)
             assert await due_rows(table) == [stored.due_key]
             await check(table, store, [], [app_id], layout=layout)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("layout", [LAYOUT_TABLE, LAYOUT_BOTH])
+def test_the_write_that_ends_a_rotation_leaves_the_due_row_to_the_one_that_settles_its_outcome(
+    azurite: str, layout: str
+) -> None:
+    """Named example (the engine's last two writes): the write that ends a claimed rotation keeps
+    its outcome for the log (``unlogged``) and leaves the due row where the scan found it; the
+    write that settles the outcome moves it to the next scheduled time. Two due row writes per
+    rotation, not four."""
+
+    async def scenario() -> None:
+        now = datetime(2026, 12, 1, tzinfo=UTC)
+        async with one_idle_app(azurite, now, layout) as (table, counted, store, created):
+            config = created.config
+            due_at = attention_at(config, created.status, POLICY)
+            assert due_at is not None
+            now = due_at
+            stored = created
+            for kind in ("pending", "claim"):
+                stored = await store.save(stored, config, next_status(kind, stored.status, now), now)
+            found_at = await due_rows(table)
+            assert found_at == [created.due_key]
+            before = counted.calls
+            ended = next_status("ended", next_status("idle", stored.status, now), now)
+            stored = await store.save(stored, config, ended, now)
+            # One transaction: the expiry change held back while the job ran (``_change_operation``).
+            assert counted.calls == before + 1 and await due_rows(table) == found_at
+            assert (stored.index_key, stored.due_key) == (created.index_key, created.due_key)
+            await check(table, store, [], [APPS[0]], layout=layout)
+            settled = next_status("settled", stored.status, now)
+            stored = await store.save(stored, config, settled, now)
+            # In the ``both`` layout the registry's ``due|`` row moves in the app row's transaction.
+            assert counted.calls == before + (2 if layout == LAYOUT_BOTH else 1)
+            wanted = attention_at(config, settled, POLICY)
+            assert wanted is not None and stored.due_key is not None
+            assert key_instant(stored.due_key) == format_instant(wanted)
+            assert await due_rows(table) == [stored.due_key]
+            await check(table, store, [], [APPS[0]], layout=layout)
 
     asyncio.run(scenario())
 
