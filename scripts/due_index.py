@@ -8,7 +8,8 @@ table kept the due index as ``due|`` rows in the registry table. An install they
 ``both`` layout, in which every write keeps those rows too, so rolling back to such a version keeps
 every application rotating (``shared.storage.applications``).
 
-* ``status``: the recorded layout, and how many ``due|`` rows the registry still holds.
+* ``status``: the recorded layout (or that none is yet: the first write of this version records
+  one), and how many ``due|`` rows the registry still holds. It only reads.
 * ``contract``: record the ``table`` layout. Every instance stops writing ``due|`` rows within
   ``LAYOUT_REFRESH_SECONDS``, and each scan deletes the ones it reads that no app row still needs.
   Run it once every instance runs this version and a rollback below it is no longer wanted: a
@@ -43,10 +44,10 @@ class Expanded:
     left: int = 0  # changed by someone else on every attempt: run ``expand`` again
 
 
-async def status(store: ApplicationStore) -> tuple[str, int]:
-    """(the recorded layout, the registry's ``due|`` rows)."""
-    layout = LAYOUT_BOTH if await store.writes_legacy_rows() else LAYOUT_TABLE
-    return layout, len(await store.legacy_due_keys())
+async def status(store: ApplicationStore) -> tuple[str | None, int]:
+    """(the recorded layout, None while none is; the registry's ``due|`` rows). Reads only: a
+    status must not decide the layout the first write of this version would decide."""
+    return await store.recorded_layout(), len(await store.legacy_due_keys())
 
 
 async def contract(store: ApplicationStore) -> None:
@@ -118,7 +119,8 @@ async def main(command: str) -> int:
             done = await expand(store)
             print(f"written {done.written}, unchanged {done.unchanged}, left for another run {done.left}")
         layout, rows = await status(store)
-        print(f"layout {layout}; registry due| rows {rows}")
+        shown = layout or "not recorded yet (the first write of this version records it)"
+        print(f"layout {shown}; registry due| rows {rows}")
         return 0
     finally:
         await services.close()

@@ -392,7 +392,9 @@ def test_contract_then_expand_gives_a_version_before_every_application_back(azur
 
 def test_the_layout_commands_need_only_the_storage_setting(azurite: str, clean_storage: None) -> None:
     """``python -m scripts.due_index status`` runs with ``AzureWebJobsStorage`` alone (the app's
-    other settings are not used), and without it says what is missing (no traceback)."""
+    other settings are not used), and without it says what is missing (no traceback). It only
+    reads: on an install no write of this version has touched, no layout is recorded by it (named
+    example: it used to record one, deciding what the first write decides)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -409,7 +411,24 @@ def test_the_layout_commands_need_only_the_storage_setting(azurite: str, clean_s
         timeout=60,
     )
     assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.strip().endswith("layout table; registry due| rows 0")
+    assert ran.stdout.strip().endswith(
+        "layout not recorded yet (the first write of this version records it); registry due| rows 0"
+    )
+    from azure.data.tables import TableClient
+
+    with TableClient.from_connection_string(azurite, "applications") as registry:
+        assert list(registry.query_entities("PartitionKey eq 'meta'", select=["RowKey"])) == []
+        registry.create_entity({"PartitionKey": META_PARTITION, "RowKey": LAYOUT_KEY, "Layout": LAYOUT_TABLE})
+    again = subprocess.run(
+        command,
+        cwd=root,
+        env={**bare, "AzureWebJobsStorage": azurite},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip().endswith("layout table; registry due| rows 0")
     missing = subprocess.run(command, cwd=root, env=bare, capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "AzureWebJobsStorage" in missing.stderr
     assert "Traceback" not in missing.stderr
