@@ -864,6 +864,12 @@ class RotationEngine:
             owed = self._owed_after(app, refused, status.cleanup_key_ids)
             if owed != status.cleanup_key_ids:
                 changes["cleanup_key_ids"] = owed
+        new = next((p for p in app.passwords if p.key_id == key_id), None)
+        if new is not None and new.end is not None and new.end != status.expires_at:
+            # Entra ID's end date for the new credential, not its staged copy's ``exp`` (which
+            # ``_commit`` had): a copy whose expiry was changed or removed in the vault must not
+            # move the schedule (no expiry reads as never rotated: due again at once).
+            changes["expires_at"] = new.end
         previous = next((p for p in app.passwords if p.key_id == status.previous_key_id), None)
         retire_at = (
             previous.end + RETIRE_MARGIN

@@ -631,6 +631,32 @@ async def rotation_log_unavailable(rotator: Rotator) -> AsyncIterator[None]:
         store._table = table
 
 
+async def test_the_schedule_follows_entra_ids_end_date_not_the_staged_copys(rotator: Rotator) -> None:
+    """Found in review: a rotation recorded the application's expiry from the ``exp`` of its
+    staged secret in the rotator's vault. A staged copy whose expiry was removed there left
+    ``expiresAt`` empty, which the schedule reads as never rotated: due at once, a new credential
+    every timer pass. The retire step records Entra ID's end date for the new credential (from
+    the read it makes anyway), so the next rotation is scheduled from it."""
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app)
+    job = await refresh(rotator, entra_app.app_id)
+    with contextlib.suppress(WorkerStopped):
+        await engine_stopping_after(rotator, "staged").handle(job)
+    staged = staged_versions(rotator, entra_app.app_id)
+    assert len(staged) == 1 and staged[0].expires is not None
+    staged[0].expires = None  # the vault's copy loses its expiry (the simulator's state)
+    rotator.clock.advance(timedelta(minutes=31))  # the stopped worker's claim has expired
+    assert (await rotator.services.scanner.scan()).enqueued == {"takeOver": 1}
+    assert await rotator.services.engine.handle(await receive_job(rotator.services)) == "rotated"
+    [new] = rotator.managed(entra_app)
+    status = await rotator.status(entra_app.app_id)
+    assert status.current_key_id == new.key_id and new.end is not None
+    assert status.expires_at is not None and abs((status.expires_at - new.end).total_seconds()) < 1
+    rotator.clock.advance(timedelta(minutes=16))
+    assert (await rotator.services.scanner.scan()).enqueued == {}  # not due again
+    assert len(rotator.managed(entra_app)) == 1
+
+
 async def test_a_log_that_refuses_a_rotations_outcome_gets_it_from_the_jobs_next_delivery(
     rotator: Rotator,
 ) -> None:
