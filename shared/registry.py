@@ -21,6 +21,7 @@ from shared.domain.models import (
     ApplicationState,
     ApplicationStatus,
     JobReason,
+    LogLevel,
     PendingRotation,
     RotationJob,
     RotationLogEntry,
@@ -86,6 +87,10 @@ def _check_storable(config: ApplicationConfig) -> None:
         )
 
 
+# The log entry of a DELETE that leaves credentials the rotator owed removal in Entra ID.
+CREDENTIALS_LEFT = "registration.deletedLeavingCredentials"
+
+
 def _removals_owed(current: StoredApplication) -> ConflictError:
     """The refusal of a DELETE while credentials wait for the rotator to remove them."""
     status = current.status
@@ -109,7 +114,8 @@ def _removals_owed(current: StoredApplication) -> ConflictError:
         "Credentials wait for the rotator to remove them from Entra ID: "
         + "; ".join(reasons)
         + f". The timer removes them{when}, also while rotation is disabled; delete the application "
-        "after that (once it is gone nothing would remove them)",
+        "after that (once it is gone nothing would remove them), or delete it now with "
+        "leaveCredentials=true to leave them in Entra ID (the log names them)",
         app_id=current.app_id,
     )
 
@@ -258,11 +264,14 @@ class RegistryService:
             raise RuntimeError("credentials sent, but the registry has no rotator vault to store them in")
         return self._vaults(self._rotator_vault_url)
 
-    async def delete(self, app_id: str, *, if_match: str | None) -> None:
+    async def delete(self, app_id: str, *, if_match: str | None, leave_credentials: bool = False) -> None:
         """Remove the registration (the log stays). ConflictError while any rotation holds a claim,
         even one whose worker stopped (its credential may not be traced yet; the timer resumes it),
         and while credentials wait for the rotator to remove them from Entra ID
-        (``ApplicationStatus.owes_removals``: once the row is gone nothing would remove them).
+        (``ApplicationStatus.owes_removals``: once the row is gone nothing would remove them),
+        unless the operator asks to ``leave_credentials``: then a log entry
+        (``registration.deletedLeavingCredentials``) names what stays in Entra ID, written before the
+        row goes like any outcome below (TransientServiceError, and nothing deleted, when it cannot).
 
         A rotation still queued ends as superseded, written with the row first (as the engine ends
         one, ``UnloggedOutcome``), and every outcome the row holds is in the log before the row
@@ -290,7 +299,12 @@ class RegistryService:
                     rotation_id=claim.rotation_id,
                 )
             if current.status.owes_removals():
-                raise _removals_owed(current)
+                if not leave_credentials or self._events is None:
+                    raise _removals_owed(current)
+                try:
+                    current = await self._note_credentials_left(current)
+                except ConflictError:
+                    continue  # the row changed meanwhile: look again
             try:
                 current = await self._end_queued(current)
             except ConflictError:
@@ -305,6 +319,48 @@ class RegistryService:
                 continue  # the row changed meanwhile (a rotation, a request): look again
             return
         raise ConflictError("Application is changing too often; try again", app_id=app_id)
+
+    async def _note_credentials_left(self, current: StoredApplication) -> StoredApplication:
+        """``current`` with the entry naming what a DELETE with ``leave_credentials`` leaves in
+        Entra ID in its ``unlogged`` (once: a retried DELETE adds none), in one row write."""
+        status = current.status
+        if self._events is None or any(o.event == CREDENTIALS_LEFT for o in status.unlogged):
+            return current
+        left = []
+        if status.cleanup_key_ids:
+            left.append(f"credential(s) {', '.join(status.cleanup_key_ids)}")
+        if status.pending_revocation is not None:
+            left.append(
+                "the credentials compromised rotation "
+                f"{status.pending_revocation.rotation_id} was to revoke (all but {status.pending_revocation.key_id})"
+            )
+        if status.late_creates:
+            left.append(
+                "any credential named for rotation(s) "
+                f"{', '.join(late.rotation_id for late in status.late_creates)} (an addPassword that got no answer)"
+            )
+        noted = self._events.outcome(
+            current.app_id,
+            status.last_rotation_id or new_rotation_id(),
+            CREDENTIALS_LEFT,
+            "Registration deleted at the operator's request (leaveCredentials=true), leaving "
+            + "; ".join(left)
+            + " in Entra ID: the rotator no longer tracks them once it is gone; remove them there "
+            "(written before the registration goes: if it is still registered, the DELETE did not "
+            "complete and the timer still removes them)",
+            level=LogLevel.WARNING,
+            step="request",
+            details={
+                "cleanupKeyIds": list(status.cleanup_key_ids),
+                "pendingRevocation": None
+                if status.pending_revocation is None
+                else status.pending_revocation.to_json_dict(),
+                "unansweredRotationIds": [late.rotation_id for late in status.late_creates],
+            },
+        )
+        return await self._save_status(
+            current, status.model_copy(update={"unlogged": [*status.unlogged, noted]})
+        )
 
     async def _end_queued(self, current: StoredApplication) -> StoredApplication:
         """``current`` with its queued rotation (if any) ended as superseded, in one row write."""

@@ -149,6 +149,7 @@ def error_to_response(error: Exception) -> func.HttpResponse:
 # Query parameters each operation takes (by handler name); ``code`` (the function key) always.
 QUERY_PARAMETERS: dict[str, frozenset[str]] = {
     "list_applications": frozenset({"pageSize", "continuationToken"}),
+    "delete_application": frozenset({"leaveCredentials"}),
     "get_rotation_log": frozenset({"pageSize", "continuationToken"}),
     "list_inventory": frozenset({"expiringWithinDays", "pageSize", "continuationToken"}),
     "pick_subscriptions": frozenset({"pageSize", "continuationToken"}),

@@ -267,7 +267,17 @@ def _paths() -> dict[str, Any]:
             "delete": {
                 "operationId": "deleteApplication",
                 "summary": "Remove an application's registration (its rotation log is kept)",
-                "parameters": [IF_MATCH],
+                "parameters": [
+                    IF_MATCH,
+                    {
+                        "name": "leaveCredentials",
+                        "in": "query",
+                        "description": "Delete even while credentials wait for the rotator to remove them "
+                        "from Entra ID, leaving them there; the log entry "
+                        "registration.deletedLeavingCredentials names them.",
+                        "schema": {"type": "string", "enum": ["true", "false"], "default": "false"},
+                    },
+                ],
                 "responses": {
                     "204": {"description": "Deleted."},
                     **COMMON_ERRORS,
@@ -276,7 +286,7 @@ def _paths() -> dict[str, Any]:
                         "or credentials wait for the rotator to remove them from Entra ID (a failed "
                         "rotation's, what an unanswered addPassword may still create, or a compromised "
                         "rotation's revocation; the timer removes them, also while rotation is disabled); "
-                        "delete after that."
+                        "delete after that, or with leaveCredentials=true."
                     ),
                     "412": _problem("If-Match did not hold."),
                 },

@@ -164,7 +164,17 @@ async def put_application(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="applications/{appId}", methods=["DELETE"])
 @handle_errors
 async def delete_application(req: func.HttpRequest) -> func.HttpResponse:
-    await get_services().registry.delete(app_id_param(req), if_match=if_match(req))
+    """``leaveCredentials=true``: delete even while credentials wait for the rotator to remove
+    them from Entra ID, leaving them there (the log names them; ``RegistryService.delete``)."""
+    leave = req.params.get("leaveCredentials", "false")
+    if leave not in ("true", "false"):
+        raise ValidationError(
+            "Invalid leaveCredentials",
+            [FieldProblem("leaveCredentials", "must be true or false", "true or false")],
+        )
+    await get_services().registry.delete(
+        app_id_param(req), if_match=if_match(req), leave_credentials=leave == "true"
+    )
     return func.HttpResponse(status_code=204)
 
 

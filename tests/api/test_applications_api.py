@@ -218,6 +218,25 @@ def test_delete_removes_the_application(api: httpx.Client) -> None:
     assert api.get(f"/applications/{app_id}").status_code == 404
 
 
+def test_delete_takes_leave_credentials_as_true_or_false_only(api: httpx.Client) -> None:
+    """``leaveCredentials`` is ``true`` or ``false``; anything else is a 400 naming it, and the
+    registration stays. With nothing owed it deletes as a plain DELETE does."""
+    app_id = register(api).json()["appId"]
+    for value in ("yes", "1", "TRUE", ""):
+        refused = api.delete(f"/applications/{app_id}", params={"leaveCredentials": value})
+        assert refused.status_code == 400, value
+        assert refused.json()["errors"] == [
+            {
+                "field": "leaveCredentials",
+                "message": "must be true or false",
+                "allowed": "true or false",
+            }
+        ]
+        assert api.get(f"/applications/{app_id}").status_code == 200
+    assert api.delete(f"/applications/{app_id}", params={"leaveCredentials": "true"}).status_code == 204
+    assert api.get(f"/applications/{app_id}").status_code == 404
+
+
 def test_manual_refresh_queues_a_job_without_secrets(api: httpx.Client, azurite: str) -> None:
     from azure.storage.queue import QueueClient
 

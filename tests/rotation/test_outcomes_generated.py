@@ -1,6 +1,7 @@
 """Every rotation id the API answers 202 with ends in the log with exactly one terminal outcome,
 and no credential the rotator created is left behind, whatever happens around it: generated
-sequences of refreshes (plain and compromised), DELETEs (with and without If-Match), registrations
+sequences of refreshes (plain and compromised), DELETEs (with and without If-Match, with and
+without ``leaveCredentials``), registrations
 again (rotation enabled or disabled), job deliveries (duplicated, or with the worker killed after
 any step), the rotation log refusing writes, Entra ID refusing removals, new secrets that never
 work, and the timer, against the real stores on Azurite and the simulated Entra ID and Key Vault,
@@ -12,7 +13,8 @@ the faults end and the queue is worked until nothing is left (time passes, the t
 stopped workers and retries removals): every accepted id has its one outcome; a registered
 application holds no claim, no queued rotation, no outcome the log lacks and no removal still
 owed; and every credential of the rotator's in Entra ID is the current or previous one of the
-registration, or was when a DELETE removed it.
+registration, or was when a DELETE removed it, or is named by the log entry of a DELETE that left
+it (``leaveCredentials``).
 
 ``ROTATOR_OUTCOME_EXAMPLES`` sets the number of generated cases (default 30).
 """
@@ -32,7 +34,7 @@ from hypothesis import strategies as st
 
 from shared.domain.models import TERMINAL_EVENTS, ApplicationConfig, RotationJob
 from shared.errors import ConflictError, NotFoundError, RotatorError
-from shared.registry import PreconditionFailed
+from shared.registry import CREDENTIALS_LEFT, PreconditionFailed
 from shared.storage.queue import QUEUE_NAME, parse_job
 from tests.rotation.azurite_store import generated
 from tests.rotation.conftest import Rotator, rotator_with
@@ -43,8 +45,9 @@ EXAMPLES = int(os.environ.get("ROTATOR_OUTCOME_EXAMPLES", "30"))
 
 step = st.one_of(
     st.tuples(st.just("refresh"), st.booleans()),
-    # If-Match or not; after the claim of a worker killed meanwhile has expired, or not.
-    st.tuples(st.just("delete"), st.booleans(), st.booleans()),
+    # If-Match or not; after the claim of a worker killed meanwhile has expired, or not;
+    # leaveCredentials or not.
+    st.tuples(st.just("delete"), st.booleans(), st.booleans(), st.booleans()),
     st.tuples(st.just("register"), st.booleans()),  # rotation enabled or disabled
     st.tuples(
         st.just("deliver"),
@@ -56,13 +59,16 @@ step = st.one_of(
     # stopped worker, and outcomes in the row, in few steps.
     st.tuples(st.just("refresh, worker killed"), st.booleans(), st.sampled_from(CRASH_POINTS)),
     st.tuples(st.just("deliver during a log outage"), st.integers(0, 5)),
-    st.tuples(st.just("delete during a log outage")),
+    st.tuples(st.just("delete during a log outage"), st.booleans()),
     st.tuples(st.just("timer")),
     st.tuples(st.just("Entra refuses removals"), st.integers(1, 3)),
     # A whole rotation requested and worked while Entra ID refuses removals and/or never accepts
     # the new secret: reaches failed rotations and removals still owed in few steps.
     st.tuples(st.just("refresh under Entra faults"), st.booleans(), st.booleans(), st.integers(0, 2)),
     st.tuples(st.just("new secrets never work"), st.booleans()),
+    # A rotation that fails while Entra ID refuses to remove its credential, then a DELETE (with
+    # leaveCredentials or not): reaches a DELETE while a removal is owed in few steps.
+    st.tuples(st.just("failed rotation, then DELETE"), st.booleans()),
 )
 
 
@@ -86,6 +92,10 @@ class Lifecycle:
         # The current and previous credentials of each registration a DELETE removed: destinations
         # may use them, so they stay.
         self.kept: set[str] = set()
+        # What the log entry of a DELETE with leaveCredentials named: key ids, and rotation ids
+        # (an unanswered addPassword's credential is named for its rotation).
+        self.left_keys: set[str] = set()
+        self.left_rotations: set[str] = set()
 
     @property
     def app_id(self) -> str:
@@ -116,14 +126,16 @@ class Lifecycle:
         self.accepted.add(outcome.rotation_id)  # 202
         await self.pull()
 
-    async def delete(self, if_match: bool) -> None:
+    async def delete(self, if_match: bool, leave: bool = False) -> None:
         registry, applications = self.rotator.services.registry, self.rotator.services.applications
         stored = await applications.find(self.app_id)
         if stored is None:
             return
         claimed = stored.status.in_progress is not None
         try:
-            await registry.delete(self.app_id, if_match=stored.etag if if_match else None)
+            await registry.delete(
+                self.app_id, if_match=stored.etag if if_match else None, leave_credentials=leave
+            )
         except PreconditionFailed:
             return
         except ConflictError:
@@ -131,14 +143,29 @@ class Lifecycle:
             if claimed or now.in_progress is not None:
                 event("DELETE refused: a rotation holds its claim")
             else:
+                assert not leave, "a DELETE with leaveCredentials refused with no rotation claimed"
                 assert stored.status.owes_removals() or now.owes_removals(), "a DELETE refused for no reason"
                 event("DELETE refused: credentials wait for removal")
             return
         event("DELETE ended a queued rotation" if stored.status.pending else "DELETE")
         assert not claimed, "a DELETE removed an application whose rotation held its claim"
-        assert not stored.status.owes_removals(), "a DELETE dropped credentials still to be removed"
         assert await applications.find(self.app_id) is None
         self.kept |= {k for k in (stored.status.current_key_id, stored.status.previous_key_id) if k}
+        if stored.status.owes_removals():
+            assert leave, "a DELETE dropped credentials still to be removed"
+            await self.note_what_was_left()
+
+    async def note_what_was_left(self) -> None:
+        """What the log entry of the DELETE that just left credentials in Entra ID names."""
+        page = await self.rotator.services.rotation_log.list_page(self.app_id, 500, None)
+        entry = next((e for e in page.items if e.event == CREDENTIALS_LEFT), None)
+        assert entry is not None, "a DELETE left credentials without a log entry naming them"
+        event("DELETE left credentials in Entra ID")
+        self.left_keys |= set(entry.details["cleanupKeyIds"])
+        self.left_rotations |= set(entry.details["unansweredRotationIds"])
+        if entry.details["pendingRevocation"] is not None:
+            # "All but" the compromised rotation's credential: every one of ours there now.
+            self.left_keys |= {p.key_id for p in self.rotator.managed(self.entra_app)}
 
     async def deliver(self, index: int, keep_copy: bool, crash: str | None) -> None:
         if not self.jobs:
@@ -189,10 +216,14 @@ class Lifecycle:
     def check_nothing_stray(self, status: Any, steps: Any) -> None:
         """Every credential of the rotator's is the registration's current or previous one, or was
         when a DELETE removed the registration."""
-        allowed = set(self.kept)
+        allowed = self.kept | self.left_keys
         if status is not None:
             allowed |= {k for k in (status.current_key_id, status.previous_key_id) if k}
-        stray = [p.display_name for p in self.rotator.managed(self.entra_app) if p.key_id not in allowed]
+        stray = [
+            p.display_name
+            for p in self.rotator.managed(self.entra_app)
+            if p.key_id not in allowed and not any(r in (p.display_name or "") for r in self.left_rotations)
+        ]
         assert not stray, f"credentials of the rotator's nobody traces: {stray} after {steps}"
 
 
@@ -215,7 +246,7 @@ async def run(
             elif kind == "delete":
                 if args[1]:
                     rotator.clock.advance(timedelta(minutes=31))
-                await life.delete(args[0])
+                await life.delete(args[0], args[2])
             elif kind == "refresh, worker killed":
                 await life.refresh(args[0])
                 await life.deliver(len(life.jobs) - 1, False, args[1])
@@ -229,7 +260,7 @@ async def run(
             elif kind == "delete during a log outage":
                 async with rotation_log_unavailable(rotator):
                     try:
-                        await life.delete(False)
+                        await life.delete(False, args[0])
                     except RotatorError:
                         pass  # answered 503: nothing was removed
             elif kind == "refresh under Entra faults":
@@ -240,6 +271,13 @@ async def run(
                 await life.refresh(compromised)
                 await life.deliver(len(life.jobs) - 1, False, None)
                 stack.entra.broken_new_secrets = False
+            elif kind == "failed rotation, then DELETE":
+                stack.entra.broken_new_secrets = True
+                stack.entra.fail_next(3, 403, method="POST", path=r"/removePassword$")
+                await life.refresh(False)
+                await life.deliver(len(life.jobs) - 1, False, None)
+                stack.entra.broken_new_secrets = False
+                await life.delete(False, args[0])
             elif kind == "Entra refuses removals":
                 stack.entra.fail_next(args[0], 403, method="POST", path=r"/removePassword$")
             elif kind == "new secrets never work":

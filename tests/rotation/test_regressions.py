@@ -830,6 +830,54 @@ async def test_a_delete_while_a_failed_rotations_credential_waits_for_removal_is
     assert await rotator.services.applications.find(entra_app.app_id) is None
 
 
+async def test_a_delete_with_leave_credentials_names_what_entra_would_not_remove_before_the_row_goes(
+    rotator: Rotator,
+) -> None:
+    """Found in review: while Entra ID keeps refusing to remove a credential of the rotator's (the
+    rotator lost its permission on the application), every DELETE was refused (409) and the
+    registration could not be removed at all. ``leaveCredentials`` deletes it anyway, removes
+    nothing, and first writes a log entry naming the credential left behind (traceable); while the
+    log cannot take it, nothing is deleted."""
+    from shared.errors import ConflictError, TransientServiceError
+    from shared.registry import CREDENTIALS_LEFT
+    from shared.rotation.engine import EngineSettings
+
+    engine = rotator.services.engine
+
+    async def skip(seconds: float) -> None:
+        rotator.clock.advance(timedelta(seconds=seconds))
+
+    engine._sleep = skip
+    engine._settings = EngineSettings(
+        credential_prefix="secret-rotator", claim_timeout=timedelta(minutes=30), verify_timeout_seconds=4
+    )
+    rotator.stack.entra.broken_new_secrets = True  # the new secret never works: the rotation fails
+    entra_app = rotator.seed_entra_app(passwords=[])
+    await register(rotator, entra_app)
+    rotator.stack.entra.fail_next(50, 403, method="POST", path=r"/removePassword$")  # keeps refusing
+    assert await engine.handle(await refresh(rotator, entra_app.app_id)) == "failed"
+    [stray] = rotator.managed(entra_app)
+    registry = rotator.services.registry
+    try:
+        await registry.delete(entra_app.app_id, if_match=None)
+        raise AssertionError("a plain DELETE while a credential of ours waits for removal must be refused")
+    except ConflictError as refused:
+        assert "leaveCredentials=true" in refused.message
+    async with rotation_log_unavailable(rotator):
+        try:
+            await registry.delete(entra_app.app_id, if_match=None, leave_credentials=True)
+            raise AssertionError("a DELETE whose record of what it leaves cannot be written must not delete")
+        except TransientServiceError:
+            pass
+    assert await rotator.services.applications.find(entra_app.app_id) is not None
+    await registry.delete(entra_app.app_id, if_match=None, leave_credentials=True)
+    assert await rotator.services.applications.find(entra_app.app_id) is None
+    assert [p.key_id for p in rotator.managed(entra_app)] == [stray.key_id]  # left, not removed
+    noted = [e for e in await events(rotator, entra_app.app_id) if e.event == CREDENTIALS_LEFT]
+    assert len(noted) == 1  # the retried DELETE wrote the entry once
+    assert noted[0].details["cleanupKeyIds"] == [stray.key_id] and stray.key_id in noted[0].message
+
+
 async def test_a_superseded_credential_entra_would_not_remove_is_retried_at_the_next_pass(
     rotator: Rotator,
 ) -> None:
