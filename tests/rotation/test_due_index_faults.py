@@ -400,16 +400,13 @@ def test_the_layout_commands_need_only_the_storage_setting(azurite: str, clean_s
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    command = [sys.executable, "-m", "scripts.due_index", "status"]
     bare = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/")}
-    ran = subprocess.run(
-        command,
-        cwd=root,
-        env={**bare, "AzureWebJobsStorage": azurite},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+
+    def status(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "scripts.due_index", "status"]
+        return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=60)
+
+    ran = status({**bare, "AzureWebJobsStorage": azurite})
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip().endswith(
         "layout not recorded yet (the first write of this version records it); registry due| rows 0"
@@ -419,17 +416,10 @@ def test_the_layout_commands_need_only_the_storage_setting(azurite: str, clean_s
     with TableClient.from_connection_string(azurite, "applications") as registry:
         assert list(registry.query_entities("PartitionKey eq 'meta'", select=["RowKey"])) == []
         registry.create_entity({"PartitionKey": META_PARTITION, "RowKey": LAYOUT_KEY, "Layout": LAYOUT_TABLE})
-    again = subprocess.run(
-        command,
-        cwd=root,
-        env={**bare, "AzureWebJobsStorage": azurite},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    again = status({**bare, "AzureWebJobsStorage": azurite})
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip().endswith("layout table; registry due| rows 0")
-    missing = subprocess.run(command, cwd=root, env=bare, capture_output=True, text=True, timeout=60)
+    missing = status(bare)
     assert missing.returncode == 2 and "AzureWebJobsStorage" in missing.stderr
     assert "Traceback" not in missing.stderr
 

@@ -780,15 +780,9 @@ async def test_a_delete_that_cannot_log_a_queued_rotations_end_keeps_it_until_it
     assert await terminal_outcomes(rotator, entra_app.app_id, job.rotation_id) == ["superseded"]
 
 
-async def test_a_delete_while_a_failed_rotations_credential_waits_for_removal_is_refused_until_it_is_gone(
-    rotator: Rotator,
-) -> None:
-    """Found by review: a rotation that failed after its addPassword, whose credential Entra ID
-    would not remove at once, keeps it on ``cleanupKeyIds`` for the timer. A DELETE then removed
-    the registration, the only record of that credential: it stayed in Entra ID, valid and
-    untraced. A DELETE is now refused (409) while credentials of ours wait to be removed, also
-    once rotation is disabled; the timer removes them (disabled or not), then DELETE works."""
-    from shared.errors import ConflictError
+async def failed_while_removal_is_refused(rotator: Rotator, *, refusals: int) -> tuple[Any, Any]:
+    """A registered application whose rotation failed (its new secret never works) while Entra ID
+    refused the next ``refusals`` removals: (the Entra application, the credential it left)."""
     from shared.rotation.engine import EngineSettings
 
     engine = rotator.services.engine
@@ -803,9 +797,23 @@ async def test_a_delete_while_a_failed_rotations_credential_waits_for_removal_is
     rotator.stack.entra.broken_new_secrets = True  # the new secret never works: the rotation fails
     entra_app = rotator.seed_entra_app(passwords=[])
     await register(rotator, entra_app)
-    rotator.stack.entra.fail_next(1, 403, method="POST", path=r"/removePassword$")
+    rotator.stack.entra.fail_next(refusals, 403, method="POST", path=r"/removePassword$")
     assert await engine.handle(await refresh(rotator, entra_app.app_id)) == "failed"
     [stray] = rotator.managed(entra_app)
+    return entra_app, stray
+
+
+async def test_a_delete_while_a_failed_rotations_credential_waits_for_removal_is_refused_until_it_is_gone(
+    rotator: Rotator,
+) -> None:
+    """Found by review: a rotation that failed after its addPassword, whose credential Entra ID
+    would not remove at once, keeps it on ``cleanupKeyIds`` for the timer. A DELETE then removed
+    the registration, the only record of that credential: it stayed in Entra ID, valid and
+    untraced. A DELETE is now refused (409) while credentials of ours wait to be removed, also
+    once rotation is disabled; the timer removes them (disabled or not), then DELETE works."""
+    from shared.errors import ConflictError
+
+    entra_app, stray = await failed_while_removal_is_refused(rotator, refusals=1)
     status = await rotator.status(entra_app.app_id)
     assert status.cleanup_key_ids == [stray.key_id] and status.retry_at is not None
     assert status.last_error is not None and f"did not remove its credential yet (keyId {stray.key_id})" in (
@@ -840,23 +848,8 @@ async def test_a_delete_with_leave_credentials_names_what_entra_would_not_remove
     log cannot take it, nothing is deleted."""
     from shared.errors import ConflictError, TransientServiceError
     from shared.registry import CREDENTIALS_LEFT
-    from shared.rotation.engine import EngineSettings
 
-    engine = rotator.services.engine
-
-    async def skip(seconds: float) -> None:
-        rotator.clock.advance(timedelta(seconds=seconds))
-
-    engine._sleep = skip
-    engine._settings = EngineSettings(
-        credential_prefix="secret-rotator", claim_timeout=timedelta(minutes=30), verify_timeout_seconds=4
-    )
-    rotator.stack.entra.broken_new_secrets = True  # the new secret never works: the rotation fails
-    entra_app = rotator.seed_entra_app(passwords=[])
-    await register(rotator, entra_app)
-    rotator.stack.entra.fail_next(50, 403, method="POST", path=r"/removePassword$")  # keeps refusing
-    assert await engine.handle(await refresh(rotator, entra_app.app_id)) == "failed"
-    [stray] = rotator.managed(entra_app)
+    entra_app, stray = await failed_while_removal_is_refused(rotator, refusals=50)  # keeps refusing
     registry = rotator.services.registry
     try:
         await registry.delete(entra_app.app_id, if_match=None)
