@@ -481,6 +481,19 @@ def int_param(raw: str | None, name: str, low: int, high: int, default: int) -> 
     return int(raw)
 
 
+def bool_param(req: func.HttpRequest, name: str, *, default: bool) -> bool:
+    """A query parameter that is ``true`` or ``false`` (exactly), ``default`` when absent; 400
+    naming it otherwise."""
+    raw = req.params.get(name)
+    if raw is None:
+        return default
+    if raw not in ("true", "false"):
+        raise ValidationError(
+            f"Invalid {name}", [FieldProblem(name, "must be true or false", "true or false")]
+        )
+    return bool(raw == "true")
+
+
 def page_params(req: func.HttpRequest) -> tuple[int, str | None]:
     page_size = int_param(req.params.get("pageSize"), "pageSize", *PAGE_SIZE, DEFAULT_PAGE_SIZE)
     return page_size, req.params.get("continuationToken") or None

@@ -951,8 +951,8 @@ class ApplicationStore:
 
         if self._layout is not None and time.monotonic() - self._layout[1] < LAYOUT_REFRESH_SECONDS:
             return self._layout[0]
-        entity = await read_row(self._table, META_PARTITION, LAYOUT_KEY)
-        if entity is None:
+        layout = await self.recorded_layout()
+        if layout is None:
             # Any registration or periodic turn: a version before ``rotationdue`` ran here (its
             # timer records a turn in ``meta`` every run, even with nothing registered). This
             # version decides the layout before it writes either (``take_turn``).
@@ -971,9 +971,7 @@ class ApplicationStore:
                     {"PartitionKey": META_PARTITION, "RowKey": LAYOUT_KEY, "Layout": layout}
                 )
             except ResourceExistsError:
-                entity = await read_row(self._table, META_PARTITION, LAYOUT_KEY)
-        if entity is not None:
-            layout = str(entity.get("Layout") or LAYOUT_BOTH)
+                layout = await self.recorded_layout() or layout  # another instance decided first
         self._layout = (layout != LAYOUT_TABLE, time.monotonic())
         return self._layout[0]
 

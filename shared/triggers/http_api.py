@@ -11,6 +11,7 @@ import azure.functions as func
 
 from shared.api.http import (
     app_id_param,
+    bool_param,
     handle_errors,
     if_match,
     json_response,
@@ -166,15 +167,8 @@ async def put_application(req: func.HttpRequest) -> func.HttpResponse:
 async def delete_application(req: func.HttpRequest) -> func.HttpResponse:
     """``leaveCredentials=true``: delete even while credentials wait for the rotator to remove
     them from Entra ID, leaving them there (the log names them; ``RegistryService.delete``)."""
-    leave = req.params.get("leaveCredentials", "false")
-    if leave not in ("true", "false"):
-        raise ValidationError(
-            "Invalid leaveCredentials",
-            [FieldProblem("leaveCredentials", "must be true or false", "true or false")],
-        )
-    await get_services().registry.delete(
-        app_id_param(req), if_match=if_match(req), leave_credentials=leave == "true"
-    )
+    leave = bool_param(req, "leaveCredentials", default=False)
+    await get_services().registry.delete(app_id_param(req), if_match=if_match(req), leave_credentials=leave)
     return func.HttpResponse(status_code=204)
 
 
@@ -230,18 +224,14 @@ async def plan_rotation(req: func.HttpRequest) -> func.HttpResponse:
 
     services = get_services()
     stored = await services.registry.get(app_id_param(req))
-    raw_consumers = req.params.get("consumers", "true")
-    if raw_consumers not in ("true", "false"):
-        raise ValidationError(
-            "Invalid consumers", [FieldProblem("consumers", "must be true or false", "true or false")]
-        )
+    consumers = bool_param(req, "consumers", default=True)
     problems = await registration_problems(
         stored.config, services.plugins, services.groups, rotator_vault_url=services.settings.vault_url
     )
     plan = build_plan(
         stored, services.plugins, services.settings.credential_prefix, services.clock(), problems
     )
-    if raw_consumers == "true":
+    if consumers:
         from shared.discovery.consumers import discover
 
         plan["blastRadius"] = blast_radius(await discover(services, stored))
