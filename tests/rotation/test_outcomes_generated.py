@@ -12,7 +12,8 @@ rotation holds its claim or credentials wait for the rotator to remove them. Aft
 the faults end and the queue is worked until nothing is left (time passes, the timer takes over
 stopped workers and retries removals): every accepted id has its one outcome; a registered
 application holds no claim, no queued rotation, no outcome the log lacks and no removal still
-owed; and every credential of the rotator's in Entra ID is the current or previous one of the
+owed, and its recorded expiry is Entra ID's end date for its current credential; and every
+credential of the rotator's in Entra ID is the current or previous one of the
 registration, or was when a DELETE removed it, or is named by the log entry of a DELETE that left
 it (``leaveCredentials``).
 
@@ -297,6 +298,9 @@ async def run(
             status = stored.status
             assert status.in_progress is None and status.pending is None and status.unlogged == [], steps
             assert not status.owes_removals(), steps
+            current = [p for p in rotator.passwords(life.entra_app) if p.key_id == status.current_key_id]
+            if current:  # the schedule follows Entra ID's end date for the current credential
+                assert status.expires_at == current[0].end, steps
         life.check_nothing_stray(None if stored is None else stored.status, steps)
 
 
