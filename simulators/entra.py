@@ -249,7 +249,9 @@ class EntraSimulator(SimulatorServer):
       ``Retry-After`` (the seconds until the oldest counted write leaves the window) and
       ``x-ms-throttle-information: WriteLimitExceeded``, as Graph enforces 3,000 writes per 150 s
       per app and tenant (learn.microsoft.com/graph/throttling-limits, identity and access).
-      Refused writes are not counted; ``writes_throttled`` in the state counts them.
+      Refused writes are not counted; ``writes_throttled`` in the state counts them,
+      ``writes_accepted`` the others and ``writes_peak`` the most in one window at any moment
+      (all three start again from zero when ``write_quota`` is set).
     * ``fail_next`` - next N requests matching method/path get a 5xx (base switch).
     * ``commit_then_fail`` - next N addPassword create the password, then answer 504/503.
     * ``latency_seconds`` / ``clock_offset_seconds`` - base switches.
@@ -330,6 +332,8 @@ class EntraSimulator(SimulatorServer):
         self.write_quota: tuple[int, float] | None = None
         self._writes: collections.deque[float] = collections.deque()
         self.writes_throttled = 0
+        self.writes_accepted = 0  # counted against write_quota since it was set
+        self.writes_peak = 0  # the most counted in one window at any moment
         # AuditLog.Read.All granted: the sign-in report answers (403 when False).
         self.sign_in_activity_readable = True
 
@@ -638,6 +642,8 @@ class EntraSimulator(SimulatorServer):
                         else {"limit": self.write_quota[0], "window_seconds": self.write_quota[1]}
                     ),
                     "writes_throttled": self.writes_throttled,
+                    "writes_accepted": self.writes_accepted,
+                    "writes_peak": self.writes_peak,
                     "sign_in_activity_readable": self.sign_in_activity_readable,
                 }
             )
@@ -664,6 +670,8 @@ class EntraSimulator(SimulatorServer):
             )
             self._writes.clear()
             self.writes_throttled = 0
+            self.writes_accepted = 0
+            self.writes_peak = 0
         elif name == "throttle_writes":
             count, retry_after = (
                 (value, 1) if isinstance(value, int) else (value["count"], value.get("retry_after", 1))
@@ -1055,6 +1063,8 @@ class EntraSimulator(SimulatorServer):
                 )
             )
         self._writes.append(now)
+        self.writes_accepted += 1
+        self.writes_peak = max(self.writes_peak, len(self._writes))
 
     def _add_password(self, request: SimRequest) -> SimResponse:
         self._within_write_quota(request)

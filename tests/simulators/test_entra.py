@@ -229,6 +229,35 @@ async def test_throttle_body_and_headers_are_graphs(stack: SimulatorStack) -> No
     assert response.json()["error"]["code"] == "Request_ThrottledTemporarily"
 
 
+async def test_the_write_quota_refuses_writes_beyond_it_in_a_sliding_window(stack: SimulatorStack) -> None:
+    """``write_quota``: Graph's identity write limit (learn.microsoft.com/graph/throttling-limits),
+    here 3 per 60 s; refused writes are counted apart and leave the window as it was."""
+    app = stack.entra.add_application("payroll")
+    stack.entra.set_switches(write_quota={"limit": 3, "window_seconds": 60})
+    try:
+        async with httpx.AsyncClient(verify=stack.tls.client_context()) as http:
+            statuses, retry_after = [], []
+            for number in range(5):
+                response = await http.post(
+                    f"{stack.entra.url}/v1.0/applications/{app.object_id}/addPassword",
+                    json={"passwordCredential": {"displayName": f"w{number}"}},
+                    headers={"Authorization": f"Bearer {stack.entra.token_for()}"},
+                )
+                statuses.append(response.status_code)
+                retry_after.append(response.headers.get("Retry-After"))
+        assert statuses == [200, 200, 200, 429, 429]
+        assert all(59 <= int(seconds) <= 60 for seconds in retry_after[3:])
+        switches = stack.entra.switches()
+        assert (switches["writes_accepted"], switches["writes_peak"], switches["writes_throttled"]) == (
+            3,
+            3,
+            2,
+        )
+        assert len(stack.entra.get_application(app.object_id).passwords) == 3
+    finally:
+        stack.entra.set_switches(write_quota=None)
+
+
 async def test_commit_then_fail_makes_the_sdk_retry_mint_a_duplicate(stack: SimulatorStack) -> None:
     app = stack.entra.add_application("payroll")
     stack.entra.commit_then_fail(1, status=504, retry_after=1)
