@@ -3,6 +3,7 @@ machine and the method. Ratios are measured within this one run; nothing here is
 
     .venv/bin/python -m scripts.bench [--sizes 1000 10000 100000] [--registered 10000]
                                       [--directory 2000] [--due 1000] [--latency-ms 20]
+                                      [--scale-apps 10000] [--instances 40]
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from scripts import bench_api, bench_drain, bench_timer
+from scripts import bench_api, bench_drain, bench_scale, bench_timer
 
 T = TypeVar("T")
 
@@ -56,6 +57,8 @@ def main() -> None:
     parser.add_argument("--directory", type=int, default=2000, help="directory applications for /inventory")
     parser.add_argument("--due", type=int, default=1000, help="due applications for the drain")
     parser.add_argument("--latency-ms", type=int, default=20, help="simulator latency for the drain")
+    parser.add_argument("--scale-apps", type=int, default=10000, help="due applications for the scale-out")
+    parser.add_argument("--instances", type=int, default=40, help="worker instances for the scale-out")
     args = parser.parse_args()
 
     print(f"machine: {bench_timer.machine()}")
@@ -73,6 +76,8 @@ def main() -> None:
     print(page_cost.line())
     drain = isolated(bench_drain.run, args.due, args.latency_ms)
     print("\n".join(drain.rows()))
+    scale = isolated(bench_scale.run, args.scale_apps, args.instances, args.latency_ms)
+    print("\n".join(scale.rows()))
 
     text = f"""# Benchmarks
 
@@ -115,6 +120,14 @@ changes (LokiJS autosave), which at 100,000 registrations blocked it for about 3
 Method: {bench_drain.__doc__.split("Method:", 1)[1].strip() if bench_drain.__doc__ else ""}
 
 {chr(10).join(drain.rows())}
+
+## A scale-out against Graph's write quota
+
+Method: {bench_scale.__doc__.split("Method:", 1)[1].strip() if bench_scale.__doc__ else ""}
+
+{chr(10).join(scale.rows())}
+
+{scale.verdict()}
 
 ## API latency
 

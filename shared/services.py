@@ -269,12 +269,12 @@ class Services:
 
     @cached_property
     def graph_write_budget(self) -> RateBudget:
-        rate = self.settings.graph_writes_per_second
-        # Burst + 151 s of refill (150 s and a second of held tokens) stays within Graph's 3,000
-        # writes per 150 s per app and tenant. Batches of 2: a rotation's addPassword and its
-        # removal of the superseded credential.
+        from shared.storage.budget import graph_write_limit
+
+        limit = graph_write_limit(self.settings.graph_writes_per_second)
+        # Batches of 2: a rotation's addPassword and its removal of the superseded credential.
         return self._budget(
-            f"graph-writes|{self.settings.tenant_id}", rate, min(25 * rate, 3000 - 151 * rate), batch=2
+            f"graph-writes|{self.settings.tenant_id}", limit.rate_per_second, limit.burst, batch=2
         )
 
     @cached_property

@@ -85,6 +85,13 @@ class Limit:
     burst: float
 
 
+def graph_write_limit(rate_per_second: float) -> Limit:
+    """The Graph write budget's limit at ``rate_per_second``: its burst plus 151 s of refill (the
+    150 s window and a second of held tokens) stays within Graph's 3,000 writes per 150 s per app
+    and tenant (learn.microsoft.com/graph/throttling-limits, identity and access)."""
+    return Limit(rate_per_second, min(25 * rate_per_second, 3000 - 151 * rate_per_second))
+
+
 class RateBudget:
     """One shared token bucket (see the module docstring)."""
 
