@@ -12,7 +12,9 @@ each request after ``--latency-ms``. ``--instances`` worker instances start, eac
 ``python -m devhost`` process running the real ``function_app`` with the project's host.json (so
 ``batchSize + newBatchThreshold`` jobs at once each) and the default settings: the Graph write
 budget they share is 16 writes/s with a burst of 400. One scan (the timer's run) enqueues every
-due application; the run ends when every rotation has recorded its result.
+due application, and the timer runs again every 15 minutes after it (it enqueues what an earlier
+run left: a row it could not read, or the rest after its time budget); the run ends when every
+rotation has recorded its result.
 
 Reported, as the simulator counted them: the password writes it accepted, the 429s it answered
 (every refused write), the most writes in one 150 s window at any moment; and each application's rotation time
@@ -57,6 +59,7 @@ class ScaleResult:
     instances: int
     concurrency: int
     scan_seconds: float
+    scans: int  # timer runs until every application had its result
     drain_seconds: float
     succeeded: int
     degraded: int  # rotated, with something left to retry (here: an expired secret not removed)
@@ -65,14 +68,15 @@ class ScaleResult:
     max_writes_per_window: int
     worst_slack_seconds: float
     warnings: dict[str, int]  # what the degraded ones logged
+    worker_errors: dict[str, int]  # ERROR lines in the workers' logs, by logger
 
     def rows(self) -> list[str]:
         return [
-            "| applications due | instances x jobs each | scan | last result after the scan | "
+            "| applications due | instances x jobs each | first scan | timer runs | last result after the first scan | "
             "succeeded | password writes | 429s | most writes in any 150 s (quota 3,000) | "
             "slack of the last one (of 45 min) |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-            f"| {self.apps:,} | {self.instances} x {self.concurrency} | {self.scan_seconds:.0f} s | "
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {self.apps:,} | {self.instances} x {self.concurrency} | {self.scan_seconds:.0f} s | {self.scans} | "
             f"{self.drain_seconds / 60:.1f} min | {self.succeeded:,} | {self.writes:,} | "
             f"{self.throttled_writes} | {self.max_writes_per_window:,} | "
             f"{self.worst_slack_seconds / 60:.1f} min |",
@@ -83,11 +87,13 @@ class ScaleResult:
         under = self.throttled_writes == 0 and self.max_writes_per_window <= QUOTA_WRITES
         in_time = self.succeeded == self.apps and self.worst_slack_seconds > 0
         warnings = ", ".join(f"{name}: {count}" for name, count in sorted(self.warnings.items()))
+        errors = ", ".join(f"{name}: {count}" for name, count in sorted(self.worker_errors.items()))
         return (
             f"Under Graph's quota with no 429: {'yes' if under else 'NO'}. All {self.apps:,} rotated "
             f"within 45 minutes of the scan (before expiry with the worst timer phase): "
             f"{'yes' if in_time else 'NO'}."
             + (f" Warnings the degraded ones logged: {warnings}." if warnings else "")
+            + (f" ERROR lines in the workers' logs, by logger: {errors}." if errors else "")
         )
 
 
@@ -259,43 +265,46 @@ def run(apps: int, instances: int, latency_ms: int) -> ScaleResult:
             ports = []
             for number in range(instances):
                 port = _free_port()
-                log = Path(workdir, f"instance-{number}.log").open("wb")
-                workers.append(
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "devhost",
-                            "--no-settings",
-                            "--no-timers",
-                            "--port",
-                            str(port),
-                            "--function-key",
-                            KEY,
-                        ],
-                        cwd=ROOT,
-                        env=environment,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
+                # The worker writes its own copy of the file descriptor; this one closes at once.
+                with Path(workdir, f"instance-{number}.log").open("wb") as output:
+                    workers.append(
+                        subprocess.Popen(
+                            [
+                                sys.executable,
+                                "-m",
+                                "devhost",
+                                "--no-settings",
+                                "--no-timers",
+                                "--port",
+                                str(port),
+                                "--function-key",
+                                KEY,
+                            ],
+                            cwd=ROOT,
+                            env=environment,
+                            stdout=output,
+                            stderr=subprocess.STDOUT,
+                        )
                     )
-                )
                 ports.append(port)
             for port, worker in zip(ports, workers, strict=True):
                 _wait_listening(port, worker, deadline)
             scan_started = time.monotonic()
             scanned_at = datetime.now(UTC)
-            report = loop.run_until_complete(services.scanner.scan())
+            loop.run_until_complete(services.scanner.scan())
             scan_seconds = time.monotonic() - scan_started
-            while report.truncated:  # the rest waits for the timer's next run, as in Azure
-                time.sleep(max(0.0, scan_started + TIMER_PERIOD.total_seconds() - time.monotonic()))
-                scan_started += TIMER_PERIOD.total_seconds()
-                report = loop.run_until_complete(services.scanner.scan())
+            scans, next_timer = 1, scan_started + TIMER_PERIOD.total_seconds()
             app_ids = [app["appId"] for app in directory]
-            # Until the queue is empty (in-flight messages are counted until deleted), then
-            # until every application has its result (a job may end in a retry).
             limit = time.monotonic() + 3 * 3600
             while time.monotonic() < limit:
                 time.sleep(10)
+                if time.monotonic() >= next_timer:
+                    # The timer's next run, as in Azure: it enqueues what the last one left (a
+                    # row it could not read, or the rest after its time budget).
+                    loop.run_until_complete(services.scanner.scan())
+                    scans, next_timer = scans + 1, next_timer + TIMER_PERIOD.total_seconds()
+                # In-flight messages count until deleted: once none is left, every result is in,
+                # or what is missing waits for the next timer run.
                 if loop.run_until_complete(_queued(services)) == 0:
                     results = loop.run_until_complete(_results(services, app_ids))
                     if all(outcome.rotated_at is not None for outcome in results):
@@ -313,6 +322,12 @@ def run(apps: int, instances: int, latency_ms: int) -> ScaleResult:
                     worker.kill()
             loop.close()
         switches = _entra_admin(sims, "switches")
+        errors: dict[str, int] = {}  # the workers' ERROR log lines, by logger
+        for path in Path(workdir).glob("instance-*.log"):
+            for line in path.read_text(errors="replace").splitlines():
+                parts = line.split()
+                if len(parts) > 3 and parts[2] == "ERROR":
+                    errors[parts[3].rstrip(":")] = errors.get(parts[3].rstrip(":"), 0) + 1
     finished = [outcome.rotated_at for outcome in results if outcome.rotated_at is not None]
     last = max(finished) if finished else datetime.now(UTC)
     # The deadline with the worst timer phase: the scan came 15 minutes after they became due.
@@ -322,6 +337,7 @@ def run(apps: int, instances: int, latency_ms: int) -> ScaleResult:
         instances=instances,
         concurrency=concurrency,
         scan_seconds=scan_seconds,
+        scans=scans,
         drain_seconds=(last - scanned_at).total_seconds(),
         succeeded=len(finished),
         degraded=sum(outcome.result == "degraded" for outcome in results),
@@ -330,6 +346,7 @@ def run(apps: int, instances: int, latency_ms: int) -> ScaleResult:
         max_writes_per_window=int(switches["writes_peak"]),
         worst_slack_seconds=(worst_deadline - last).total_seconds(),
         warnings=warnings,
+        worker_errors=errors,
     )
 
 
