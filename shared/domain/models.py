@@ -262,6 +262,9 @@ class RotationClaim(StatusModel):
     # Set as the protocol goes: the new credential, its staged version, addPassword attempts.
     key_id: str | None = None
     key_hint: str | None = None
+    # Entra ID's endDateTime for the new credential, as addPassword answered: what destinations
+    # and the schedule receive, whatever happens to the staged copy's ``exp`` in the vault.
+    key_end: datetime | None = None
     staged_version: str | None = None
     create_attempts: int = 0
     # The last addPassword of this rotation whose answer never came (it may still be applied).

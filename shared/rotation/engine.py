@@ -42,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -597,6 +597,7 @@ class RotationEngine:
                 "step": RotationStep.CREATED,
                 "key_id": new.info.key_id,
                 "key_hint": new.info.hint,
+                "key_end": new.info.end,
                 "create_attempts": claim.create_attempts + 1,
                 "unanswered_create_at": max(unanswered) if unanswered else claim.unanswered_create_at,
             },
@@ -653,7 +654,9 @@ class RotationEngine:
             # here is cleaned up by the resume).
             try:
                 await self._credentials.directory.remove_password(app.object_id, new.info.key_id)
-                await self._lease.write(run, claim={"step": RotationStep.CLAIMED, "key_id": None})
+                await self._lease.write(
+                    run, claim={"step": RotationStep.CLAIMED, "key_id": None, "key_end": None}
+                )
             except Exception as cleanup_error:  # noqa: BLE001 - the resume removes it
                 logger.warning("could not remove unstaged credential: %s", type(cleanup_error).__name__)
             raise
@@ -698,7 +701,8 @@ class RotationEngine:
                 key_id=claim.key_id,
             )
         await self._lease.write(
-            run, claim={"step": RotationStep.CLAIMED, "key_id": None, "staged_version": None}
+            run,
+            claim={"step": RotationStep.CLAIMED, "key_id": None, "key_end": None, "staged_version": None},
         )
 
     async def _staged_secret(self, run: Run) -> VaultSecret | None:
@@ -714,6 +718,9 @@ class RotationEngine:
         staged = await self._staging.get(run.app_id, claim.rotation_id, claim.staged_version)
         if staged is None or staged.tags.get("keyId") != claim.key_id:
             return None
+        if claim.key_end is not None and staged.expires_on != claim.key_end:
+            # The vault's copy lost or changed its expiry: destinations get Entra ID's end date.
+            staged = replace(staged, expires_on=claim.key_end)
         run.staged = staged
         return staged
 

@@ -636,9 +636,11 @@ async def test_the_schedule_follows_entra_ids_end_date_not_the_staged_copys(rota
     staged secret in the rotator's vault. A staged copy whose expiry was removed there left
     ``expiresAt`` empty, which the schedule reads as never rotated: due at once, a new credential
     every timer pass. The retire step records Entra ID's end date for the new credential (from
-    the read it makes anyway), so the next rotation is scheduled from it."""
+    the read it makes anyway), so the next rotation is scheduled from it. Found in a later review:
+    destinations received that copy's expiry too (a Key Vault secret without ``exp``); the claim
+    keeps the end date addPassword answered, and destinations get it."""
     entra_app = rotator.seed_entra_app(passwords=[])
-    await register(rotator, entra_app)
+    await register(rotator, entra_app, destination=True)
     job = await refresh(rotator, entra_app.app_id)
     with contextlib.suppress(WorkerStopped):
         await engine_stopping_after(rotator, "staged").handle(job)
@@ -652,6 +654,8 @@ async def test_the_schedule_follows_entra_ids_end_date_not_the_staged_copys(rota
     status = await rotator.status(entra_app.app_id)
     assert status.current_key_id == new.key_id and new.end is not None
     assert status.expires_at is not None and abs((status.expires_at - new.end).total_seconds()) < 1
+    delivered = rotator.stack.keyvaults["destination"].versions(f"s-{entra_app.app_id}")[-1]
+    assert delivered.expires is not None and abs(delivered.expires - new.end.timestamp()) < 1
     rotator.clock.advance(timedelta(minutes=16))
     assert (await rotator.services.scanner.scan()).enqueued == {}  # not due again
     assert len(rotator.managed(entra_app)) == 1
