@@ -44,6 +44,9 @@ AZURITE_ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 _AZURITE_JS = Path("node_modules", "azurite", "dist", "src", "azurite.js")
+# How long Azurite keeps an idle client connection open, in seconds: longer than aiohttp's pool
+# keeps one (15 s), as Node's later default (65 s, nodejs/node PR 62782) is.
+IDLE_CONNECTION_SECONDS = 65
 _PRELOAD = Path(__file__).resolve().parent / "azurite_preload.js"
 _LISTENING = re.compile(
     r"Azurite (Blob|Queue|Table) service is successfully listening at https?://[^\s:]+:(\d+)"
@@ -195,6 +198,17 @@ class AzuriteProcess:
             "--skipApiVersionCheck",
             # Otherwise Azurite tries to reach the internet.
             "--disableTelemetry",
+            # Azurite closes an idle connection after 5 s (Node 20's http server default,
+            # nodejs.org/api/http.html#serverkeepalivetimeout); the storage SDKs' aiohttp pool
+            # reuses one for up to 15 s (aiohttp TCPConnector keepalive_timeout). A request sent on
+            # a connection Azurite has just closed is reset: under load (40 worker processes) some
+            # failed after the SDK's retries on other stale connections too. The client must close
+            # an idle connection first.
+            *(
+                option
+                for service in ("blob", "queue", "table")
+                for option in (f"--{service}KeepAliveTimeout", str(IDLE_CONNECTION_SECONDS))
+            ),
         ]
         if self._loose:
             argv.append("--loose")

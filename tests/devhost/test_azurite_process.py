@@ -53,3 +53,29 @@ def test_azurite_saves_its_data_when_stopped_after_its_reader_was_killed(tmp_pat
     with AzuriteProcess(tmp_path) as again:
         kept = TableServiceClient.from_connection_string(again.connection_string).get_table_client("kept")
         assert [e["RowKey"] for e in kept.list_entities()] == ["written-just-before-the-kill"]
+
+
+def test_azurite_keeps_an_idle_connection_open_longer_than_the_sdks_pool_reuses_it(tmp_path: Path) -> None:
+    """Found in the scale-out benchmark: under 40 worker processes, storage calls failed with
+    ``ServiceRequestError`` (connection reset) after the SDK's retries. Azurite closed idle
+    connections after Node's default 5 s while the SDKs' aiohttp pool reuses them for 15 s, so a
+    request could go out on a connection Azurite was closing. Azurite now keeps them longer than
+    the pool does; this checks a connection idle for longer than Node's default is still open."""
+    import http.client
+    import socket
+    from urllib.parse import urlparse
+
+    with AzuriteProcess(tmp_path) as azurite:
+        endpoint = urlparse(azurite.table_endpoint)
+        connection = http.client.HTTPConnection(endpoint.hostname or "", endpoint.port, timeout=10)
+        connection.request("GET", f"{endpoint.path}/Tables", headers={"Connection": "keep-alive"})
+        connection.getresponse().read()  # any answer: the connection is then idle, kept alive
+        time.sleep(7)  # Node 20's http server closes an idle connection after 5 s by default
+        assert connection.sock is not None
+        connection.sock.setblocking(False)
+        try:
+            closed = connection.sock.recv(1, socket.MSG_PEEK) == b""
+        except BlockingIOError:
+            closed = False  # nothing to read and not closed: still open
+        connection.close()
+        assert not closed, "Azurite closed an idle connection the SDK's pool would still reuse"
