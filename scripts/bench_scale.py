@@ -1,6 +1,6 @@
 """Benchmark (not a test): a simulated scale-out against Graph's write quota.
 
-    .venv/bin/python -m scripts.bench_scale [--apps 10000] [--instances 40] [--latency-ms 20]
+    .venv/bin/python -m scripts.bench_scale [--apps 10000] [--instances 40] [--latency-ms 20] [--logs DIR]
 
 Method: ``--apps`` applications in the simulated directory, each holding a hand-made secret that
 expires one hour from the start and an expired one; all are registered (rotation on, 21-day
@@ -17,8 +17,10 @@ run left: a row it could not read, or the rest after its time budget); the run e
 rotation has recorded its result.
 
 Reported, as the simulator counted them: the password writes it accepted, the 429s it answered
-(every refused write), the most writes in one 150 s window at any moment; and each application's rotation time
-against its secret's expiry. The threshold is one hour and the timer runs every 15 minutes, so in
+(every refused write), the most writes in one 150 s window at any moment; each application's
+rotation time against its secret's expiry; and, from the simulated directory afterwards, the
+applications not holding exactly their hand-made secret and one new one (a credential created
+twice, or lost). The threshold is one hour and the timer runs every 15 minutes, so in
 the worst case the first scan to see an application comes 15 minutes after it became due: its
 secret then has 45 minutes left. Every rotation must therefore record its result within 45
 minutes of the scan; the slack reported is what remains of those 45 minutes for the last one.
@@ -30,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -69,6 +72,10 @@ class ScaleResult:
     worst_slack_seconds: float
     warnings: dict[str, int]  # what the degraded ones logged
     worker_errors: dict[str, int]  # ERROR lines in the workers' logs, by logger
+    # The directory afterwards: applications holding other than the hand-made secret and one new
+    # one (a credential added twice, or one lost), and those still holding the expired secret.
+    wrong_credentials: int
+    expired_left: int
 
     def rows(self) -> list[str]:
         return [
@@ -86,12 +93,15 @@ class ScaleResult:
         """One sentence: under the quota without a 429, and every rotation within the deadline."""
         under = self.throttled_writes == 0 and self.max_writes_per_window <= QUOTA_WRITES
         in_time = self.succeeded == self.apps and self.worst_slack_seconds > 0
+        clean = self.wrong_credentials == 0
         warnings = ", ".join(f"{name}: {count}" for name, count in sorted(self.warnings.items()))
         errors = ", ".join(f"{name}: {count}" for name, count in sorted(self.worker_errors.items()))
         return (
             f"Under Graph's quota with no 429: {'yes' if under else 'NO'}. All {self.apps:,} rotated "
             f"within 45 minutes of the scan (before expiry with the worst timer phase): "
-            f"{'yes' if in_time else 'NO'}."
+            f"{'yes' if in_time else 'NO'}. Each application holds its hand-made secret and one new "
+            f"one, nothing more: {'yes' if clean else f'NO ({self.wrong_credentials:,} do not)'}"
+            f" ({self.expired_left:,} still hold the expired secret)."
             + (f" Warnings the degraded ones logged: {warnings}." if warnings else "")
             + (f" ERROR lines in the workers' logs, by logger: {errors}." if errors else "")
         )
@@ -197,7 +207,23 @@ def _entra_admin(sims: Any, path: str, switches: dict[str, Any] | None = None) -
         return response.json()
 
 
-def run(apps: int, instances: int, latency_ms: int) -> ScaleResult:
+def _audit_directory(sims: Any, object_ids: list[str]) -> tuple[int, int]:
+    """``(applications not holding exactly the hand-made secret and one other, holding the expired one)``."""
+    trust = ssl.create_default_context(cafile=sims.endpoints["ca_pem"])
+    base = f"{sims.endpoints['servers']['entra']}/_sim/applications"
+    wrong = expired = 0
+    with httpx.Client(verify=trust, timeout=120) as client:
+        for object_id in object_ids:
+            response = client.get(f"{base}/{object_id}")
+            response.raise_for_status()
+            names = [credential["displayName"] for credential in response.json()["passwordCredentials"]]
+            others = [name for name in names if not name.startswith("hand-made")]
+            wrong += names.count("hand-made") != 1 or len(others) != 1
+            expired += "hand-made, expired" in names
+    return wrong, expired
+
+
+def run(apps: int, instances: int, latency_ms: int, logs: Path | None = None) -> ScaleResult:
     from devhost import load_host_json
     from devhost.testing import AzuriteProcess
     from scripts.bench_timer import AZURITE_ARGS
@@ -322,6 +348,11 @@ def run(apps: int, instances: int, latency_ms: int) -> ScaleResult:
                     worker.kill()
             loop.close()
         switches = _entra_admin(sims, "switches")
+        wrong_credentials, expired_left = _audit_directory(sims, [app["id"] for app in directory])
+        if logs is not None:
+            logs.mkdir(parents=True, exist_ok=True)
+            for path in Path(workdir).glob("instance-*.log"):
+                shutil.copy(path, logs / path.name)
         errors: dict[str, int] = {}  # the workers' ERROR log lines, by logger
         for path in Path(workdir).glob("instance-*.log"):
             for line in path.read_text(errors="replace").splitlines():
@@ -347,6 +378,8 @@ def run(apps: int, instances: int, latency_ms: int) -> ScaleResult:
         worst_slack_seconds=(worst_deadline - last).total_seconds(),
         warnings=warnings,
         worker_errors=errors,
+        wrong_credentials=wrong_credentials,
+        expired_left=expired_left,
     )
 
 
@@ -357,8 +390,9 @@ def main() -> None:
     parser.add_argument("--apps", type=int, default=10000)
     parser.add_argument("--instances", type=int, default=40)
     parser.add_argument("--latency-ms", type=int, default=20)
+    parser.add_argument("--logs", type=Path, help="copy the workers' logs to this folder")
     args = parser.parse_args()
-    result = run(args.apps, args.instances, args.latency_ms)
+    result = run(args.apps, args.instances, args.latency_ms, args.logs)
     print("\n".join(result.rows()))
     print(result.verdict())
     print(json.dumps(result.__dict__))
