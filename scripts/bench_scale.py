@@ -197,24 +197,26 @@ async def _warnings(services: Any, outcomes: list[Outcome]) -> dict[str, int]:
     return counts
 
 
+def _entra_admin_client(sims: Any) -> httpx.Client:
+    """A client of the Entra simulator's admin API (``/_sim/...``), trusting its CA."""
+    trust = ssl.create_default_context(cafile=sims.endpoints["ca_pem"])
+    return httpx.Client(base_url=f"{sims.endpoints['servers']['entra']}/_sim", verify=trust, timeout=120)
+
+
 def _entra_admin(sims: Any, path: str, switches: dict[str, Any] | None = None) -> Any:
     """GET (or, with ``switches``, POST) the Entra simulator's ``/_sim/{path}``."""
-    trust = ssl.create_default_context(cafile=sims.endpoints["ca_pem"])
-    url = f"{sims.endpoints['servers']['entra']}/_sim/{path}"
-    with httpx.Client(verify=trust, timeout=120) as client:
-        response = client.get(url) if switches is None else client.post(url, json=switches)
+    with _entra_admin_client(sims) as client:
+        response = client.get(path) if switches is None else client.post(path, json=switches)
         response.raise_for_status()
         return response.json()
 
 
 def _audit_directory(sims: Any, object_ids: list[str]) -> tuple[int, int]:
     """``(applications not holding exactly the hand-made secret and one other, holding the expired one)``."""
-    trust = ssl.create_default_context(cafile=sims.endpoints["ca_pem"])
-    base = f"{sims.endpoints['servers']['entra']}/_sim/applications"
     wrong = expired = 0
-    with httpx.Client(verify=trust, timeout=120) as client:
+    with _entra_admin_client(sims) as client:
         for object_id in object_ids:
-            response = client.get(f"{base}/{object_id}")
+            response = client.get(f"applications/{object_id}")
             response.raise_for_status()
             names = [credential["displayName"] for credential in response.json()["passwordCredentials"]]
             others = [name for name in names if not name.startswith("hand-made")]
